@@ -1,0 +1,95 @@
+"""Prometheus metrics, on a registry of our own so tests and reloads never collide."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Sync runs last from a second to hours; the default buckets stop at 10 s.
+RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
+
+
+class Metrics:
+    """The daemon's metrics; each method is one thing that happened."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.triggers = Counter(
+            "s3syncer_triggers",
+            "Webhook events received, by outcome: accepted (matched a rule), ignored, rejected.",
+            ["command", "outcome"],
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "s3syncer_runs",
+            "Finished runs by reason and result (success or failure).",
+            ["command", "reason", "result"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "s3syncer_run_duration_seconds",
+            "How long runs took.",
+            ["command"],
+            buckets=RUN_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "s3syncer_last_success_timestamp_seconds",
+            "Unix time of the end of the last successful run (0: none since start).",
+            ["command"],
+            registry=self.registry,
+        )
+        self.running_gauge = Gauge(
+            "s3syncer_running",
+            "1 while the command runs.",
+            ["command"],
+            registry=self.registry,
+        )
+        self.pending_gauge = Gauge(
+            "s3syncer_pending_triggers",
+            "Triggers accepted and not yet covered by a started run.",
+            ["command"],
+            registry=self.registry,
+        )
+
+    def add_command(self, name: str) -> None:
+        """Make a command's series exist (at zero) before anything happens to it."""
+        self.last_success.labels(name)
+        self.running_gauge.labels(name).set(0)
+        self.pending_gauge.labels(name).set(0)
+        self.duration.labels(name)
+        for outcome in ("accepted", "ignored"):
+            self.triggers.labels(name, outcome)
+
+    def triggered(self, name: str, accepted: int, ignored: int) -> None:
+        """Count the events of one webhook request."""
+        if accepted:
+            self.triggers.labels(name, "accepted").inc(accepted)
+        if ignored:
+            self.triggers.labels(name, "ignored").inc(ignored)
+
+    def rejected(self, name: str) -> None:
+        """Count a request that was refused (bad body, no token, full buffer)."""
+        self.triggers.labels(name, "rejected").inc()
+
+    def pending(self, name: str, count: int) -> None:
+        """Set the number of pending triggers."""
+        self.pending_gauge.labels(name).set(count)
+
+    def running(self, name: str, running: bool) -> None:
+        """Mark the command as running or not."""
+        self.running_gauge.labels(name).set(1 if running else 0)
+
+    def run_finished(self, name: str, reason: str, ok: bool, duration: float) -> None:
+        """Record a finished run."""
+        self.runs.labels(name, reason, "success" if ok else "failure").inc()
+        self.duration.labels(name).observe(duration)
+        if ok:
+            self.last_success.labels(name).set(time.time())
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,264 @@
+"""Run one command as a process group: argv, no shell, output logged as it comes.
+
+The process gets a session (and so a process group) of its own. Whatever
+ends a run, a clean exit, a timeout or a shutdown, every process left in the
+group gets SIGTERM and, after ``kill_grace`` seconds, SIGKILL: no process of
+a run outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from .config import CommandConfig
+from .runner import RunRequest, RunResult
+
+log = logging.getLogger("s3syncer.process")
+output_log = logging.getLogger("s3syncer.output")
+
+KILL_GRACE = 10.0
+TAIL_BYTES = 64 * 1024
+MAX_LINE_BYTES = 8 * 1024
+MAX_LOGGED_BYTES = 1024 * 1024  # per run; the tail still keeps the end of the output
+GROUP_POLL = 0.05
+DRAIN_AFTER_EXIT = 1.0
+
+
+class OutputSink:
+    """Logs a run's output line by line, within a budget, and keeps its last bytes."""
+
+    def __init__(self, command: str, run_id: int, *, tail_bytes: int = TAIL_BYTES) -> None:
+        self.command = command
+        self.run_id = run_id
+        self._tail = bytearray()
+        self._tail_bytes = tail_bytes
+        self._logged = 0
+        self._dropped_lines = 0
+
+    def feed(self, stream: str, line: bytes) -> None:
+        """Take one line (without its newline) of ``stream``."""
+        self._tail += line + b"\n"
+        if len(self._tail) > self._tail_bytes:
+            del self._tail[: len(self._tail) - self._tail_bytes]
+        if self._logged >= MAX_LOGGED_BYTES:
+            self._dropped_lines += 1
+            return
+        self._logged += len(line)
+        text = line.decode("utf-8", "replace")
+        output_log.info(
+            "%s | %s",
+            self.command,
+            text,
+            extra={"command": self.command, "run_id": self.run_id, "stream": stream},
+        )
+        if self._logged >= MAX_LOGGED_BYTES:
+            log.warning(
+                "%s: run %d wrote over %d bytes; the rest of its output is not logged",
+                self.command,
+                self.run_id,
+                MAX_LOGGED_BYTES,
+                extra={"command": self.command, "run_id": self.run_id},
+            )
+
+    def close(self) -> None:
+        """Say how much output went unlogged, if any."""
+        if self._dropped_lines:
+            log.warning(
+                "%s: run %d: %d output lines not logged",
+                self.command,
+                self.run_id,
+                self._dropped_lines,
+                extra={"command": self.command, "run_id": self.run_id},
+            )
+
+    @property
+    def tail(self) -> str:
+        """The last bytes of output, as text."""
+        return bytes(self._tail).decode("utf-8", "replace")
+
+
+async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink) -> None:
+    """Feed ``stream`` to ``sink`` a line at a time; overlong lines are split."""
+    partial_line = bytearray()
+    async with stream:
+        async for chunk in stream:
+            partial_line += chunk
+            while True:
+                end = partial_line.find(b"\n")
+                if end < 0:
+                    break
+                sink.feed(name, bytes(partial_line[:end]).rstrip(b"\r"))
+                del partial_line[: end + 1]
+            while len(partial_line) >= MAX_LINE_BYTES:
+                sink.feed(name, bytes(partial_line[:MAX_LINE_BYTES]))
+                del partial_line[:MAX_LINE_BYTES]
+    if partial_line:
+        sink.feed(name, bytes(partial_line))
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+async def _wait_group_gone(pgid: int) -> None:
+    # The kernel offers no event for "this process group is empty"; poll it.
+    while _group_alive(pgid):  # noqa: ASYNC110
+        await trio.sleep(GROUP_POLL)
+
+
+async def end_group(pgid: int, kill_grace: float = KILL_GRACE) -> None:
+    """SIGTERM every process in group ``pgid``, then SIGKILL what is left after the grace."""
+    if not _group_alive(pgid):
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    with trio.move_on_after(kill_grace):
+        await _wait_group_gone(pgid)
+        return
+    log.warning("process group %d outlived SIGTERM by %gs; sending SIGKILL", pgid, kill_grace)
+    _signal_group(pgid, signal.SIGKILL)
+    with trio.move_on_after(kill_grace):
+        await _wait_group_gone(pgid)
+
+
+class ProcessLauncher:
+    """Launches commands for runners: ``await launcher(command, request)``."""
+
+    def __init__(
+        self,
+        *,
+        kill_grace: float = KILL_GRACE,
+        events_dir: str | None = None,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kill_grace = kill_grace
+        self.events_dir = events_dir
+        self.base_env = base_env
+
+    async def __call__(self, command: CommandConfig, request: RunRequest) -> RunResult:
+        """Run ``command`` once for ``request`` and say how it ended."""
+        sink = OutputSink(command.name, request.run_id)
+        try:
+            events_file = await trio.to_thread.run_sync(self._write_events, command, request)
+        except OSError as exc:
+            return RunResult(error=f"cannot write the events file: {exc}")
+        try:
+            env = self._environment(command, request, events_file)
+            timeout = command.timeout if command.timeout is not None else math.inf
+            with trio.move_on_after(timeout) as deadline:
+                result = await self._execute(command, env, sink)
+            if deadline.cancelled_caught:
+                result = RunResult(timed_out=True)
+                log.warning(
+                    "%s: run %d timed out after %gs",
+                    command.name,
+                    request.run_id,
+                    timeout,
+                    extra={"command": command.name, "run_id": request.run_id},
+                )
+        finally:
+            sink.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_remove, events_file)
+        return RunResult(
+            exit_code=result.exit_code,
+            signal=result.signal,
+            timed_out=result.timed_out,
+            error=result.error,
+            output_tail=sink.tail,
+        )
+
+    def _environment(
+        self, command: CommandConfig, request: RunRequest, events_file: str
+    ) -> dict[str, str]:
+        env = dict(os.environ if self.base_env is None else self.base_env)
+        env.update(command.env)
+        env["S3SYNCER_COMMAND"] = command.name
+        env["S3SYNCER_REASON"] = request.reason
+        env["S3SYNCER_EVENTS_FILE"] = events_file
+        return env
+
+    def _write_events(self, command: CommandConfig, request: RunRequest) -> str:
+        document = request.events.to_json(command.name, request.reason)
+        fd, path = tempfile.mkstemp(
+            prefix=f"s3syncer-{command.name}-{request.run_id}-", suffix=".json", dir=self.events_dir
+        )
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+        return path
+
+    async def _execute(
+        self, command: CommandConfig, env: dict[str, str], sink: OutputSink
+    ) -> RunResult:
+        run = partial(
+            trio.run_process,
+            command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+            cwd=command.workdir,
+            env=env,
+            start_new_session=True,
+            deliver_cancel=partial(_deliver_cancel, kill_grace=self.kill_grace),
+        )
+        async with trio.open_nursery() as nursery:
+            try:
+                process: trio.Process = await nursery.start(run)
+            except OSError as exc:
+                return RunResult(error=_start_error(command, exc))
+            assert process.stdout is not None and process.stderr is not None
+            async with trio.open_nursery() as readers:
+                readers.start_soon(pump_lines, process.stdout, "stdout", sink)
+                readers.start_soon(pump_lines, process.stderr, "stderr", sink)
+                try:
+                    returncode = await process.wait()
+                finally:
+                    # The leader is gone (or being killed): its children must not outlive it.
+                    with trio.CancelScope(shield=True):
+                        await end_group(process.pid, self.kill_grace)
+                # A grandchild that held the pipes is dead now: read what it left, briefly.
+                readers.cancel_scope.deadline = trio.current_time() + DRAIN_AFTER_EXIT
+        if returncode < 0:
+            return RunResult(signal=-returncode)
+        return RunResult(exit_code=returncode)
+
+
+async def _deliver_cancel(process: trio.Process, *, kill_grace: float) -> None:
+    await end_group(process.pid, kill_grace)
+
+
+def _start_error(command: CommandConfig, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if command.workdir is not None and exc.filename == command.workdir:
+        return f"cannot start: workdir {command.workdir}: {reason}"
+    if not Path(command.workdir or ".").is_dir():
+        return f"cannot start: workdir {command.workdir}: {reason}"
+    return f"cannot start {command.cmd}: {reason}"
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
