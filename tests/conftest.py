@@ -1,0 +1,29 @@
+"""Shared test fixtures: the real registry bodies from ../shared/fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(
+    os.environ.get("S3SYNCER_FIXTURES", REPO.parent / "shared" / "fixtures" / "distribution-2.8")
+)
+# Bodies whose events are tagged manifest pushes: the only ones the default rule accepts.
+TAGGED_PUSHES = frozenset({"02-push-manifest-tag-v1.json", "05-push-manifest-tag-latest.json"})
+
+
+def fixture_files() -> list[Path]:
+    """Every real registry request body, in the order the registry sent them."""
+    files = sorted(FIXTURES.glob("*.json"))
+    if not files:
+        raise RuntimeError(f"no registry fixtures in {FIXTURES}")
+    return files
+
+
+@pytest.fixture
+def fixture_bodies() -> dict[str, bytes]:
+    """File name -> exact body the registry POSTed."""
+    return {path.name: path.read_bytes() for path in fixture_files()}

@@ -1,0 +1,465 @@
+"""The runner's timing, under trio's MockClock with a fake launcher: spec section 3."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+from s3syncer.config import CommandConfig, Retry
+from s3syncer.events import Event, EventLog
+from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
+
+OK = RunResult(exit_code=0)
+FAILED = RunResult(exit_code=1)
+
+
+@dataclass
+class Run:
+    """What the fake launcher saw of one run."""
+
+    command: str
+    reason: str
+    start: float
+    end: float
+    triggers: int
+    events: list[str | None]
+    truncated: bool
+
+
+@dataclass
+class FakeLaunch:
+    """Stands in for a process: takes ``duration`` seconds, returns ``results`` in turn."""
+
+    duration: float = 1.0
+    results: list[RunResult] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    running: dict[str, int] = field(default_factory=dict)
+    most_at_once: int = 0
+    most_of_one_command: int = 0
+    origin: float = 0.0
+
+    async def __call__(self, command: CommandConfig, request: RunRequest) -> RunResult:
+        start = trio.current_time() - self.origin
+        self.running[command.name] = self.running.get(command.name, 0) + 1
+        self.most_at_once = max(self.most_at_once, sum(self.running.values()))
+        self.most_of_one_command = max(self.most_of_one_command, self.running[command.name])
+        try:
+            await trio.sleep(self.duration)
+        finally:
+            self.running[command.name] -= 1
+        self.runs.append(
+            Run(
+                command=command.name,
+                reason=request.reason,
+                start=start,
+                end=trio.current_time() - self.origin,
+                triggers=request.triggers,
+                events=[event.id for event in request.events],
+                truncated=request.events.truncated,
+            )
+        )
+        return self.results.pop(0) if self.results else OK
+
+    def starts(self) -> list[float]:
+        """When each run started, relative to the test's origin."""
+        return [run.start for run in self.runs]
+
+    def reasons(self) -> list[str]:
+        """The reason of each run, in order."""
+        return [run.reason for run in self.runs]
+
+
+def command(**overrides: object) -> CommandConfig:
+    """A command with a 3 s delay and a 60 s maxDelay unless told otherwise."""
+    base = CommandConfig(name="push", cmd="true", delay=3.0, max_delay=60.0)
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def event(event_id: str | None, tag: str = "v1") -> Event:
+    """A tagged manifest push, as the registry sends it."""
+    raw = {"id": event_id, "action": "push", "target": {"repository": "team/app", "tag": tag}}
+    return Event(event_id, "push", "team/app", tag, None, raw)
+
+
+def trigger(*events: Event) -> Trigger:
+    """A webhook trigger carrying ``events``."""
+    return Trigger("event", tuple(events))
+
+
+@asynccontextmanager
+async def running(
+    launch: FakeLaunch, *commands: CommandConfig, **kwargs: object
+) -> AsyncIterator[list[Runner]]:
+    """Start a runner for each command; cancel them all on exit. Time 0 is the start."""
+    launch.origin = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        runners = [
+            await nursery.start(Runner(cmd, launch, **kwargs).run)  # type: ignore[arg-type]
+            for cmd in commands
+        ]
+        yield runners
+        nursery.cancel_scope.cancel()
+
+
+async def at(launch: FakeLaunch, seconds: float) -> None:
+    """Sleep until ``seconds`` after the test's origin."""
+    await trio.sleep_until(launch.origin + seconds)
+
+
+def send(runner: Runner, item: Trigger, times: int = 1) -> None:
+    """Deliver ``item`` as the web handler does: without waiting."""
+    for _ in range(times):
+        runner.send_channel.send_nowait(item)
+
+
+# 1. A trigger starts or restarts the quiet period; maxDelay caps the wait.
+
+
+async def test_a_burst_of_1000_triggers_makes_one_run_delay_after_the_last(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command()) as [runner]:
+        for i in range(1000):
+            await at(launch, i * 0.001)
+            send(runner, trigger(event(f"e{i}")))
+        await at(launch, 100)
+    assert launch.starts() == [pytest.approx(0.999 + 3.0)]
+    assert launch.runs[0].triggers == 1000
+    assert launch.reasons() == ["event"]
+
+
+async def test_a_single_trigger_runs_after_exactly_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(delay=5.0)) as [runner]:
+        await at(launch, 10)
+        send(runner, trigger(event("a")))
+        await at(launch, 14.999)
+        assert launch.running.get("push", 0) == 0, "ran before the quiet period was over"
+        await at(launch, 100)
+    assert launch.starts() == [pytest.approx(15.0)]
+
+
+async def test_a_steady_stream_every_half_delay_still_runs_at_max_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=0.1)
+    async with running(launch, command(delay=2.0, max_delay=10.3)) as [runner]:
+        for i in range(30):  # every delay/2 from 0 to 29 s
+            await at(launch, i * 1.0)
+            send(runner, trigger())
+        await at(launch, 100)
+    # Without maxDelay nothing would run before 31. With it: the first trigger at 0 runs
+    # at 10.3; the next one pending (11) runs at 21.3; the stream ends at 29, quiet at 31.
+    assert launch.starts() == [pytest.approx(10.3), pytest.approx(21.3), pytest.approx(31.0)]
+    assert [run.triggers for run in launch.runs] == [11, 11, 8]
+
+
+# 2. Triggers during a run: exactly one follow-up, delay after the last, not before the end.
+
+
+async def test_triggers_during_a_run_make_exactly_one_follow_up_delay_after_the_last(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=20.0)
+    async with running(launch, command(delay=3.0)) as [runner]:
+        send(runner, trigger(event("first")))  # run 1: 3..23
+        for i in range(50):
+            await at(launch, 15 + i * 0.1)  # during the run; the last at 19.9
+            send(runner, trigger(event(f"during{i}")))
+        await at(launch, 22)
+        assert len(launch.runs) == 0 and launch.running["push"] == 1
+        await at(launch, 200)
+    # 19.9 + 3 = 22.9 falls inside the run, so the follow-up starts when the run ends.
+    assert launch.starts() == [pytest.approx(3.0), pytest.approx(23.0)]
+    assert launch.runs[1].triggers == 50
+    assert launch.most_of_one_command == 1
+
+
+async def test_follow_up_waits_delay_after_a_trigger_near_the_end_of_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=10.0)
+    async with running(launch, command(delay=3.0)) as [runner]:
+        send(runner, trigger())  # run 1: 3..13
+        await at(launch, 12)
+        send(runner, trigger())
+        await at(launch, 100)
+    assert launch.starts() == [pytest.approx(3.0), pytest.approx(15.0)]
+
+
+async def test_one_command_never_overlaps_itself_and_two_commands_run_in_parallel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=30.0)
+    push, other = command(name="push"), command(name="other")
+    async with running(launch, push, other) as runners:
+        for second in range(0, 120, 2):
+            await at(launch, second)
+            for runner in runners:
+                send(runner, trigger())
+        await at(launch, 400)
+    assert launch.most_of_one_command == 1
+    assert launch.most_at_once == 2
+    for name in ("push", "other"):
+        runs = [run for run in launch.runs if run.command == name]
+        for before, after in itertools.pairwise(runs):
+            assert after.start >= before.end
+
+
+# 3. reconcile
+
+
+async def test_reconcile_runs_when_nothing_ran_for_that_long_since_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=5.0)
+    async with running(launch, command(reconcile=60.0)):
+        await at(launch, 200)
+    # 60, then 60 after each end: 60..65, 125..130, 190..195
+    assert launch.starts() == [pytest.approx(60.0), pytest.approx(125.0), pytest.approx(190.0)]
+    assert set(launch.reasons()) == {"reconcile"}
+
+
+async def test_reconcile_counts_from_the_end_of_the_last_run_whatever_started_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=5.0)
+    async with running(launch, command(reconcile=60.0, delay=3.0)) as [runner]:
+        await at(launch, 40)
+        send(runner, trigger())  # event run 43..48
+        await at(launch, 120)
+    assert launch.starts() == [pytest.approx(43.0), pytest.approx(108.0)]
+    assert launch.reasons() == ["event", "reconcile"]
+
+
+# 4. runAt
+
+
+def wall_clock_from(base: datetime) -> Callable[[], datetime]:
+    """A wall clock that moves with trio's (mock) clock."""
+    origin = trio.current_time()
+    return lambda: base + timedelta(seconds=trio.current_time() - origin)
+
+
+BASE = datetime(2026, 11, 29, 2, 59, 0, tzinfo=UTC)
+
+
+async def test_run_at_starts_a_run_at_each_tick(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch(duration=1.0)
+    cmd = command(run_at="*/5 * * * *")
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        await at(launch, 60)
+        assert runner.next_schedule() is not None
+        await at(launch, 60 + 15 * 60 + 10)
+    # 03:00, 03:05, 03:10, 03:15 -> 60 s, 360 s, 660 s, 960 s after 02:59
+    assert launch.starts() == [pytest.approx(s) for s in (60.0, 360.0, 660.0, 960.0)]
+    assert set(launch.reasons()) == {"schedule"}
+
+
+async def test_a_tick_during_a_run_coalesces_into_the_follow_up_like_a_trigger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=100.0)
+    cmd = command(run_at="0 3 * * *", delay=3.0)
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        await at(launch, 30)
+        send(runner, trigger())  # event run 33..133; the 03:00 tick (60 s) falls inside
+        await at(launch, 40)
+        send(runner, trigger())
+        await at(launch, 1000)
+    assert launch.starts() == [pytest.approx(33.0), pytest.approx(133.0)]
+    assert len(launch.runs) == 2
+
+
+# 5. runOnStart; 6. disable
+
+
+async def test_run_on_start_runs_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(run_on_start=True, delay=30.0)):
+        await at(launch, 100)
+    assert launch.starts() == [0.0]
+    assert launch.reasons() == ["startup"]
+
+
+async def test_a_disabled_command_never_runs(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch()
+    cmd = command(disable=True, run_on_start=True, reconcile=10.0, run_at="* * * * *")
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        send(runner, trigger(), times=100)
+        await at(launch, 1000)
+        assert runner.state == "disabled"
+    assert launch.runs == []
+
+
+# 7. failures and retry
+
+
+async def test_retry_doubles_its_backoff_and_stops_after_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=1.0, results=[FAILED] * 10)
+    cmd = command(delay=3.0, retry=Retry(attempts=3, backoff=10.0))
+    async with running(launch, cmd) as [runner]:
+        send(runner, trigger(event("a")))
+        await at(launch, 1000)
+        assert runner.failures == 4
+        send(runner, trigger(event("b")))  # the next trigger always runs it again
+        await at(launch, 1010)
+    # 3..4 fails; retry 1 at 4+10; 15 fails; retry 2 at 15+20; 36 fails; retry 3 at 36+40.
+    assert launch.starts()[:4] == [pytest.approx(s) for s in (3.0, 14.0, 35.0, 76.0)]
+    assert launch.reasons() == ["event", "retry", "retry", "retry", "event"]
+    assert launch.starts()[4] == pytest.approx(1003.0)
+    # The events of the failed runs are never dropped: the next run still covers them.
+    assert launch.runs[4].events == ["a", "b"]
+
+
+async def test_a_success_resets_the_retry_count(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch(duration=1.0, results=[FAILED, OK, FAILED, FAILED])
+    cmd = command(delay=3.0, retry=Retry(attempts=1, backoff=10.0))
+    async with running(launch, cmd) as [runner]:
+        send(runner, trigger())
+        await at(launch, 100)
+        send(runner, trigger())
+        await at(launch, 200)
+    assert launch.reasons() == ["event", "retry", "event", "retry"]
+    assert launch.starts() == [pytest.approx(s) for s in (3.0, 14.0, 103.0, 114.0)]
+
+
+async def test_triggers_during_the_backoff_coalesce_into_the_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=1.0, results=[FAILED])
+    cmd = command(delay=3.0, retry=Retry(attempts=2, backoff=30.0))
+    async with running(launch, cmd) as [runner]:
+        send(runner, trigger(event("a")))  # 3..4 fails, retry at 34
+        for i in range(5):
+            await at(launch, 10 + i)
+            send(runner, trigger(event(f"b{i}")))
+        assert runner.state == "backoff"
+        await at(launch, 100)
+    assert launch.starts() == [pytest.approx(3.0), pytest.approx(34.0)]
+    assert launch.reasons() == ["event", "retry"]
+    assert launch.runs[1].events == ["a", "b0", "b1", "b2", "b3", "b4"]
+
+
+# Events a run covers: arrival order, de-duplicated by id, bounded.
+
+
+async def test_distinct_events_and_resends_during_a_run_give_one_follow_up_with_each_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=10.0)
+    async with running(launch, command()) as [runner]:
+        send(runner, trigger(event("first")))
+        await at(launch, 5)  # running 3..13
+        for i in range(50):
+            send(runner, trigger(event(f"push{i}", tag=f"v{i}")))
+        for _ in range(50):
+            send(runner, trigger(event("push7", tag="v7")))  # the registry resending
+        send(runner, trigger(event("first")))  # an event id the running run already has
+        await at(launch, 100)
+    assert len(launch.runs) == 2
+    follow_up = launch.runs[1]
+    assert follow_up.events == [f"push{i}" for i in range(50)] + ["first"]
+    assert follow_up.triggers == 101
+
+
+async def test_the_events_of_one_run_are_bounded_and_say_when_truncated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command()) as [runner]:
+        for batch in range(12):
+            send(runner, trigger(*(event(f"{batch}-{i}") for i in range(1000))))
+            await trio.lowlevel.checkpoint()
+        await at(launch, 100)
+    assert len(launch.runs) == 1
+    assert len(launch.runs[0].events) == 10_000
+    assert launch.runs[0].truncated
+    assert launch.runs[0].triggers == 12
+
+
+# Status and shutdown
+
+
+async def test_status_follows_the_runner(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch(duration=10.0)
+    async with running(launch, command(reconcile=3600.0)) as [runner]:
+        assert runner.state == "idle"
+        send(runner, trigger(), times=7)
+        await at(launch, 1)
+        assert (runner.state, runner.pending_triggers) == ("waiting", 7)
+        await at(launch, 5)
+        assert (runner.state, runner.pending_triggers) == ("running", 0)
+        await at(launch, 20)
+        assert runner.state == "idle"
+        assert runner.last_run is not None and runner.last_run.triggers == 7
+        assert runner.last_run.result == OK
+        assert runner.next_reconcile() is not None
+
+
+async def test_stop_lets_the_running_run_finish_and_drops_pending_triggers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=10.0)
+    async with running(launch, command()) as [runner]:
+        send(runner, trigger())
+        await at(launch, 5)  # running 3..13
+        send(runner, trigger())
+        runner.stop()
+        with trio.fail_after(20):
+            await runner.stopped.wait()
+    assert launch.starts() == [pytest.approx(3.0)]
+    assert launch.runs[0].end == pytest.approx(13.0)
+
+
+async def test_stop_while_idle_returns_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(reconcile=10.0)) as [runner]:
+        runner.stop()
+        start = trio.current_time()
+        await runner.stopped.wait()
+        assert trio.current_time() == start
+    assert launch.runs == []
+
+
+async def test_a_full_trigger_buffer_refuses_instead_of_blocking(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(), buffer=10) as [runner]:
+        accepted = 0
+        with pytest.raises(trio.WouldBlock):
+            for _ in range(100):
+                send(runner, trigger())
+                accepted += 1
+        # The buffer, plus the one handed straight to the waiting runner.
+        assert accepted == 11
+        await trio.sleep(0.001)  # the runner drains its channel whenever it gets to run
+        send(runner, trigger(), times=10)
+        await at(launch, 100)
+    assert len(launch.runs) == 1
+    assert launch.runs[0].triggers == 21
+
+
+def _ids(events: Iterable[Event]) -> list[str | None]:
+    return [e.id for e in events]
+
+
+def test_event_log_keeps_arrival_order_and_drops_resent_ids() -> None:
+    log = EventLog(limit=3)
+    log.extend([event("a"), event("b"), event("a"), event(None), event("c")])
+    assert _ids(log) == ["a", "b", None]
+    assert log.truncated
