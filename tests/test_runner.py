@@ -463,3 +463,41 @@ def test_event_log_keeps_arrival_order_and_drops_resent_ids() -> None:
     log.extend([event("a"), event("b"), event("a"), event(None), event("c")])
     assert _ids(log) == ["a", "b", None]
     assert log.truncated
+
+
+# Durable state: a successful run settles exactly the journal batches it covered.
+
+
+async def test_a_successful_run_settles_the_batches_it_covered_and_a_failed_one_none(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settled: list[int] = []
+
+    async def settle(seq: int) -> None:
+        settled.append(seq)
+
+    launch = FakeLaunch(duration=10.0, results=[FAILED, OK, OK])
+    async with running(launch, command(), settle=settle) as [runner]:
+        send(runner, Trigger("event", (event("a"),), seq=1))
+        send(runner, Trigger("event", (event("b"),), seq=2))
+        await at(launch, 5)  # run 1 (batches 1, 2) runs 3..13 and fails
+        send(runner, Trigger("event", (event("c"),), seq=3))
+        await at(launch, 20)
+        assert settled == []
+        # run 2 (13..23) covers the failed run's events and batch 3
+        send(runner, Trigger("event", (event("d"),), seq=4))  # during run 2
+        await at(launch, 100)
+    assert [run.events for run in launch.runs] == [["a", "b"], ["a", "b", "c"], ["d"]]
+    assert settled == [3, 4]
+
+
+async def test_a_recovered_trigger_runs_at_once_and_marks_its_events_truncated(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(delay=30.0)) as [runner]:
+        send(runner, Trigger("recovered", (event("a"),), immediate=True, truncated=True))
+        await at(launch, 100)
+    assert launch.starts() == [0.0]
+    assert launch.reasons() == ["recovered"]
+    assert launch.runs[0].truncated

@@ -46,6 +46,8 @@ class Trigger:
     reason: Reason
     events: tuple[Event, ...] = ()
     immediate: bool = False
+    seq: int = 0  # the journal batch that recorded these events (durable state), if any
+    truncated: bool = False  # some events of this trigger are unknown: sync everything
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class RunRequest:
     reason: Reason
     events: EventLog
     triggers: int
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class RunResult:
 
 
 Launch = Callable[[CommandConfig, RunRequest], Awaitable[RunResult]]
+Settle = Callable[[int], Awaitable[None]]
 
 
 @dataclass
@@ -115,6 +119,7 @@ class Pending:
         self.forced_at: float | None = None
         self.triggers = 0
         self.events = events if events is not None else EventLog()
+        self.seq = 0
 
     def due(self, max_delay: float) -> float:
         """When the run should start: the quiet period or maxDelay, or a forced time."""
@@ -160,14 +165,17 @@ class Runner:
         metrics: Metrics | None = None,
         wall_clock: Callable[[], datetime] = system_wall_clock,
         buffer: int = TRIGGER_BUFFER,
+        settle: Settle | None = None,
     ) -> None:
         self.command = command
         self._launch = launch
+        self._settle = settle
         self._metrics = metrics or Metrics()
         self._wall_clock = wall_clock
         self.send_channel, self._receive = trio.open_memory_channel[Trigger](buffer)
         self._pending: Pending | None = None
         self._carry: EventLog | None = None
+        self._carry_seq = 0
         self._attempt = 0
         self._run_count = 0
         self._started_at = 0.0
@@ -301,6 +309,8 @@ class Runner:
         pending = self._ensure_pending(trigger.reason, now)
         pending.triggers += 1
         pending.events.extend(trigger.events)
+        pending.events.truncated = pending.events.truncated or trigger.truncated
+        pending.seq = max(pending.seq, trigger.seq)
         if trigger.immediate or trigger.reason in IMMEDIATE_REASONS:
             pending.force(trigger.reason, now)
         elif pending.reason != "retry":
@@ -311,7 +321,8 @@ class Runner:
     def _ensure_pending(self, reason: Reason, now: float) -> Pending:
         if self._pending is None:
             self._pending = Pending(reason, now, self._carry)
-            self._carry = None
+            self._pending.seq = self._carry_seq
+            self._carry, self._carry_seq = None, 0
         return self._pending
 
     def _report_dropped(self) -> None:
@@ -329,7 +340,9 @@ class Runner:
         if pending.reason != "retry":
             self._attempt = 0
         self._run_count += 1
-        request = RunRequest(self._run_count, pending.reason, pending.events, pending.triggers)
+        request = RunRequest(
+            self._run_count, pending.reason, pending.events, pending.triggers, pending.seq
+        )
         record = RunRecord(
             run_id=request.run_id,
             reason=request.reason,
@@ -355,6 +368,8 @@ class Runner:
         record.result = result
         self.last_run = record
         self._finish(request, result, self._last_end - started)
+        if result.ok and self._settle is not None:
+            await self._settle(request.seq)
 
     async def _collect_during_run(self) -> None:
         while True:
@@ -385,7 +400,7 @@ class Runner:
         if retry is not None and self._attempt < retry.attempts and not self._stopping:
             self._attempt += 1
             wait = retry.delay_before(self._attempt)
-            self._schedule_retry(request.events, wait)
+            self._schedule_retry(request, wait)
             log.warning(
                 "%s: run %d failed (%s) after %.2fs; retry %d of %d in %gs",
                 *(name, request.run_id, result.describe(), duration),
@@ -395,14 +410,14 @@ class Runner:
             return
         self._attempt = 0
         # Nothing accepted is lost: the next run, whatever starts it, covers these events.
-        self._carry_forward(request.events)
+        self._carry_forward(request)
         log.error(
             "%s: run %d failed (%s) after %.2fs",
             *(name, request.run_id, result.describe(), duration),
             extra=extra,
         )
 
-    def _schedule_retry(self, failed: EventLog, wait: float) -> None:
+    def _schedule_retry(self, failed: RunRequest, wait: float) -> None:
         now = trio.current_time()
         self._carry_forward(failed)
         pending = self._ensure_pending("retry", now)
@@ -410,7 +425,8 @@ class Runner:
         pending.quiet_until = None
         pending.forced_at = now + wait
 
-    def _carry_forward(self, events: EventLog) -> None:
+    def _carry_forward(self, failed: RunRequest) -> None:
+        events = failed.events
         if not len(events) and not events.truncated:
             return
         carried = EventLog()
@@ -420,9 +436,11 @@ class Runner:
         if self._pending is not None:
             carried.merge(self._pending.events)
             self._pending.events = carried
-            self._carry = None
+            self._pending.seq = max(self._pending.seq, failed.seq, self._carry_seq)
+            self._carry, self._carry_seq = None, 0
         else:
             self._carry = carried
+            self._carry_seq = max(self._carry_seq, failed.seq)
 
 
 def _log_start(name: str, request: RunRequest) -> None:
@@ -433,15 +451,20 @@ def _log_start(name: str, request: RunRequest) -> None:
         "triggers": request.triggers,
         "events": len(request.events),
     }
+    events = _count(len(request.events), "event")
     if request.triggers > 1:
         log.info(
-            "%s: %d triggers coalesced into run %d (reason %s, %d events)",
-            *(name, request.triggers, request.run_id, request.reason, len(request.events)),
+            "%s: %d triggers coalesced into run %d (reason %s, %s)",
+            *(name, request.triggers, request.run_id, request.reason, events),
             extra=extra,
         )
     else:
         log.info(
-            "%s: run %d started (reason %s, %d events)",
-            *(name, request.run_id, request.reason, len(request.events)),
+            "%s: run %d started (reason %s, %s)",
+            *(name, request.run_id, request.reason, events),
             extra=extra,
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
