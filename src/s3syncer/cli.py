@@ -108,6 +108,13 @@ def check(config_flag: str | None) -> int:
     config = _load(config_flag)
     if config is None:
         return EXIT_USAGE
+    if config.listen is not None:
+        # serve would refuse this address at start; a check that says OK must not.
+        try:
+            parse_listen(config.listen)
+        except ListenError as exc:
+            print(f"{config.source}: listen: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     print(summarise(config))
     return EXIT_OK
 

@@ -209,7 +209,8 @@ class _Checker:
         self.errors: list[str] = []
 
     def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
+        # The document itself has the empty path; name it so no line starts with ": ".
+        self.errors.append(f"{path or 'top level'}: {message}")
 
     def mapping(self, path: str, value: object, known: frozenset[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
@@ -263,6 +264,9 @@ def _describe(value: object) -> str:
 
 
 def _show(value: object) -> str:
+    # Echo values as they were written in YAML (`true`, not Python's `True`).
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
@@ -330,7 +334,10 @@ def _read_config(
         top, "stateDir", "", lambda p, v: checker.typed(p, v, str, "a string")
     )
     grace = checker.optional(top, "shutdownGrace", "", checker.duration)
-    auth = _read_auth(checker, top.get("auth"), env)
+    # A bare `auth:` (its settings commented out) must not silently turn auth off:
+    # read it as an empty mapping, which asks for a token.
+    auth_value = {} if "auth" in top and top["auth"] is None else top.get("auth")
+    auth = _read_auth(checker, auth_value, env)
     commands = _read_commands(checker, top.get("commands"))
     return Config(
         commands=commands,
@@ -365,7 +372,8 @@ def _read_auth(checker: _Checker, value: object, env: Mapping[str, str]) -> Auth
     if token is None or not token.strip():
         if token is not None:
             checker.error("auth.token", "is empty")
-        elif token_file is None:
+        elif "token" not in data and "tokenFile" not in data:
+            # When a key is present but unusable, its own error already says why.
             checker.error("auth", "needs token or tokenFile")
         return None
     return AuthConfig(token.strip())
@@ -398,13 +406,16 @@ def _read_commands(checker: _Checker, value: object) -> tuple[CommandConfig, ...
     for index, item in enumerate(items):
         path = f"commands[{index}]"
         name = item.get("name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name in seen:
-            checker.error(f"{path}.name", f'"{name}" is already used by commands[{seen[name]}]')
-            continue
+        duplicate = False
         if isinstance(name, str):
-            seen[name] = index
+            duplicate = name in seen
+            if duplicate:
+                checker.error(f"{path}.name", f'"{name}" is already used by commands[{seen[name]}]')
+            else:
+                seen[name] = index
+        # A duplicate is still validated: every error in the file is reported at once.
         command = _read_command(checker, path, item)
-        if command is not None:
+        if command is not None and not duplicate:
             commands.append(command)
     return tuple(commands)
 

@@ -51,21 +51,29 @@ class Event:
 def parse_envelope(body: bytes) -> list[Event]:
     """Parse a notification body into events, or raise EnvelopeError saying why not."""
     try:
-        data = json.loads(body)
+        # Decode ourselves: json.loads(bytes) would also guess UTF-16 and UTF-32,
+        # and registries send UTF-8 (RFC 8259). A leading BOM is tolerated.
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise EnvelopeError("body is not UTF-8 text") from None
-    except (ValueError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise EnvelopeError("body is not JSON: nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, or e.g. an integer longer than Python's digit limit.
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
         raise EnvelopeError(f"body is not JSON: {reason}") from None
     if not isinstance(data, dict):
         raise EnvelopeError("body is not a notification envelope: expected a JSON object")
     raw_events = data.get("events")
     if not isinstance(raw_events, list):
         raise EnvelopeError('body is not a notification envelope: "events" must be a list')
-    return [_parse_event(index, raw) for index, raw in enumerate(raw_events)]
+    return [parse_event(index, raw) for index, raw in enumerate(raw_events)]
 
 
-def _parse_event(index: int, raw: object) -> Event:
+def parse_event(index: int, raw: object) -> Event:
+    """Parse the event at ``events[index]``, or raise EnvelopeError naming that index."""
     where = f"events[{index}]"
     if not isinstance(raw, dict):
         raise EnvelopeError(f"{where} is not an object")
