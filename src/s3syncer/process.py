@@ -55,7 +55,8 @@ class OutputSink:
         if self._logged >= MAX_LOGGED_BYTES:
             self._dropped_lines += 1
             return
-        self._logged += len(line)
+        # The newline counts: a flood of empty lines must spend the budget too.
+        self._logged += len(line) + 1
         text = line.decode("utf-8", "replace")
         output_log.info(
             "%s | %s",
@@ -96,26 +97,52 @@ async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink
         async for chunk in stream:
             partial_line += chunk
             while True:
-                end = partial_line.find(b"\n")
-                if end < 0:
+                # Look no further than one record's worth: a long line that came whole in
+                # one chunk is split just like one that came in pieces.
+                end = partial_line.find(b"\n", 0, MAX_LINE_BYTES + 1)
+                if end >= 0:
+                    sink.feed(name, bytes(partial_line[:end]).rstrip(b"\r"))
+                    del partial_line[: end + 1]
+                elif len(partial_line) > MAX_LINE_BYTES:  # a full record and more: no newline
+                    sink.feed(name, bytes(partial_line[:MAX_LINE_BYTES]))
+                    del partial_line[:MAX_LINE_BYTES]
+                else:
                     break
-                sink.feed(name, bytes(partial_line[:end]).rstrip(b"\r"))
-                del partial_line[: end + 1]
-            while len(partial_line) >= MAX_LINE_BYTES:
-                sink.feed(name, bytes(partial_line[:MAX_LINE_BYTES]))
-                del partial_line[:MAX_LINE_BYTES]
     if partial_line:
         sink.feed(name, bytes(partial_line))
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs; zombies do not count."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # kill() also reaches zombies, which wait for init to reap them (slowly, on some
+    # machines); they hold nothing open and cannot run, so look past them.
+    return _live_member_in_proc(pgid)
+
+
+def _live_member_in_proc(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc to ask: trust kill()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:
+            continue  # it ended while we looked
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:
