@@ -501,3 +501,29 @@ async def test_a_recovered_trigger_runs_at_once_and_marks_its_events_truncated(
     assert launch.starts() == [0.0]
     assert launch.reasons() == ["recovered"]
     assert launch.runs[0].truncated
+
+
+async def test_a_burst_from_many_connections_during_a_run_never_backs_up_the_channel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=10.0)
+    refused = 0
+
+    async def connection(runner: Runner) -> None:
+        nonlocal refused
+        for _ in range(20):
+            try:
+                send(runner, trigger(event("same")))
+            except trio.WouldBlock:
+                refused += 1
+            await trio.lowlevel.checkpoint()  # one request a scheduling round, like a handler
+
+    async with running(launch, command(), buffer=128) as [runner]:
+        send(runner, trigger())
+        await at(launch, 5)  # running 3..13
+        async with trio.open_nursery() as connections:
+            for _ in range(50):
+                connections.start_soon(connection, runner)
+        await at(launch, 100)
+    assert refused == 0
+    assert [run.triggers for run in launch.runs] == [1, 1000]

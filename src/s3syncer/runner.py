@@ -375,6 +375,9 @@ class Runner:
         while True:
             with trio.CancelScope(deadline=self._tick_at) as scope:
                 self._absorb(await self._receive.receive())
+                # receive() yields after every item; under a burst, take all that is
+                # ready at once, or parsed bodies pile up in the channel.
+                self._drain_ready()
             if scope.cancelled_caught:
                 # A tick during a run folds into the follow-up, like a trigger.
                 self._advance_tick(self._tick_dt or self._wall_clock())
