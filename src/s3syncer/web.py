@@ -119,6 +119,11 @@ class WebhookApp:
         runner = self.state.runners.get(name)
         if runner is None:
             raise _RefusedError(404, f"no command named {name!r}")
+        if self.state.shutting_down:
+            # The runners are stopping and would drop it: let the registry redeliver it to
+            # the next instance (it retries every non-2xx answer) instead of losing it.
+            self.metrics.rejected(name)
+            raise _RefusedError(503, "shutting down, retry", [(b"retry-after", b"1")])
         try:
             check_content_type(scope)
             body = await read_body(scope, receive)
@@ -301,6 +306,8 @@ def create_app(state: ServiceState, metrics: Metrics, auth: AuthConfig | None) -
             return Response(f"no command named {name!r}\n", status=404, content_type="text/plain")
         if runner.command.disable:
             return Response(f"{name} is disabled\n", status=409, content_type="text/plain")
+        if state.shutting_down:
+            return Response("shutting down, retry\n", status=503, content_type="text/plain")
         try:
             runner.send_channel.send_nowait(Trigger("manual"))
         except trio.WouldBlock:
