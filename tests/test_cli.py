@@ -325,7 +325,7 @@ def started(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[Star
         def __init__(self, config: Config, listen: str) -> None:
             record.append(Started(config, listen))
 
-    async def serve_nothing(service: object) -> None:
+    async def serve_nothing(service: object, early: object) -> None:
         return None
 
     monkeypatch.setattr(cli, "Service", FakeService)

@@ -512,7 +512,7 @@ def test_unknown_keys_everywhere_are_all_reported() -> None:
         ("commands: x\n", "commands: must be a list, not a string"),
         ("commands: {a: b}\n", "commands: must be a list, not a mapping"),
         ("commands: []\n", "commands: is empty: configure at least one command"),
-        ("listen: x\n", "commands: is missing: configure at least one command"),
+        ('listen: ":9999"\n', "commands: is missing: configure at least one command"),
         ("", "commands: is missing: configure at least one command"),
         ("commands: [3]\n", "commands[0]: must be a mapping, not a number"),
         ("- a\n- b\n", "top level: must be a mapping, not a list"),

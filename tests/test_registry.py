@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import (
     Registry,
@@ -28,7 +29,7 @@ from registry_harness import (
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "registry-to-s3syncer-token"  # noqa: S105 - a test token
+TOKEN = "registry-to-s3syncer-token"
 DELAY = 0.5
 
 
@@ -42,9 +43,8 @@ def recorder(tmp_path: Path) -> Recorder:
 def daemon(tmp_path: Path, recorder: Recorder) -> Iterator[Daemon]:
     """s3syncer serving one command, ``push``, behind a token."""
     require_tools()
-    config = (
-        f"auth: {{token: {TOKEN}}}\n"
-        "commands:\n" + recorder.command_yaml("push", delay=f"{int(DELAY * 1000)}ms")
+    config = f"auth: {{token: {TOKEN}}}\ncommands:\n" + recorder.command_yaml(
+        "push", delay=f"{int(DELAY * 1000)}ms"
     )
     with start_daemon(tmp_path, config) as running:
         yield running
@@ -77,8 +77,7 @@ def _settled(daemon: Daemon, accepted: int, ignored: int) -> bool:
     """Whether the daemon has answered the registry's notifications we wait for."""
     return (
         _metric(daemon, "s3syncer_triggers_total", command="push", outcome="accepted") >= accepted
-        and _metric(daemon, "s3syncer_triggers_total", command="push", outcome="ignored")
-        >= ignored
+        and _metric(daemon, "s3syncer_triggers_total", command="push", outcome="ignored") >= ignored
     )
 
 

@@ -501,11 +501,6 @@ def test_a_disabled_command_ignores_triggers(tmp_path: Path) -> None:
         assert not recorder.starts()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.py: Runner.stop() does not end a disabled runner's _drain_forever(), "
-    "so shutdown waits out the whole shutdownGrace",
-)
 def test_a_disabled_command_does_not_hold_up_shutdown(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "push")
     config = config_for(recorder.command_yaml("push", disable=True), shutdownGrace="2s")

@@ -27,11 +27,13 @@ from .config import (
     Config,
     ConfigError,
     EventRule,
+    ListenError,
     format_duration,
     load_config,
+    parse_listen,
 )
 from .logs import LOG_FORMATS, configure_logging
-from .service import ListenError, Service, parse_listen, watch_signals
+from .service import BindError, EarlySignals, Service, leaf_errors, watch_signals
 
 log = logging.getLogger("s3syncer")
 
@@ -108,13 +110,6 @@ def check(config_flag: str | None) -> int:
     config = _load(config_flag)
     if config is None:
         return EXIT_USAGE
-    if config.listen is not None:
-        # serve would refuse this address at start; a check that says OK must not.
-        try:
-            parse_listen(config.listen)
-        except ListenError as exc:
-            print(f"{config.source}: listen: {exc}", file=sys.stderr)
-            return EXIT_USAGE
     print(summarise(config))
     return EXIT_OK
 
@@ -174,6 +169,8 @@ def _describe_rule(rule: EventRule) -> str:
 
 def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str) -> int:
     """``s3syncer serve``: run until SIGTERM or SIGINT."""
+    early = EarlySignals()
+    early.install()
     configure_logging(fmt, level)
     config = _load(config_flag)
     if config is None:
@@ -186,33 +183,27 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
         return EXIT_USAGE
     service = Service(config, listen)
     try:
-        trio.run(partial(_serve, service))
+        trio.run(partial(_serve, service, early))
     except BaseException as exc:
-        return _exit_code_for(exc, listen)
+        return _exit_code_for(exc)
     return EXIT_OK
 
 
-async def _serve(service: Service) -> None:
+async def _serve(service: Service, early: EarlySignals) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(watch_signals, service)
+        await nursery.start(watch_signals, service, early)
         await service.run()
         nursery.cancel_scope.cancel()
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _exit_code_for(exc: BaseException, listen: str) -> int:
-    leaves = _leaves(exc)
+def _exit_code_for(exc: BaseException) -> int:
+    leaves = leaf_errors(exc)
     if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         log.warning("stopped without a graceful shutdown")
         return EXIT_FAILURE
     for leaf in leaves:
-        if isinstance(leaf, OSError) and leaf.errno is not None:
-            log.error("cannot serve on %s: %s", listen, leaf.strerror)
+        if isinstance(leaf, BindError):
+            log.error("%s", leaf.strerror)
         elif not isinstance(leaf, KeyboardInterrupt):
             log.error("s3syncer failed", exc_info=leaf)
     return EXIT_FAILURE

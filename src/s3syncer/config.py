@@ -44,6 +44,22 @@ _UNIT_SECONDS = {
 }
 
 
+class ListenError(ValueError):
+    """A listen address that is not ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT``."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces) into host and port."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ListenError(f"listen address {text!r} is not HOST:PORT or :PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ListenError(f"listen address {text!r}: write an IPv6 host as [HOST]:PORT")
+    return host or "0.0.0.0", int(port_text)
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; ``errors`` holds every problem found."""
 
@@ -329,7 +345,7 @@ def _read_config(
     top = checker.mapping("", data if data is not None else {}, _TOP_KEYS)
     if top is None:
         return None
-    listen = checker.optional(top, "listen", "", lambda p, v: checker.typed(p, v, str, "a string"))
+    listen = checker.optional(top, "listen", "", lambda p, v: _read_listen(checker, p, v))
     state_dir = checker.optional(
         top, "stateDir", "", lambda p, v: checker.typed(p, v, str, "a string")
     )
@@ -347,6 +363,18 @@ def _read_config(
         shutdown_grace=DEFAULT_SHUTDOWN_GRACE if grace is None else grace,
         source=source,
     )
+
+
+def _read_listen(checker: _Checker, path: str, value: object) -> str | None:
+    listen = checker.typed(path, value, str, "a string")
+    if listen is None:
+        return None
+    try:
+        parse_listen(listen)
+    except ListenError as exc:
+        checker.error(path, str(exc))
+        return None
+    return listen
 
 
 def _read_auth(checker: _Checker, value: object, env: Mapping[str, str]) -> AuthConfig | None:

@@ -236,7 +236,8 @@ class Runner:
         try:
             if self.command.disable:
                 task_status.started(self)
-                await self._drain_forever()
+                with trio.CancelScope() as self._idle_scope:
+                    await self._drain_forever()
                 return
             if self.command.run_at is not None:
                 self._advance_tick(self._wall_clock())

@@ -17,7 +17,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .config import DEFAULT_LISTEN, Config
+from .config import DEFAULT_LISTEN, Config, parse_listen
 from .metrics import Metrics
 from .process import ProcessLauncher
 from .runner import Launch, Runner
@@ -25,23 +25,30 @@ from .web import ServiceState, create_app
 
 log = logging.getLogger("s3syncer")
 
-HTTP_GRACE = 5.0
+HTTP_GRACE = 3.0
 
 
-class ListenError(ValueError):
-    """A listen address that is not ``HOST:PORT`` or ``:PORT``."""
+class BindError(OSError):
+    """The listen address cannot be bound (taken, not ours, no such interface)."""
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces) into host and port."""
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ListenError(f"listen address {text!r} is not HOST:PORT or :PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ListenError(f"listen address {text!r}: write an IPv6 host as [HOST]:PORT")
-    return host or "0.0.0.0", int(port_text)
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, however deeply exception groups nest them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
+    return [exc]
+
+
+class _StartedFlag:
+    """Forwards ``started()`` and remembers that it was called."""
+
+    def __init__(self, task_status: trio.TaskStatus[list[str]]) -> None:
+        self.task_status = task_status
+        self.called = False
+
+    def started(self, value: list[str]) -> None:
+        self.called = True
+        self.task_status.started(value)
 
 
 def _bind(host: str, port: int) -> str:
@@ -106,13 +113,22 @@ class Service:
         hypercorn.graceful_timeout = HTTP_GRACE
         hypercorn.include_server_header = False
         app = create_app(self.state, self.metrics, self.config.auth)
+        started = _StartedFlag(task_status)
         try:
             await hypercorn_serve(
                 app,  # type: ignore[arg-type]
                 hypercorn,
                 shutdown_trigger=self._stop_http.wait,
-                task_status=task_status,
+                task_status=started,  # type: ignore[arg-type]
             )
+        except BaseException as exc:
+            failed = [e for e in leaf_errors(exc) if isinstance(e, OSError)]
+            if started.called or not failed:
+                raise
+            # Hypercorn binds inside its own nursery: the OSError comes wrapped in a group.
+            raise BindError(
+                failed[0].errno, f"cannot listen on {bind}: {failed[0].strerror}"
+            ) from exc
         finally:
             self._http_done.set()
 
@@ -140,12 +156,33 @@ class Service:
         log.info("shut down cleanly")
 
 
+class EarlySignals:
+    """Remembers SIGTERM/SIGINT that arrive before the event loop listens for them."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        """Catch SIGTERM and SIGINT from now on, instead of dying mid-start."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+
+
 async def watch_signals(
-    service: Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    service: Service,
+    early: EarlySignals | None = None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """SIGTERM/SIGINT: graceful shutdown; a second one: stop at once. SIGHUP: reload."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
+        if early is not None and early.received:
+            log.info("%s received while starting", signal.Signals(early.received[0]).name)
+            service.request_shutdown()
         async for signum in signals:
             name = signal.Signals(signum).name
             if signum == signal.SIGHUP:
