@@ -25,10 +25,12 @@ import trio
 from quart import Response
 from quart_trio import QuartTrio
 
+from . import __version__
 from .config import AuthConfig
 from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, matching, parse_envelope
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .page import render_status_page
 from .runner import Runner, RunRecord, Trigger
 
 log = logging.getLogger("s3syncer.web")
@@ -294,10 +296,17 @@ def create_app(state: ServiceState, metrics: Metrics, auth: AuthConfig | None) -
     async def metrics_page() -> Response:
         return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
+    def status_document() -> dict[str, Any]:
+        return {"commands": [command_status(r) for r in state.runners.values()]}
+
     @app.get("/status")
     async def status() -> Response:
-        body = {"commands": [command_status(r) for r in state.runners.values()]}
-        return Response(json.dumps(body), content_type="application/json")
+        return Response(json.dumps(status_document()), content_type="application/json")
+
+    @app.get("/")
+    async def page() -> Response:
+        html = render_status_page(status_document(), __version__, time.time())
+        return Response(html, content_type="text/html; charset=utf-8")
 
     @app.post("/run/<name>")
     async def run(name: str) -> Response:
