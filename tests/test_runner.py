@@ -527,3 +527,47 @@ async def test_a_burst_from_many_connections_during_a_run_never_backs_up_the_cha
         await at(launch, 100)
     assert refused == 0
     assert [run.triggers for run in launch.runs] == [1, 1000]
+
+
+# Reload: new settings apply to what is pending and to what comes next.
+
+
+async def test_update_keeps_pending_triggers_and_applies_the_new_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(delay=30.0)) as [runner]:
+        send(runner, trigger(event("a")))
+        await at(launch, 5)
+        runner.update(command(delay=30.0, max_delay=10.0))  # maxDelay now caps the wait
+        await at(launch, 100)
+    assert launch.starts() == [pytest.approx(10.0)]
+    assert launch.runs[0].events == ["a"]
+
+
+async def test_update_adds_a_reconcile_and_a_schedule(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=1.0)
+    cmd = command()
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        await at(launch, 30)
+        runner.update(command(run_at="0 3 * * *", reconcile=100.0))
+        assert runner.next_schedule() is not None
+        await at(launch, 170)
+    # The 03:00 tick (60 s after 02:59), then reconcile 100 s after that run ended.
+    assert launch.starts() == [pytest.approx(60.0), pytest.approx(161.0)]
+    assert launch.reasons() == ["schedule", "reconcile"]
+
+
+async def test_update_applies_a_new_delay_to_the_pending_quiet_period(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch()
+    async with running(launch, command(delay=3600.0, max_delay=7200.0)) as [runner]:
+        send(runner, trigger(event("a")))
+        await at(launch, 10)
+        runner.update(command(delay=2.0, max_delay=7200.0))
+        await at(launch, 100)
+    # The quiet period is now 2 s after the trigger at 0, so the run starts at once.
+    assert launch.starts() == [pytest.approx(10.0)]

@@ -33,7 +33,7 @@ from .config import (
     parse_listen,
 )
 from .logs import LOG_FORMATS, configure_logging
-from .service import BindError, EarlySignals, Service, leaf_errors, watch_signals
+from .service import EarlySignals, Service, StartupError, leaf_errors, watch_signals
 
 log = logging.getLogger("s3syncer")
 
@@ -181,7 +181,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     except ListenError as exc:
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    service = Service(config, listen)
+    service = Service(config, listen, config_path=_config_path(config_flag))
     try:
         trio.run(partial(_serve, service, early))
     except BaseException as exc:
@@ -202,7 +202,7 @@ def _exit_code_for(exc: BaseException) -> int:
         log.warning("stopped without a graceful shutdown")
         return EXIT_FAILURE
     for leaf in leaves:
-        if isinstance(leaf, BindError):
+        if isinstance(leaf, StartupError):
             log.error("%s", leaf.strerror)
         elif not isinstance(leaf, KeyboardInterrupt):
             log.error("s3syncer failed", exc_info=leaf)

@@ -166,10 +166,12 @@ class Runner:
         wall_clock: Callable[[], datetime] = system_wall_clock,
         buffer: int = TRIGGER_BUFFER,
         settle: Settle | None = None,
+        recovered: Trigger | None = None,
     ) -> None:
         self.command = command
         self._launch = launch
         self._settle = settle
+        self._recovered = recovered
         self._metrics = metrics or Metrics()
         self._wall_clock = wall_clock
         self.send_channel, self._receive = trio.open_memory_channel[Trigger](buffer)
@@ -185,6 +187,7 @@ class Runner:
         self._running: RunRecord | None = None
         self._stopping = False
         self._idle_scope: trio.CancelScope | None = None
+        self._rescheduled = False
         self.last_run: RunRecord | None = None
         self.runs = 0
         self.failures = 0
@@ -196,6 +199,25 @@ class Runner:
         """Stop after the current run, if any; pending triggers are dropped."""
         self._stopping = True
         if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    def update(self, command: CommandConfig) -> None:
+        """Take new settings (a reload): pending triggers stay, deadlines are recomputed.
+
+        A running run finishes as it started; ``disable`` cannot change here (the
+        service replaces the runner for that).
+        """
+        old, self.command = self.command, command
+        pending = self._pending
+        if pending is not None and pending.quiet_until is not None:
+            # The quiet period counts from the last trigger, with the new delay.
+            pending.quiet_until += command.delay - old.delay
+        if command.run_at != old.run_at:
+            self._tick_dt, self._tick_at = None, math.inf
+            if command.run_at is not None:
+                self._advance_tick(self._wall_clock())
+        if self._idle_scope is not None:
+            self._rescheduled = True
             self._idle_scope.cancel()
 
     @property
@@ -241,6 +263,10 @@ class Runner:
                 return
             if self.command.run_at is not None:
                 self._advance_tick(self._wall_clock())
+            if self._recovered is not None:
+                # Accepted before a restart and never run: first, and it names the run.
+                self._absorb(self._recovered)
+                self._recovered = None
             if self.command.run_on_start:
                 self._absorb(Trigger("startup", immediate=True))
             task_status.started(self)
@@ -258,7 +284,9 @@ class Runner:
                 trigger = await self._receive.receive()
                 self._absorb(trigger)
             self._idle_scope = None
-            if scope.cancelled_caught and not self._stopping:
+            if self._rescheduled:
+                self._rescheduled = False  # woken by update(): recompute the deadlines
+            elif scope.cancelled_caught and not self._stopping:
                 await self._wake(why)
 
     def _next_wakeup(self) -> tuple[float, str]:

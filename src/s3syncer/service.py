@@ -10,25 +10,38 @@ seconds before its process group is terminated.
 from __future__ import annotations
 
 import logging
+import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .config import DEFAULT_LISTEN, Config, parse_listen
+from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
 from .metrics import Metrics
 from .process import ProcessLauncher
-from .runner import Launch, Runner
+from .runner import Launch, Runner, Trigger
+from .state import Journal, open_journal
 from .web import ServiceState, create_app
 
 log = logging.getLogger("s3syncer")
 
 HTTP_GRACE = 3.0
+CONFIG_POLL = 2.0
 
 
-class BindError(OSError):
+class StartupError(OSError):
+    """Something the daemon needs at start is not there; ``strerror`` says what."""
+
+
+class StateDirError(StartupError):
+    """``stateDir`` cannot be created or written."""
+
+
+class BindError(StartupError):
     """The listen address cannot be bound (taken, not ours, no such interface)."""
 
 
@@ -62,6 +75,8 @@ class Service:
     config: Config
     listen: str = DEFAULT_LISTEN
     launch: Launch | None = None
+    config_path: str | None = None  # where reload() reads from
+    watch_interval: float = CONFIG_POLL
 
     def __post_init__(self) -> None:
         self.metrics = Metrics()
@@ -69,7 +84,10 @@ class Service:
         self._stop_http = trio.Event()
         self._http_done = trio.Event()
         self._shutdown = trio.Event()
-        self._command_scopes: dict[str, trio.CancelScope] = {}
+        self._scopes: dict[Runner, trio.CancelScope] = {}
+        self._retiring: list[Runner] = []
+        self._root: trio.Nursery | None = None
+        self._launcher: Launch = self.launch or ProcessLauncher()
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
@@ -81,25 +99,136 @@ class Service:
     ) -> None:
         """Serve until ``request_shutdown()``; ``task_status`` gets the bound URLs."""
         host, port = parse_listen(self.listen)
-        launch = self.launch or ProcessLauncher()
         async with trio.open_nursery() as root:
+            self._root = root
             for command in self.config.commands:
-                runner = Runner(command, launch, metrics=self.metrics)
-                self.metrics.add_command(command.name)
-                self._command_scopes[command.name] = await root.start(self._supervise, runner)
-                self.state.runners[command.name] = runner
+                await self._start_command(command)
+            _warn_about_orphan_state(self.config)
             binds: list[str] = await root.start(self._serve_http, _bind(host, port))
             self.state.ready = True
             for url in binds:
                 log.info("listening on %s", url)
+            if self.config_path is not None:
+                root.start_soon(self._watch_config_file, self.config_path)
             task_status.started(binds)
             await self._shutdown.wait()
             await self._shut_down()
             root.cancel_scope.cancel()
 
+    async def _start_command(self, command: CommandConfig) -> None:
+        assert self._root is not None
+        journal, recovered = self._open_journal(command)
+        runner = Runner(
+            command,
+            self._launcher,
+            metrics=self.metrics,
+            settle=None if journal is None else partial(_settle, journal),
+            recovered=recovered,
+        )
+        self.metrics.add_command(command.name)
+        self._scopes[runner] = await self._root.start(self._supervise, runner)
+        self.state.runners[command.name] = runner
+        if journal is not None:
+            self.state.journals[command.name] = journal
+
+    def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
+        if self.config.state_dir is None or command.disable:
+            return None, None
+        try:
+            journal = open_journal(self.config.state_dir, command.name)
+        except OSError as exc:
+            raise StateDirError(
+                exc.errno, f"cannot use stateDir {self.config.state_dir}: {exc.strerror}"
+            ) from exc
+        found = journal.load()
+        if found is None:
+            return journal, None
+        log.info(
+            "%s: %d accepted events were not run before the restart; running now",
+            command.name,
+            len(found.events),
+            extra={"command": command.name, "events": len(found.events)},
+        )
+        trigger = Trigger(
+            "recovered", found.events, immediate=True, truncated=found.truncated, seq=journal.seq
+        )
+        return journal, trigger
+
+    # --- reload ----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Read the config file again and apply it; a bad file changes nothing."""
+        if self.config_path is None or self.state.shutting_down:
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for error in exc.errors:
+                log.error("reload: %s: %s", exc.source, error)
+            log.error("reload: the file has errors; still running the previous configuration")
+            return
+        await self._apply(new)
+
+    async def _apply(self, new: Config) -> None:
+        old = self.config
+        for key, before, after in (
+            ("listen", old.listen, new.listen),
+            ("auth", old.auth, new.auth),
+            ("stateDir", old.state_dir, new.state_dir),
+        ):
+            if before != after:
+                log.warning("reload: %s changed; that takes a restart to apply", key)
+        before_commands = {c.name: c for c in old.commands}
+        after_commands = {c.name: c for c in new.commands}
+        removed = [name for name in before_commands if name not in after_commands]
+        added = [c for name, c in after_commands.items() if name not in before_commands]
+        changed = [
+            c
+            for name, c in after_commands.items()
+            if name in before_commands and c != before_commands[name]
+        ]
+        for name in removed:
+            await self._retire(name)
+        for command in changed:
+            if command.disable != before_commands[command.name].disable:
+                await self._retire(command.name)
+                await self._start_command(command)
+            else:
+                self.state.runners[command.name].update(command)
+        for command in added:
+            await self._start_command(command)
+        self.config = replace(new, listen=old.listen, auth=old.auth, state_dir=old.state_dir)
+        log.info(
+            "reloaded %s: %d added, %d changed, %d removed",
+            self.config_path,
+            *(len(added), len(changed), len(removed)),
+        )
+
+    async def _retire(self, name: str) -> None:
+        """Take a command out of service; a run in progress ends as it would have."""
+        runner = self.state.runners.pop(name)
+        runner.stop()
+        self._retiring.append(runner)
+        journal = self.state.journals.pop(name, None)
+        if journal is not None:
+            await _settle(journal, journal.seq)
+
+    async def _watch_config_file(self, path: str) -> None:
+        # Poll: Kubernetes updates a ConfigMap volume by swapping a symlink, which
+        # inotify on the file itself would miss; stat() follows the link.
+        last = _file_identity(path)
+        while True:
+            await trio.sleep(self.watch_interval)
+            current = _file_identity(path)
+            if current != last and current is not None:
+                last = current
+                log.info("config file %s changed; reloading", path)
+                await self.reload()
+
     async def _supervise(
         self, runner: Runner, *, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
+        # One nursery per command, under ours: a runner's error ends the daemon loudly.
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 await nursery.start(runner.run)
@@ -139,21 +268,49 @@ class Service:
             "shutting down: %d command(s) running, waiting up to %gs for them", len(running), grace
         )
         self._stop_http.set()
-        for runner in self.state.runners.values():
+        runners = [*self.state.runners.values(), *self._retiring]
+        for runner in runners:
             runner.stop()
         with trio.move_on_after(grace) as waiting:
-            for runner in self.state.runners.values():
+            for runner in runners:
                 await runner.stopped.wait()
         if waiting.cancelled_caught:
-            late = [name for name, r in self.state.runners.items() if not r.stopped.is_set()]
-            log.warning("shutdown grace of %gs is over; terminating %s", grace, ", ".join(late))
-            for name in late:
-                self._command_scopes[name].cancel()
-            for name in late:
-                await self.state.runners[name].stopped.wait()
+            late = [r for r in runners if not r.stopped.is_set()]
+            names = ", ".join(r.command.name for r in late)
+            log.warning("shutdown grace of %gs is over; terminating %s", grace, names)
+            for runner in late:
+                self._scopes[runner].cancel()
+            for runner in late:
+                await runner.stopped.wait()
         with trio.move_on_after(HTTP_GRACE):
             await self._http_done.wait()
         log.info("shut down cleanly")
+
+
+async def _settle(journal: Journal, seq: int) -> None:
+    journal.settle(seq)
+    try:
+        await journal.flush()
+    except OSError as exc:
+        # The run succeeded; a stale journal only costs a spare run after a restart.
+        log.error("cannot update state file %s: %s", journal.path, exc.strerror)
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _warn_about_orphan_state(config: Config) -> None:
+    if config.state_dir is None:
+        return
+    known = {c.name for c in config.commands}
+    for path in sorted(Path(config.state_dir).glob("*.json")):
+        if path.stem not in known:
+            log.warning("state file %s belongs to no configured command; ignored", path)
 
 
 class EarlySignals:
@@ -186,7 +343,8 @@ async def watch_signals(
         async for signum in signals:
             name = signal.Signals(signum).name
             if signum == signal.SIGHUP:
-                log.warning("%s: reloading the configuration is not supported yet", name)
+                log.info("%s received: reloading the configuration", name)
+                await service.reload()
             elif service.state.shutting_down:
                 log.warning("%s again: stopping now", name)
                 raise KeyboardInterrupt

@@ -27,11 +27,12 @@ from quart_trio import QuartTrio
 
 from . import __version__
 from .config import AuthConfig
-from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, matching, parse_envelope
+from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, Event, matching, parse_envelope
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .page import render_status_page
 from .runner import Runner, RunRecord, Trigger
+from .state import Journal
 
 log = logging.getLogger("s3syncer.web")
 
@@ -52,6 +53,7 @@ class ServiceState:
     """What the web layer reads about the daemon as a whole."""
 
     runners: dict[str, Runner] = field(default_factory=dict)
+    journals: dict[str, Journal] = field(default_factory=dict)
     ready: bool = False
     shutting_down: bool = False
 
@@ -138,16 +140,32 @@ class WebhookApp:
             raise
         accepted = [] if runner.command.disable else matching(runner.command.events, events)
         if accepted:
-            try:
-                runner.send_channel.send_nowait(Trigger("event", tuple(accepted)))
-            except trio.WouldBlock:
-                # Never wait here; the registry retries a non-2xx, so nothing is lost.
-                self.metrics.rejected(name)
-                raise _RefusedError(503, "busy, retry", [(b"retry-after", b"1")]) from None
+            await self._deliver(name, runner, accepted)
         ignored = len(events) - len(accepted)
         self.metrics.triggered(name, len(accepted), ignored)
         answer = json.dumps({"accepted": len(accepted), "ignored": ignored}).encode()
         await respond(send, 200, answer, content_type=b"application/json")
+
+    async def _deliver(self, name: str, runner: Runner, accepted: list[Event]) -> None:
+        journal = self.state.journals.get(name)
+        seq = journal.record(accepted) if journal is not None else 0
+        try:
+            runner.send_channel.send_nowait(Trigger("event", tuple(accepted), seq=seq))
+        except trio.WouldBlock:
+            # Never wait on the runner; the registry retries a non-2xx, so nothing is lost.
+            self.metrics.rejected(name)
+            raise _RefusedError(503, "busy, retry", [(b"retry-after", b"1")]) from None
+        if journal is None:
+            return
+        try:
+            # 200 means delivered to the registry: only once it is on disk (group commit).
+            await journal.flush()
+        except OSError as exc:
+            self.metrics.rejected(name)
+            log.error("%s: cannot record triggers in %s: %s", name, journal.path, exc.strerror)
+            raise _RefusedError(
+                503, "cannot record it durably, retry", [(b"retry-after", b"5")]
+            ) from None
 
 
 def check_auth(auth: AuthConfig | None, scope: Scope) -> None:

@@ -1,0 +1,217 @@
+"""Nothing lost: durable triggers across restarts, reloads, shutdown under load.
+
+Every test drives a real ``s3syncer serve`` with real signals.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from daemon import Daemon, Recorder, pid_gone, spawn_s3syncer, start_daemon
+from registry_harness import wait_until
+
+pytestmark = pytest.mark.integration
+
+HEADERS = {"Content-Type": "application/vnd.docker.distribution.events.v1+json"}
+TAG_V1 = (FIXTURES / "02-push-manifest-tag-v1.json").read_bytes()
+TAG_LATEST = (FIXTURES / "05-push-manifest-tag-latest.json").read_bytes()
+
+
+def _config(state_dir: Path, *commands: str, extra: str = "") -> str:
+    return f"stateDir: {state_dir}\nshutdownGrace: 5s\n{extra}commands:\n" + "".join(commands)
+
+
+def _post_ok(daemon: Daemon, name: str, body: bytes) -> None:
+    status, _, answer = daemon.post(f"/trigger/{name}", body, HEADERS)
+    assert status == 200, answer
+    assert json.loads(answer)["accepted"] == 1
+
+
+def _tags(run: dict[str, object]) -> list[str]:
+    events = run["events"]
+    assert isinstance(events, dict)
+    return [e["target"]["tag"] for e in events["events"]]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_trigger_answered_200_survives_a_restart(tmp_path: Path, how: signal.Signals) -> None:
+    recorder = Recorder(tmp_path / "push")
+    config = _config(tmp_path / "state", recorder.command_yaml("push", delay="1h"))
+    with start_daemon(tmp_path, config) as daemon:
+        _post_ok(daemon, "push", TAG_V1)
+        _post_ok(daemon, "push", TAG_LATEST)
+        assert (tmp_path / "state" / "push.json").exists()  # on disk before the 200
+        daemon.signal(how)
+        daemon.wait(15)
+    assert recorder.starts() == []
+
+    with start_daemon(tmp_path, config) as daemon:
+        [run] = recorder.wait_starts(1, timeout=10)
+        assert run["reason"] == "recovered"
+        assert _tags(run) == ["v1", "latest"]
+        recorder.wait_ends(1)
+        # A successful run settles the journal.
+        wait_until(lambda: not (tmp_path / "state" / "push.json").exists(), timeout=10)
+        assert "accepted events were not run before the restart" in daemon.log_text()
+
+
+def test_a_failed_run_keeps_the_journal_and_a_corrupt_one_still_runs(tmp_path: Path) -> None:
+    failing = Recorder(tmp_path / "push", exit_code=1)
+    config = _config(tmp_path / "state", failing.command_yaml("push", delay="100ms"))
+    with start_daemon(tmp_path, config) as daemon:
+        _post_ok(daemon, "push", TAG_V1)
+        failing.wait_ends(1)
+        daemon.wait_for_log("run 1 failed")
+    journal = tmp_path / "state" / "push.json"
+    assert [e["target"]["tag"] for e in json.loads(journal.read_text())["events"]] == ["v1"]
+
+    journal.write_text("{half a write")
+    recorder = Recorder(tmp_path / "push2")
+    config = _config(tmp_path / "state", recorder.command_yaml("push", delay="1h"))
+    with start_daemon(tmp_path, config) as daemon:
+        [run] = recorder.wait_starts(1, timeout=10)
+        assert run["reason"] == "recovered"
+        assert run["events"] == {
+            "command": "push",
+            "reason": "recovered",
+            "events": [],
+            "truncated": True,
+        }
+        assert "is corrupt" in daemon.log_text()
+
+
+def test_an_unusable_state_dir_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    recorder = Recorder(tmp_path / "push")
+    config = _config(blocker / "state", recorder.command_yaml("push"))
+    daemon = start_daemon(tmp_path, config, wait_listening=False)
+    with daemon:
+        assert daemon.wait(15) == 1
+        assert "cannot use stateDir" in daemon.log_text()
+        assert "Traceback" not in daemon.log_text()
+
+
+# --- reload --------------------------------------------------------------------------------
+
+
+def test_sighup_reloads_added_changed_and_removed_commands(tmp_path: Path) -> None:
+    push, other, extra = (Recorder(tmp_path / n) for n in ("push", "other", "extra"))
+    config_path = tmp_path / "live.yaml"
+    config_path.write_text(
+        "commands:\n"
+        + push.command_yaml("push", delay="1h")
+        + other.command_yaml("other", delay="100ms")
+    )
+    with _start_on(tmp_path, config_path) as daemon:
+        _post_ok(daemon, "push", TAG_V1)  # pending for an hour
+        config_path.write_text(
+            "commands:\n"
+            + push.command_yaml("push", delay="100ms")  # changed: the pending trigger is kept
+            + extra.command_yaml("extra", delay="100ms")  # added; "other" removed
+        )
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("1 added, 1 changed, 1 removed")
+        [run] = push.wait_starts(1, timeout=10)
+        assert _tags(run) == ["v1"]
+        assert daemon.post("/trigger/other", TAG_V1, HEADERS)[0] == 404
+        _post_ok(daemon, "extra", TAG_LATEST)
+        extra.wait_starts(1, timeout=10)
+
+        config_path.write_text("commands:\n  - {name: push, delay: 3x}\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("still running the previous configuration")
+        assert 'commands[0].delay: "3x" is not a duration' in daemon.log_text()
+        _post_ok(daemon, "extra", TAG_V1)  # the old configuration still serves
+        extra.wait_starts(2, timeout=10)
+
+
+def _start_on(tmp_path: Path, config_path: Path) -> Daemon:
+    """Serve ``config_path`` itself, so that reloads read what the test rewrites."""
+    args = ["serve", "--config", str(config_path), "--listen", "127.0.0.1:0"]
+    return spawn_s3syncer(tmp_path, args)
+
+
+def test_a_kubernetes_style_configmap_swap_is_picked_up_without_a_signal(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "push")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+
+    def publish(version: str, text: str) -> None:
+        # What the kubelet does: a new timestamped dir, then an atomic swap of ..data.
+        data = volume / version
+        data.mkdir()
+        (data / "config.yaml").write_text(text)
+        link = volume / "..data_tmp"
+        link.symlink_to(version)
+        os.replace(link, volume / "..data")
+
+    publish("v1", "commands:\n" + recorder.command_yaml("push", delay="1h"))
+    (volume / "config.yaml").symlink_to("..data/config.yaml")
+    with _start_on(tmp_path, volume / "config.yaml") as daemon:
+        publish("v2", "commands:\n" + recorder.command_yaml("fresh", delay="100ms"))
+        daemon.wait_for_log("1 added, 0 changed, 1 removed", timeout=15)
+        _post_ok(daemon, "fresh", TAG_V1)
+        recorder.wait_starts(1, timeout=10)
+
+
+# --- shutdown under load -------------------------------------------------------------------
+
+
+def test_sigterm_under_load_answers_what_it_accepted_and_exits_within_grace(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder(tmp_path / "push", blocking=True)
+    config = _config(tmp_path / "state", recorder.command_yaml("push", delay="100ms"))
+    with start_daemon(tmp_path, config) as daemon:
+        _post_ok(daemon, "push", TAG_V1)
+        [run] = recorder.wait_starts(1, timeout=10)
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    connection = http.client.HTTPConnection(daemon.host, daemon.port, timeout=5)
+                    connection.request("POST", "/trigger/push", TAG_LATEST, HEADERS)
+                    outcomes.append(str(connection.getresponse().status))
+                    connection.close()
+                except ConnectionError as exc:
+                    outcomes.append(type(exc).__name__)
+                except TimeoutError:
+                    outcomes.append("timeout")
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(outcomes) > 50, timeout=10)
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        code = daemon.wait(5 + 10 + 5)
+        took = time.monotonic() - began
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert code == 0, daemon.log_text()
+    assert took < 5 + 10, f"exit took {took:.1f}s"
+    # Every request got an answer (200 before the signal, 503 after it) or was refused
+    # at connect: none hung and none got an error from the server.
+    assert "timeout" not in outcomes
+    refused = {"ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected"}
+    assert set(outcomes) <= {"200", "503", *refused}, set(outcomes)
+    assert "200" in outcomes
+    # The blocking run got the grace and was then terminated, group and all.
+    assert pid_gone(run["pid"])
+    assert "shutdown grace of 5s is over" in daemon.log_text()
+    # What was accepted and not run is still on disk for the next start.
+    journal = json.loads((tmp_path / "state" / "push.json").read_text())
+    assert [e["target"]["tag"] for e in journal["events"]] == ["v1", "latest"]
