@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import TAGGED_PUSHES, fixture_files
-from s3syncer.config import DEFAULT_EVENT_RULES, EventRule, parse_config
+from s3syncer.config import DEFAULT_EVENT_RULES, ConfigError, EventRule, parse_config
 from s3syncer.events import (
     MAX_EVENTS_PER_RUN,
     EnvelopeError,
@@ -224,27 +224,35 @@ def test_globs_are_case_sensitive_and_star_crosses_slashes() -> None:
 
 @pytest.mark.parametrize(
     ("tag", "matches"),
-    [("v1.2.3", True), ("v10.0.1", True), ("latest", False), ("v1.2.3-rc1", True)],
+    [("v1.2.3", True), ("v10.0.1", True), ("latest", True), ("v1.2.3-rc1", False), ("rc", True)],
 )
-def test_rc_tags_cannot_be_excluded_by_a_tag_glob_limitation(tag: str, matches: bool) -> None:
-    """Skipping ``*-rc*`` tags is NOT expressible: rules only match, never exclude.
-
-    A glob such as ``v[0-9]*`` selects release-looking tags, but ``*`` also
-    matches ``-rc1``, and fnmatch has no negation of a substring. An operator
-    who must skip release candidates has to filter in the command itself.
-    """
-    rule = EventRule(action="push", tagged=True, tag="v[0-9]*")
+def test_rc_tags_are_skipped_with_unless(tag: str, matches: bool) -> None:
+    """Globs cannot negate; ``unless`` names what a rule must not match."""
+    rule = EventRule(action="push", tagged=True, unless=EventRule(tag="*-rc*"))
     assert rule_matches(rule, one(envelope(event(tag=tag)))) is matches
 
 
-@pytest.mark.parametrize(
-    ("tag", "matches"),
-    [("v1.2.3", True), ("v1.2.3-rc1", False), ("v1.2.30", False), ("latest", False)],
-)
-def test_rc_tags_are_skipped_only_by_an_exact_shape_glob(tag: str, matches: bool) -> None:
-    """The nearest workaround: a glob with no ``*`` that spells the release shape out."""
-    rule = EventRule(action="push", tagged=True, tag="v[0-9].[0-9].[0-9]")
-    assert rule_matches(rule, one(envelope(event(tag=tag)))) is matches
+def test_unless_read_from_yaml_over_every_fixture(fixture_bodies: dict[str, bytes]) -> None:
+    config = parse_config(
+        "commands:\n"
+        "  - name: push\n"
+        "    cmd: 'true'\n"
+        "    events:\n"
+        "      - {action: push, tagged: true, unless: {tag: latest}}\n"
+    )
+    assert matched_files(fixture_bodies, config.commands[0].events) == {
+        "02-push-manifest-tag-v1.json"
+    }
+
+
+def test_unless_with_an_unknown_field_is_a_config_error_with_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "commands:\n  - {name: p, cmd: x, events: [{action: push, unless: {color: red}}]}\n"
+        )
+    assert any(
+        e.startswith("commands[0].events[0].unless.color: unknown key") for e in caught.value.errors
+    )
 
 
 # --- other envelope shapes -------------------------------------------------------

@@ -164,6 +164,8 @@ def _describe_rule(rule: EventRule) -> str:
             parts.append(f"{label} {value}")
     if rule.media_type is not None:
         parts.append(f"mediaType {rule.media_type}")
+    if rule.unless is not None:
+        parts.append(f"unless ({_describe_rule(rule.unless)})")
     return " ".join(parts)
 
 

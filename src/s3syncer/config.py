@@ -83,13 +83,18 @@ class Retry:
 
 @dataclass(frozen=True)
 class EventRule:
-    """One ``events`` rule: it matches an event when every field it names matches."""
+    """One ``events`` rule: it matches an event when every field it names matches.
+
+    ``unless`` is a rule of its own that must not match: globs cannot say "not",
+    and "tagged pushes, but not release candidates" is a common wish.
+    """
 
     action: str | None = None
     tagged: bool | None = None
     repository: str | None = None
     tag: str | None = None
     media_type: str | None = None
+    unless: EventRule | None = None
 
 
 DEFAULT_EVENT_RULES = (EventRule(action="push", tagged=True),)
@@ -306,7 +311,7 @@ _COMMAND_KEYS = frozenset(
     }
 )
 _RETRY_KEYS = frozenset({"attempts", "backoff"})
-_RULE_KEYS = frozenset({"action", "tagged", "repository", "tag", "mediaType"})
+_RULE_KEYS = frozenset({"action", "tagged", "repository", "tag", "mediaType", "unless"})
 _AUTH_KEYS = frozenset({"token", "tokenFile"})
 
 
@@ -613,4 +618,5 @@ def _read_rule(checker: _Checker, path: str, value: object) -> EventRule | None:
         repository=checker.optional(data, "repository", path, text),
         tag=checker.optional(data, "tag", path, text),
         media_type=checker.optional(data, "mediaType", path, text),
+        unless=checker.optional(data, "unless", path, lambda p, v: _read_rule(checker, p, v)),
     )

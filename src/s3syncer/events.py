@@ -103,7 +103,7 @@ def parse_event(index: int, raw: object) -> Event:
 
 
 def rule_matches(rule: EventRule, event: Event) -> bool:
-    """Whether every field that ``rule`` names matches ``event``."""
+    """Whether every field that ``rule`` names matches ``event``, and its ``unless`` does not."""
     if rule.action is not None and rule.action != event.action:
         return False
     if rule.tagged is not None and rule.tagged != event.tagged:
@@ -112,7 +112,9 @@ def rule_matches(rule: EventRule, event: Event) -> bool:
         return False
     if rule.tag is not None and not fnmatchcase(event.tag or "", rule.tag):
         return False
-    return rule.media_type is None or fnmatchcase(event.media_type or "", rule.media_type)
+    if rule.media_type is not None and not fnmatchcase(event.media_type or "", rule.media_type):
+        return False
+    return rule.unless is None or not rule_matches(rule.unless, event)
 
 
 def matching(rules: Iterable[EventRule], events: Iterable[Event]) -> list[Event]:
