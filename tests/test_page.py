@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from s3syncer.page import ago, render_status_page
+from s3syncer.page import ago, duration, render_status_page
 
 NOW = 1_800_000_000.0
 
@@ -74,3 +74,13 @@ def test_relative_times() -> None:
     assert ago(NOW - 3 * 60 - 5, NOW) == "3 min ago"
     assert ago(NOW + 7200, NOW) == "in 2 h"
     assert ago(NOW - 3 * 86400, NOW) == "3 d ago"
+
+
+def test_durations_read_well_from_seconds_to_hours() -> None:
+    assert duration(0.04) == "0.0 s"
+    assert duration(2.5) == "2.5 s"
+    assert duration(42.7) == "42 s"
+    assert duration(185) == "3 min 5 s"
+    assert duration(2 * 3600 + 5 * 60 + 30) == "2 h 5 min"
+    html = render_status_page(_status(durationSeconds=3725.2), "1.0", NOW)
+    assert "<dt>took</dt><dd>1 h 2 min</dd>" in html

@@ -15,6 +15,7 @@ EVENT_FIELDS = (
     "run_id",
     "reason",
     "exit_code",
+    "signal",
     "duration",
     "triggers",
     "events",
@@ -49,9 +50,11 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
         }
         for name in EVENT_FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                document[name] = value
+            # A field the record carries is kept even when None: a finish line always has
+            # ``exit_code`` (null after a signal, a timeout or no start), so a pipeline can
+            # tell "no exit code" from "not a finish line".
+            if name in record.__dict__:
+                document[name] = record.__dict__[name]
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return json.dumps(document, ensure_ascii=False, default=str)

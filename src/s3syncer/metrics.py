@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Sync runs last from a second to hours; the default buckets stop at 10 s.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
+# The runner's reasons (runner.Reason; a test keeps the two in step) and results. Every
+# combination exists at 0 from the start: increase() cannot see a counter's first step if
+# the series is born at 1, so an alert on the first failure would never fire.
+RUN_REASONS = ("startup", "event", "reconcile", "schedule", "manual", "retry", "recovered")
+RUN_RESULTS = ("success", "failure")
+TRIGGER_OUTCOMES = ("accepted", "ignored", "rejected")
 
 
 class Metrics:
@@ -17,6 +30,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_start_time_seconds lets an alert tell "no success yet" from "just started";
+        # memory and file descriptors show the daemon stays bounded under bursts.
+        ProcessCollector(registry=self.registry)
         self.triggers = Counter(
             "s3syncer_triggers",
             "Webhook events received, by outcome: accepted (matched a rule), ignored, rejected.",
@@ -61,8 +77,11 @@ class Metrics:
         self.running_gauge.labels(name).set(0)
         self.pending_gauge.labels(name).set(0)
         self.duration.labels(name)
-        for outcome in ("accepted", "ignored"):
+        for outcome in TRIGGER_OUTCOMES:
             self.triggers.labels(name, outcome)
+        for reason in RUN_REASONS:
+            for result in RUN_RESULTS:
+                self.runs.labels(name, reason, result)
 
     def triggered(self, name: str, accepted: int, ignored: int) -> None:
         """Count the events of one webhook request."""

@@ -15,6 +15,10 @@ REFRESH_SECONDS = 10
 
 _STYLE = """
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --run: #0969da; --dim: #6e7781; }
+@media (prefers-color-scheme: dark) {
+  :root { --ok: #3fb950; --bad: #f85149; --run: #58a6ff; --dim: #8b949e; }
+}
+a { color: var(--run); }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem; padding: 1rem; }
 h1 { font-size: 1.25rem; margin: 0 0 .25rem; }
@@ -25,7 +29,7 @@ h1 { font-size: 1.25rem; margin: 0 0 .25rem; }
 .cmd.ok { border-left-color: var(--ok); } .cmd.failed { border-left-color: var(--bad); }
 .cmd.running { border-left-color: var(--run); }
 .cmd h2 { font-size: 1.05rem; margin: 0; display: flex; justify-content: space-between;
-          gap: .5rem; overflow-wrap: anywhere; }
+          align-items: baseline; gap: .5rem; overflow-wrap: anywhere; }
 .mark { font-size: .8rem; font-weight: 600; white-space: nowrap; }
 .ok .mark { color: var(--ok); } .failed .mark { color: var(--bad); }
 .running .mark { color: var(--run); } .idle .mark, .disabled .mark { color: var(--dim); }
@@ -55,6 +59,18 @@ def _span(seconds: float) -> str | None:
         if seconds >= size:
             return f"{int(seconds // size)} {unit}"
     return f"{int(seconds)} s"
+
+
+def duration(seconds: float) -> str:
+    """``"0.4 s"``, ``"42 s"``, ``"3 min 5 s"``, ``"2 h 5 min"``: syncs may take hours."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def _parse(iso: str | None) -> float | None:
@@ -105,7 +121,7 @@ def _command_card(command: Mapping[str, Any], now: float) -> str:
         pairs.append(("last run", f"#{last['runId']} {ago(started, now)}", last.get("start")))
         pairs.append(("reason", str(last["reason"]), None))
         if last.get("durationSeconds") is not None:
-            pairs.append(("took", f"{last['durationSeconds']:.1f} s", None))
+            pairs.append(("took", duration(last["durationSeconds"]), None))
         if last.get("ok") is not None:
             pairs.append(("result", _outcome(last), None))
     for key, name in (("nextReconcile", "reconcile"), ("nextSchedule", "schedule")):
