@@ -71,6 +71,8 @@ def test_a_failed_run_keeps_the_journal_and_a_corrupt_one_still_runs(tmp_path: P
         _post_ok(daemon, "push", TAG_V1)
         failing.wait_ends(1)
         daemon.wait_for_log("run 1 failed")
+        metrics = daemon.get("/metrics")[2].decode()
+        assert 's3syncer_last_run_success{command="push"} 0.0' in metrics
     journal = tmp_path / "state" / "push.json"
     assert [e["target"]["tag"] for e in json.loads(journal.read_text())["events"]] == ["v1"]
 
@@ -124,6 +126,9 @@ def test_sighup_reloads_added_changed_and_removed_commands(tmp_path: Path) -> No
         [run] = push.wait_starts(1, timeout=10)
         assert _tags(run) == ["v1"]
         assert daemon.post("/trigger/other", TAG_V1, HEADERS)[0] == 404
+        # A removed command leaves no series behind for an alert to fire on.
+        wait_until(lambda: 'command="other"' not in daemon.get("/metrics")[2].decode())
+        assert 'command="extra"' in daemon.get("/metrics")[2].decode()
         _post_ok(daemon, "extra", TAG_LATEST)
         extra.wait_starts(1, timeout=10)
 

@@ -57,6 +57,7 @@ COMMAND_KEYS = {
     "name",
     "state",
     "pendingTriggers",
+    "currentRun",
     "lastRun",
     "nextReconcile",
     "nextSchedule",
@@ -298,6 +299,9 @@ def test_status_shows_states_and_the_last_run(tmp_path: Path) -> None:
         running = authed_status(daemon)["work"]
         assert running["state"] == "running"
         assert running["lastRun"] is None
+        current = running["currentRun"]
+        assert (current["runId"], current["reason"]) == (1, "manual")
+        assert set(current) == {"runId", "reason", "start", "triggers", "events"}
         work.release()
         done = wait_status(daemon, "work", lambda c: c["runs"] == 1)
         assert done["state"] == "idle" and done["failures"] == 0

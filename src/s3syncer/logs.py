@@ -20,6 +20,7 @@ EVENT_FIELDS = (
     "triggers",
     "events",
     "stream",
+    "timed_out",
     "pending",
 )
 

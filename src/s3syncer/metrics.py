@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from prometheus_client import (
@@ -58,6 +59,12 @@ class Metrics:
             ["command"],
             registry=self.registry,
         )
+        self.last_run_success = Gauge(
+            "s3syncer_last_run_success",
+            "1 if the command's last run succeeded, 0 if it failed (absent before a run).",
+            ["command"],
+            registry=self.registry,
+        )
         self.running_gauge = Gauge(
             "s3syncer_running",
             "1 while the command runs.",
@@ -83,6 +90,18 @@ class Metrics:
             for result in RUN_RESULTS:
                 self.runs.labels(name, reason, result)
 
+    def remove_command(self, name: str) -> None:
+        """Drop a command's series (it left the configuration): no alert on a ghost."""
+        for gauge in (self.last_success, self.last_run_success, self.running_gauge):
+            _remove(gauge, name)
+        _remove(self.pending_gauge, name)
+        _remove(self.duration, name)
+        for outcome in TRIGGER_OUTCOMES:
+            _remove(self.triggers, name, outcome)
+        for reason in RUN_REASONS:
+            for result in RUN_RESULTS:
+                _remove(self.runs, name, reason, result)
+
     def triggered(self, name: str, accepted: int, ignored: int) -> None:
         """Count the events of one webhook request."""
         if accepted:
@@ -106,9 +125,16 @@ class Metrics:
         """Record a finished run."""
         self.runs.labels(name, reason, "success" if ok else "failure").inc()
         self.duration.labels(name).observe(duration)
+        self.last_run_success.labels(name).set(1 if ok else 0)
         if ok:
             self.last_success.labels(name).set(time.time())
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    # A series that never existed is fine to "remove".
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

@@ -116,6 +116,10 @@ def _command_card(command: Mapping[str, Any], now: float) -> str:
     css, label = _mark(command)
     last = command.get("lastRun")
     pairs: list[tuple[str, str, str | None]] = [("pending", str(command["pendingTriggers"]), None)]
+    current = command.get("currentRun")
+    if current is not None:
+        since = ago(_parse(current.get("start")), now)
+        pairs.append(("running", f"#{current['runId']} ({current['reason']}) since {since}", None))
     if last is not None:
         started = _parse(last.get("start"))
         pairs.append(("last run", f"#{last['runId']} {ago(started, now)}", last.get("start")))

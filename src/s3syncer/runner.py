@@ -234,6 +234,11 @@ class Runner:
         return "idle"
 
     @property
+    def current_run(self) -> RunRecord | None:
+        """The run in progress, if any."""
+        return self._running
+
+    @property
     def pending_triggers(self) -> int:
         """Triggers accepted and not yet covered by a started run."""
         return self._pending.triggers if self._pending is not None else 0
@@ -422,6 +427,8 @@ class Runner:
             "reason": request.reason,
             "duration": round(duration, 3),
             "exit_code": result.exit_code,
+            "signal": result.signal,
+            "timed_out": result.timed_out,
         }
         if result.ok:
             self._attempt = 0

@@ -209,9 +209,16 @@ class Service:
         runner = self.state.runners.pop(name)
         runner.stop()
         self._retiring.append(runner)
+        assert self._root is not None
+        self._root.start_soon(self._forget_metrics_when_stopped, runner)
         journal = self.state.journals.pop(name, None)
         if journal is not None:
             await _settle(journal, journal.seq)
+
+    async def _forget_metrics_when_stopped(self, runner: Runner) -> None:
+        await runner.stopped.wait()
+        if runner.command.name not in self.state.runners:  # not added back meanwhile
+            self.metrics.remove_command(runner.command.name)
 
     async def _watch_config_file(self, path: str) -> None:
         # Poll: Kubernetes updates a ConfigMap volume by swapping a symlink, which

@@ -281,12 +281,25 @@ def run_status(record: RunRecord | None) -> dict[str, Any] | None:
     }
 
 
+def _current_run(record: RunRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "runId": record.run_id,
+        "reason": record.reason,
+        "start": _iso(record.started_at),
+        "triggers": record.triggers,
+        "events": record.events,
+    }
+
+
 def command_status(runner: Runner) -> dict[str, Any]:
     """The status API's view of one command."""
     return {
         "name": runner.command.name,
         "state": runner.state,
         "pendingTriggers": runner.pending_triggers,
+        "currentRun": _current_run(runner.current_run),
         "lastRun": run_status(runner.last_run),
         "nextReconcile": _iso(runner.next_reconcile()),
         "nextSchedule": _iso(runner.next_schedule()),
