@@ -33,12 +33,14 @@ from .config import (
     parse_listen,
 )
 from .logs import LOG_FORMATS, configure_logging
+from .replicate import add_arguments as add_replicate_arguments
+from .replicate import run as replicate_run
 from .service import EarlySignals, Service, StartupError, leaf_errors, watch_signals
 
 log = logging.getLogger("s3syncer")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = frozenset({"serve", "check", "run"})
+SUBCOMMANDS = frozenset({"serve", "check", "run", "replicate"})
 LEGACY_FLAGS = {"-config": "--config", "-listen": "--listen"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sync command when a container registry reports a change.",
     )
     parser.add_argument("--version", action="version", version=f"s3syncer {__version__}")
-    sub = parser.add_subparsers(dest="subcommand", metavar="{serve,check,run}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="{serve,check,run,replicate}")
     config_help = f"config file (env S3SYNCER_CONFIG, default {DEFAULT_CONFIG_PATH})"
 
     serve = sub.add_parser("serve", help="run the webhook daemon")
@@ -68,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="the command's name")
     run.add_argument("--url", help="the daemon's base URL (default http://localhost:9999)")
     run.add_argument("--token-file", help="file holding the token (env S3SYNCER_TOKEN)")
+
+    replicate = sub.add_parser(
+        "replicate", help="copy what a run's registry events changed, S3 to S3 (needs boto3)"
+    )
+    add_replicate_arguments(replicate)
     return parser
 
 
@@ -89,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args.config)
     if args.subcommand == "run":
         return request_run(args.name, args.url, args.token_file)
+    if args.subcommand == "replicate":
+        return replicate_run(args)
     return serve(args.config, args.listen, args.log_format, args.log_level)
 
 

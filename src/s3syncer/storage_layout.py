@@ -1,0 +1,313 @@
+"""Distribution's storage layout and what a registry event needs copied: pure logic, no I/O.
+
+A CNCF Distribution registry (2.x, 3.x) stores everything under
+``[ROOTDIRECTORY/]docker/registry/v2/``:
+
+* ``blobs/<alg>/<hex[:2]>/<hex>/data``: content, addressed by digest (layers, configs and
+  manifests alike);
+* ``repositories/<name>/_layers/<alg>/<hex>/link``: "this repository may serve blob <digest>";
+* ``repositories/<name>/_manifests/revisions/<alg>/<hex>/link``: "manifest <digest> is in
+  this repository" (what a pull by digest checks);
+* ``repositories/<name>/_manifests/tags/<tag>/current/link``: the digest the tag points at;
+* ``repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link``: every digest the tag
+  ever pointed at.
+
+A link file holds the digest as text (``sha256:<hex>``, no newline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+V2_PREFIX = "docker/registry/v2"
+
+MANIFEST_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    }
+)
+
+_HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
+# distribution/reference: path components of lowercase alphanumerics and separators.
+_REPO_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+class LayoutError(ValueError):
+    """A digest, repository, tag or manifest that cannot be mapped to storage safely."""
+
+
+def check_digest(digest: str) -> tuple[str, str]:
+    """Return ``(algorithm, hex)`` of a digest, or raise LayoutError."""
+    match = _DIGEST_RE.match(digest)
+    if not match or len(match.group(2)) != _HASHES[match.group(1)]:
+        raise LayoutError(f"not a valid digest: {digest!r}")
+    return match.group(1), match.group(2)
+
+
+def check_repository(name: str) -> str:
+    """Return a repository name that is safe to put in a key, or raise LayoutError."""
+    if len(name) > 255 or not _REPO_RE.match(name):
+        raise LayoutError(f"not a valid repository name: {name!r}")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    """Return a tag that is safe to put in a key, or raise LayoutError."""
+    if not _TAG_RE.match(tag):
+        raise LayoutError(f"not a valid tag: {tag!r}")
+    return tag
+
+
+def content_digest(data: bytes, algorithm: str = "sha256") -> str:
+    """The digest of ``data`` with ``algorithm``."""
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def link_body(digest: str) -> bytes:
+    """The bytes of a link file pointing at ``digest``, as the registry writes them."""
+    check_digest(digest)
+    return digest.encode("ascii")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Object keys of one registry's storage under an optional root directory."""
+
+    root: str = ""
+
+    @property
+    def base(self) -> str:
+        """``ROOT/docker/registry/v2`` (no leading or trailing slash)."""
+        root = self.root.strip("/")
+        return f"{root}/{V2_PREFIX}" if root else V2_PREFIX
+
+    def blob_data(self, digest: str) -> str:
+        """The key of a blob's content."""
+        alg, hexpart = check_digest(digest)
+        return f"{self.base}/blobs/{alg}/{hexpart[:2]}/{hexpart}/data"
+
+    def _repo(self, repository: str) -> str:
+        return f"{self.base}/repositories/{check_repository(repository)}"
+
+    def layer_link(self, repository: str, digest: str) -> str:
+        """The key that lets ``repository`` serve blob ``digest``."""
+        alg, hexpart = check_digest(digest)
+        return f"{self._repo(repository)}/_layers/{alg}/{hexpart}/link"
+
+    def revision_link(self, repository: str, digest: str) -> str:
+        """The key that lets ``repository`` serve manifest ``digest``."""
+        alg, hexpart = check_digest(digest)
+        return f"{self._repo(repository)}/_manifests/revisions/{alg}/{hexpart}/link"
+
+    def tag_dir(self, repository: str, tag: str) -> str:
+        """The prefix (ending in ``/``) holding everything about one tag."""
+        return f"{self._repo(repository)}/_manifests/tags/{check_tag(tag)}/"
+
+    def tag_current_link(self, repository: str, tag: str) -> str:
+        """The key holding the digest a tag points at."""
+        return f"{self.tag_dir(repository, tag)}current/link"
+
+    def tag_index_link(self, repository: str, tag: str, digest: str) -> str:
+        """The key recording that ``tag`` pointed at ``digest``."""
+        alg, hexpart = check_digest(digest)
+        return f"{self.tag_dir(repository, tag)}index/{alg}/{hexpart}/link"
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A blob a manifest needs: digest, size when the manifest says it, optional if foreign."""
+
+    digest: str
+    size: int | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class ManifestRefs:
+    """What one manifest references: child manifests (index / list) and blobs."""
+
+    children: tuple[str, ...] = ()
+    blobs: tuple[BlobRef, ...] = ()
+
+
+def _descriptor_digest(desc: Any, where: str) -> str:
+    if not isinstance(desc, Mapping) or not isinstance(desc.get("digest"), str):
+        raise LayoutError(f"{where} has no digest")
+    digest: str = desc["digest"]
+    check_digest(digest)
+    return digest
+
+
+def _blob_ref(desc: Any, where: str) -> BlobRef:
+    digest = _descriptor_digest(desc, where)
+    size = desc.get("size")
+    urls = desc.get("urls")
+    return BlobRef(
+        digest,
+        size if isinstance(size, int) and not isinstance(size, bool) else None,
+        optional=bool(urls),
+    )
+
+
+def parse_manifest(data: bytes) -> ManifestRefs:
+    """The children and blobs of a manifest's bytes; raise LayoutError if it is not one.
+
+    Understands OCI image manifests and indexes, Docker schema 2 manifests and manifest lists,
+    and Docker schema 1 (``fsLayers``). Layers with ``urls`` (foreign / non-distributable)
+    are optional: a registry serves the manifest without them.
+    """
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LayoutError(f"manifest is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise LayoutError("manifest is not a JSON object")
+    if obj.get("schemaVersion") == 1:
+        layers = obj.get("fsLayers")
+        if not isinstance(layers, list):
+            raise LayoutError("schema 1 manifest has no fsLayers")
+        blobs = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, dict) or not isinstance(layer.get("blobSum"), str):
+                raise LayoutError(f"fsLayers[{i}] has no blobSum")
+            check_digest(layer["blobSum"])
+            blobs.append(BlobRef(layer["blobSum"]))
+        return ManifestRefs(blobs=tuple(dict.fromkeys(blobs)))
+    if "manifests" in obj:
+        children = obj["manifests"]
+        if not isinstance(children, list):
+            raise LayoutError("index 'manifests' is not a list")
+        digests = [_descriptor_digest(d, f"manifests[{i}]") for i, d in enumerate(children)]
+        return ManifestRefs(children=tuple(dict.fromkeys(digests)))
+    refs: list[BlobRef] = []
+    if "config" in obj:
+        refs.append(_blob_ref(obj["config"], "config"))
+    layers = obj.get("layers", [])
+    if not isinstance(layers, list):
+        raise LayoutError("'layers' is not a list")
+    refs.extend(_blob_ref(d, f"layers[{i}]") for i, d in enumerate(layers))
+    if not refs:
+        raise LayoutError("manifest references neither manifests, a config nor layers")
+    return ManifestRefs(blobs=tuple(dict.fromkeys(refs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Events -> changes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Changes:
+    """The net effect of a list of registry events, replayed in order.
+
+    ``tags`` maps ``(repository, tag)`` to the digest it points at, or None once deleted;
+    ``manifests`` maps ``(repository, digest)`` to True (pushed) or False (deleted). The last
+    event about a tag or a manifest wins, so a push then a delete in one batch is a delete.
+    """
+
+    tags: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], bool] = field(default_factory=dict)
+    ignored: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def pushed_manifests(self) -> list[tuple[str, str]]:
+        """``(repository, digest)`` of every manifest to copy, in first-seen order."""
+        wanted = dict.fromkeys(key for key, present in self.manifests.items() if present)
+        for (repo, _tag), digest in self.tags.items():
+            if digest is not None:
+                wanted[(repo, digest)] = None
+        return list(wanted)
+
+    def tag_pushes(self) -> list[tuple[str, str, str]]:
+        """``(repository, tag, digest)`` for every tag to write."""
+        return [(r, t, d) for (r, t), d in self.tags.items() if d is not None]
+
+    def tag_deletes(self) -> list[tuple[str, str]]:
+        """``(repository, tag)`` for every tag to remove."""
+        return [key for key, digest in self.tags.items() if digest is None]
+
+    def manifest_deletes(self) -> list[tuple[str, str]]:
+        """``(repository, digest)`` for every revision link to remove."""
+        return [key for key, present in self.manifests.items() if not present]
+
+
+def _is_manifest_target(target: Mapping[str, Any]) -> bool:
+    media_type = target.get("mediaType")
+    if isinstance(media_type, str) and media_type in MANIFEST_MEDIA_TYPES:
+        return True
+    url = target.get("url")
+    return isinstance(url, str) and "/manifests/" in url
+
+
+def replay(events: Iterable[Any]) -> Changes:
+    """Reduce raw registry events (as in the events file) to :class:`Changes`.
+
+    * push of a manifest (by tag or by digest): the manifest, and the tag if any;
+    * delete with a tag: the tag is deleted;
+    * delete with a digest and no tag: the manifest's revision is deleted (Distribution 2.8
+      sends the same shape for a blob deleted through the API; only the revision link is
+      touched, which a blob never has);
+    * blob pushes, pulls, mounts and anything else: ignored (a manifest push brings its blobs).
+
+    An event that names an invalid repository, tag or digest is a problem, not an exception.
+    """
+    changes = Changes()
+    for index, event in enumerate(events):
+        target = event.get("target") if isinstance(event, Mapping) else None
+        action = event.get("action") if isinstance(event, Mapping) else None
+        if not isinstance(target, Mapping) or not isinstance(action, str):
+            changes.problems.append(f"event {index}: no action or target")
+            continue
+        repo, tag, digest = target.get("repository"), target.get("tag"), target.get("digest")
+        try:
+            if not isinstance(repo, str):
+                raise LayoutError("no repository")
+            check_repository(repo)
+            if tag is not None and tag != "":
+                if not isinstance(tag, str):
+                    raise LayoutError("tag is not a string")
+                check_tag(tag)
+            else:
+                tag = None
+            if digest is not None and digest != "":
+                if not isinstance(digest, str):
+                    raise LayoutError("digest is not a string")
+                check_digest(digest)
+            else:
+                digest = None
+        except LayoutError as exc:
+            changes.problems.append(f"event {index} ({action}): {exc}")
+            continue
+        if action == "push" and digest and _is_manifest_target(target):
+            changes.manifests[(repo, digest)] = True
+            if tag:
+                changes.tags[(repo, tag)] = digest
+        elif action == "delete" and tag:
+            changes.tags[(repo, tag)] = None
+        elif action == "delete" and digest:
+            changes.manifests[(repo, digest)] = False
+            for key, tagged in list(changes.tags.items()):
+                if key[0] == repo and tagged == digest:
+                    changes.tags[key] = None
+        else:
+            changes.ignored += 1
+    return changes

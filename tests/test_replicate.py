@@ -1,0 +1,490 @@
+"""``s3syncer replicate``: the pure layout logic, the copy order on a fake S3, and real parts.
+
+The integration test runs SeaweedFS (``weed mini``), a real ``docker-registry`` on the source
+bucket with the s3 driver sending notifications, pushes with ``skopeo``, replicates the events
+it received with the real CLI, then serves the destination bucket with a second registry and
+checks every image by tag and by digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from registry_harness import (
+    _INDEX_MEDIA_TYPE,
+    _REF_NAME_ANNOTATION,
+    _canonical_json,
+    _run_skopeo,
+    _write_blob,
+    make_oci_layout,
+    manifest_digest,
+    require_tools,
+    skopeo_delete,
+    skopeo_push,
+    wait_until,
+)
+from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
+from s3syncer.replicate import Location, Replicator
+from s3syncer.storage_layout import (
+    BlobRef,
+    Layout,
+    LayoutError,
+    parse_manifest,
+    replay,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared/fixtures/distribution-2.8"
+D1 = "sha256:" + "a" * 64
+D2 = "sha256:" + "b" * 64
+D3 = "sha256:" + "c" * 64
+
+
+def _fixture_events() -> list[Any]:
+    files = sorted(Path(os.environ.get("S3SYNCER_FIXTURES", FIXTURES)).glob("*.json"))
+    assert files, "no registry fixtures"
+    return [event for f in files for event in json.loads(f.read_bytes())["events"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure logic
+# --------------------------------------------------------------------------------------------
+
+
+def test_layout_keys() -> None:
+    layout = Layout("reg/")
+    assert layout.blob_data(D1) == f"reg/docker/registry/v2/blobs/sha256/aa/{'a' * 64}/data"
+    base = "docker/registry/v2/repositories/team/app"
+    assert Layout().layer_link("team/app", D1) == f"{base}/_layers/sha256/{'a' * 64}/link"
+    assert (
+        Layout().revision_link("team/app", D1)
+        == f"{base}/_manifests/revisions/sha256/{'a' * 64}/link"
+    )
+    assert Layout().tag_current_link("team/app", "v1") == f"{base}/_manifests/tags/v1/current/link"
+    assert (
+        Layout().tag_index_link("team/app", "v1", D1)
+        == f"{base}/_manifests/tags/v1/index/sha256/{'a' * 64}/link"
+    )
+
+
+@pytest.mark.parametrize(
+    ("repo", "tag", "digest"),
+    [("../x", "v1", D1), ("Team", "v1", D1), ("a", "../v1", D1), ("a", "v1", "sha256:abc")],
+)
+def test_layout_refuses_unsafe_names(repo: str, tag: str, digest: str) -> None:
+    with pytest.raises(LayoutError):
+        Layout().tag_index_link(repo, tag, digest)
+
+
+def test_parse_manifest_kinds() -> None:
+    image = {
+        "schemaVersion": 2,
+        "config": {"digest": D1, "size": 10},
+        "layers": [{"digest": D2, "size": 20}, {"digest": D3, "size": 5, "urls": ["http://x"]}],
+    }
+    refs = parse_manifest(json.dumps(image).encode())
+    assert refs.children == ()
+    assert refs.blobs == (BlobRef(D1, 10), BlobRef(D2, 20), BlobRef(D3, 5, optional=True))
+    index = {"schemaVersion": 2, "manifests": [{"digest": D1}, {"digest": D2}, {"digest": D1}]}
+    assert parse_manifest(json.dumps(index).encode()).children == (D1, D2)
+    schema1 = {"schemaVersion": 1, "fsLayers": [{"blobSum": D3}, {"blobSum": D3}]}
+    assert parse_manifest(json.dumps(schema1).encode()).blobs == (BlobRef(D3),)
+    for bad in (b"nope", b"[]", b'{"schemaVersion": 2}', b'{"manifests": [{"digest": "x"}]}'):
+        with pytest.raises(LayoutError):
+            parse_manifest(bad)
+
+
+def test_replay_real_events() -> None:
+    """The fixture sequence: v1 and latest pushed, svc by digest, then latest deleted."""
+    changes = replay(_fixture_events())
+    app = "sha256:0d095e6e4edd2bba92df4e9894fa5facf85ef921f0bce636c58b55b0af24f1c5"
+    svc = "sha256:24acd8f58c3dcd1d7a0ccc49ce62af244840aa9fee3a83cec47ef2108b7fdfa1"
+    assert changes.problems == []
+    assert changes.manifests == {("team/app", app): False, ("other/svc", svc): True}
+    assert changes.tags == {("team/app", "v1"): None, ("team/app", "latest"): None}
+    assert changes.pushed_manifests() == [("other/svc", svc)]
+    assert changes.tag_pushes() == []
+    assert sorted(changes.tag_deletes()) == [("team/app", "latest"), ("team/app", "v1")]
+    assert changes.manifest_deletes() == [("team/app", app)]
+
+
+def test_replay_last_event_wins_and_bad_events_are_problems() -> None:
+    def push(repo: str, digest: str, tag: str | None = None) -> dict[str, Any]:
+        target = {"repository": repo, "digest": digest, "mediaType": _INDEX_MEDIA_TYPE}
+        return {"action": "push", "target": {**target, **({"tag": tag} if tag else {})}}
+
+    events = [
+        push("a", D1, "v1"),
+        {"action": "delete", "target": {"repository": "a", "tag": "v1"}},
+        push("a", D2, "v1"),
+        {"action": "push", "target": {"repository": "a", "digest": D3, "url": "/v2/a/blobs/x"}},
+        {"action": "pull", "target": {"repository": "a", "digest": D1}},
+        push("../evil", D1, "v1"),
+        "garbage",
+    ]
+    changes = replay(events)
+    assert changes.tags == {("a", "v1"): D2}
+    assert changes.pushed_manifests() == [("a", D1), ("a", D2)]
+    assert changes.ignored == 2
+    assert len(changes.problems) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The copy order, on an in-memory S3
+# --------------------------------------------------------------------------------------------
+
+
+class _NotFoundError(Exception):
+    def __init__(self) -> None:
+        super().__init__("not found")
+        self.response = {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}}
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, amount: int | None = None) -> bytes:
+        cut = len(self.data) if amount is None else amount
+        data, self.data = self.data[:cut], self.data[cut:]
+        return data
+
+
+class FakeS3:
+    """Just enough of an S3 client for Replicator, recording every write in order."""
+
+    def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
+        self.objects = dict(objects or {})
+        self.writes: list[str] = []
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        if (Bucket, Key) not in self.objects:
+            raise _NotFoundError
+        return {"ContentLength": len(self.objects[(Bucket, Key)])}
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        data = self.objects.get((Bucket, Key))
+        if data is None:
+            raise _NotFoundError
+        return {"ContentLength": len(data), "Body": _Body(data)}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> None:  # noqa: N803
+        self.objects[(Bucket, Key)] = Body
+        self.writes.append(Key)
+
+    def copy_object(self, *, Bucket: str, Key: str, CopySource: dict[str, str]) -> None:  # noqa: N803
+        self.put_object(Bucket=Bucket, Key=Key, Body=self.head_data(CopySource))
+
+    def head_data(self, source: dict[str, str]) -> bytes:
+        data = self.objects.get((source["Bucket"], source["Key"]))
+        if data is None:
+            raise _NotFoundError
+        return data
+
+
+def _blob(store: FakeS3, data: bytes) -> dict[str, Any]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    store.objects[("src", Layout().blob_data(digest))] = data
+    return {"digest": digest, "size": len(data)}
+
+
+def _image(store: FakeS3, payload: bytes) -> dict[str, Any]:
+    manifest = {
+        "schemaVersion": 2,
+        "config": _blob(store, b"config-" + payload),
+        "layers": [_blob(store, b"layer-" + payload)],
+    }
+    return _blob(store, json.dumps(manifest).encode())
+
+
+def _run(store: FakeS3, events: list[Any], **kwargs: Any) -> Replicator:
+    client = cast("S3Client", store)
+    replicator = Replicator(
+        client, client, Location("src"), Location("dst"), server_side=True, **kwargs
+    )
+    replicator.replicate(replay(events), delete=True)
+    return replicator
+
+
+def _tag_push(repo: str, tag: str, digest: str) -> dict[str, Any]:
+    target = {"repository": repo, "digest": digest, "tag": tag, "mediaType": _INDEX_MEDIA_TYPE}
+    return {"action": "push", "target": target}
+
+
+def test_index_copied_in_order_with_current_link_last() -> None:
+    store = FakeS3()
+    children = [_image(store, b"amd"), _image(store, b"arm")]
+    index = _blob(store, json.dumps({"schemaVersion": 2, "manifests": children}).encode())
+    replicator = _run(store, [_tag_push("team/multi", "v1", index["digest"])])
+    assert replicator.problems == []
+    writes = store.writes
+    kinds = [
+        "blobs/" if "/blobs/" in k else k.split("/_")[1].split("/")[0 if "_layers" in k else 1]
+        for k in writes
+    ]
+    order = ["blobs/", "layers", "revisions", "tags"]
+    assert [order.index(kind) for kind in kinds] == sorted(order.index(kind) for kind in kinds)
+    assert writes[-1].endswith("_manifests/tags/v1/current/link")
+    assert len([k for k in writes if "/blobs/" in k]) == 7  # 2 x (config, layer, manifest) + index
+    revisions = [k for k in writes if "/revisions/" in k]
+    assert revisions[-1].endswith(index["digest"].removeprefix("sha256:") + "/link")
+    # a second run copies no blob again, but rewrites every link
+    again = _run(store, [_tag_push("team/multi", "v1", index["digest"])])
+    assert again.stats.blobs_skipped == 4 and again.stats.blobs_copied == 3
+
+
+def test_missing_layer_leaves_no_link_to_it() -> None:
+    store = FakeS3()
+    image = _image(store, b"one")
+    layer_key = next(k for (b, k) in store.objects if store.objects[(b, k)] == b"layer-one")
+    del store.objects[("src", layer_key)]
+    replicator = _run(store, [_tag_push("team/app", "v1", image["digest"])])
+    assert any("does not exist" in p for p in replicator.problems)
+    assert any("team/app:v1: not updated" in p for p in replicator.problems)
+    assert not [k for k in store.writes if "/_manifests/" in k]
+
+
+# --------------------------------------------------------------------------------------------
+# CLI without S3
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "s3syncer", "replicate", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_truncated_events_file_fails_and_suggests_full_sync(tmp_path: Path) -> None:
+    events = tmp_path / "events.json"
+    events.write_text(
+        json.dumps({"command": "x", "reason": "event", "events": [], "truncated": True})
+    )
+    result = _cli(["--source", "s3://a", "--dest", "s3://b"], {"S3SYNCER_EVENTS_FILE": str(events)})
+    assert result.returncode == 1
+    assert "truncated" in result.stderr and "full sync" in result.stderr
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    assert _cli(["--source", "s3://a", "--dest", "s3://b"], {}).returncode == 2
+    assert _cli(["--source", "/x", "--dest", "s3://b", "--events", "f"], {}).returncode == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Real parts
+# --------------------------------------------------------------------------------------------
+
+
+def _skopeo_out(args: list[str]) -> bytes:
+    result = subprocess.run(
+        [tool("skopeo"), "--insecure-policy", *args], capture_output=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"skopeo {' '.join(args)} failed: {result.stderr.decode()}")
+    return result.stdout
+
+
+def _raw(addr: str, ref: str) -> bytes:
+    return _skopeo_out(
+        ["inspect", "--raw", "--tls-verify=false", "--no-creds", f"docker://{addr}/{ref}"]
+    )
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_index_layout(dest: Path, tag: str) -> str:
+    """Add a two-platform OCI index under ``tag`` to a layout; return its digest."""
+    make_oci_layout(dest, tag=f"{tag}-amd64", payload=b"amd64 " + tag.encode())
+    make_oci_layout(dest, tag=f"{tag}-arm64", payload=b"arm64 " + tag.encode())
+    children = []
+    for arch in ("amd64", "arm64"):
+        digest = manifest_digest(dest, f"{tag}-{arch}")
+        size = (dest / "blobs/sha256" / digest.removeprefix("sha256:")).stat().st_size
+        children.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+                "platform": {"architecture": arch, "os": "linux"},
+            }
+        )
+    index = {"schemaVersion": 2, "mediaType": _INDEX_MEDIA_TYPE, "manifests": children}
+    desc = _write_blob(dest / "blobs/sha256", _canonical_json(index))
+    top = json.loads((dest / "index.json").read_text())
+    top["manifests"].append(
+        {"mediaType": _INDEX_MEDIA_TYPE, **desc, "annotations": {_REF_NAME_ANNOTATION: tag}}
+    )
+    (dest / "index.json").write_text(json.dumps(top))
+    return str(desc["digest"])
+
+
+@dataclass
+class World:
+    s3: S3Server
+    tmp: Path
+    sink: EventSink
+    source_addr: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    require_tools()
+    tmp = tmp_path_factory.mktemp("replicate")
+    sink = EventSink()
+    try:
+        with (
+            run_seaweedfs(tmp / "s3", ["src", "dst", "dst2"]) as s3,
+            run_s3_registry(tmp / "src-reg", s3, "src", root="reg", notify_url=sink.url) as reg,
+        ):
+            yield World(s3, tmp, sink, reg.addr)
+    finally:
+        sink.close()
+
+
+def _wait_events(world: World, count: int) -> list[Any]:
+    """Take events once ``count`` manifest push / delete events have arrived."""
+
+    def relevant() -> int:
+        return sum(
+            1
+            for e in world.sink.events
+            if e["action"] == "delete"
+            or (e["action"] == "push" and "/manifests/" in e["target"].get("url", ""))
+        )
+
+    wait_until(lambda: relevant() >= count, timeout=20, message=lambda: str(world.sink.events))
+    return world.sink.take()
+
+
+def _replicate(
+    world: World, events: list[Any], dest: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    path = world.tmp / "events.json"
+    body = {"command": "replicate", "reason": "event", "events": events, "truncated": False}
+    path.write_text(json.dumps(body))
+    env = {**world.s3.env("source"), **world.s3.env("dest"), "S3SYNCER_EVENTS_FILE": str(path)}
+    return _cli(["--source", "s3://src/reg", "--dest", dest, "--jobs", "8", *extra], env)
+
+
+@pytest.mark.integration
+def test_replicate_real_registry_to_second_registry(world: World) -> None:
+    layout = world.tmp / "layout"
+    src = world.source_addr
+    make_oci_layout(layout, tag="one", payload=b"single image")
+    make_oci_layout(layout, tag="svc", payload=b"pushed by digest")
+    make_oci_layout(layout, tag="old", payload=b"soon deleted")
+    index = make_index_layout(layout, "multi")
+    one, svc, old = (manifest_digest(layout, t) for t in ("one", "svc", "old"))
+    children = [manifest_digest(layout, f"multi-{a}") for a in ("amd64", "arm64")]
+
+    skopeo_push(layout, src, "team/app:v1", src_tag="one")
+    skopeo_push(layout, src, "team/app:latest", src_tag="one")  # a retag
+    _run_skopeo(
+        [
+            "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--dest-no-creds",
+            f"oci:{layout}:multi", f"docker://{src}/team/multi:v1",
+        ],
+        timeout=60,
+    )  # fmt: skip
+    skopeo_push(layout, src, f"other/svc@{svc}", src_tag="svc")
+    skopeo_push(layout, src, "team/app:old", src_tag="old")
+    events = _wait_events(world, 7)  # v1, latest, 2 children + index, svc, old
+
+    for dest, mode in (("s3://dst", "auto"), ("s3://dst2/mirror", "stream")):
+        result = _replicate(world, events, dest, "--copy", mode)
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert ("server-side" if mode == "auto" else "streamed") in result.stdout
+
+    skopeo_delete(src, "team/app:old")
+    deletes = _wait_events(world, 2)
+    result = _replicate(world, deletes, "s3://dst", "--delete")
+    assert result.returncode == 0, result.stderr + result.stdout
+
+    refs = {
+        "team/app:v1": one,
+        "team/app:latest": one,
+        f"team/app@{one}": one,
+        "team/multi:v1": index,
+        f"team/multi@{index}": index,
+        f"team/multi@{children[0]}": children[0],
+        f"team/multi@{children[1]}": children[1],
+        f"other/svc@{svc}": svc,
+    }
+    with run_s3_registry(world.tmp / "dst-reg", world.s3, "dst") as dst:
+        for ref, digest in refs.items():
+            assert _sha(_raw(dst.addr, ref)) == digest, ref
+        out = world.tmp / "pulled"
+        _skopeo_out(
+            ["copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--src-no-creds",
+             f"docker://{dst.addr}/team/multi:v1", f"oci:{out}:multi"]
+        )  # fmt: skip
+        _skopeo_out(
+            ["copy", "--preserve-digests", "--src-tls-verify=false", "--src-no-creds",
+             f"docker://{dst.addr}/team/app:v1", f"oci:{out}:one"]
+        )  # fmt: skip
+        assert manifest_digest(out, "multi") == index
+        assert manifest_digest(out, "one") == one
+        for digest in (index, *children, one):
+            assert (out / "blobs/sha256" / digest.removeprefix("sha256:")).exists()
+        # the deleted tag and manifest are gone from the mirror
+        with pytest.raises(AssertionError):
+            _raw(dst.addr, "team/app:old")
+        with pytest.raises(AssertionError):
+            _raw(dst.addr, f"team/app@{old}")
+    with run_s3_registry(world.tmp / "dst2-reg", world.s3, "dst2", root="mirror") as dst2:
+        for ref, digest in refs.items():
+            assert _sha(_raw(dst2.addr, ref)) == digest, ref
+        assert _sha(_raw(dst2.addr, "team/app:old")) == old  # no --delete run there
+
+
+@pytest.mark.integration
+def test_missing_source_blob_and_bad_credentials_fail_safely(world: World) -> None:
+    layout = world.tmp / "broken-layout"
+    make_oci_layout(layout, tag="b", payload=b"broken image")
+    skopeo_push(layout, world.source_addr, "team/broken:v1", src_tag="b")
+    events = _wait_events(world, 1)
+    client = world.s3.client()
+    manifest = json.loads((layout / "blobs/sha256" / manifest_digest(layout, "b")[7:]).read_bytes())
+    layer_key = Layout("reg").blob_data(manifest["layers"][0]["digest"])
+    client.delete_object(Bucket="src", Key=layer_key)
+
+    result = _replicate(world, events, "s3://dst")
+    assert result.returncode == 1
+    assert f"source {layer_key} does not exist" in result.stderr
+    assert "team/broken:v1: not updated" in result.stderr
+    listed = client.list_objects_v2(
+        Bucket="dst", Prefix=Layout().base + "/repositories/team/broken/_manifests"
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+    path = world.tmp / "events.json"
+    env = {
+        **world.s3.env("source"),
+        **world.s3.env("dest"),
+        "S3SYNCER_DEST_AWS_SECRET_ACCESS_KEY": "wrong",
+        "S3SYNCER_EVENTS_FILE": str(path),
+    }
+    result = _cli(["--source", "s3://src/reg", "--dest", "s3://dst2/other"], env)
+    assert result.returncode == 1
+    assert "SignatureDoesNotMatch" in result.stderr or "permission denied" in result.stderr
+    assert "team/broken:v1: not updated" in result.stderr
