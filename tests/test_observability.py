@@ -487,7 +487,7 @@ def test_json_logs_carry_the_fields_of_each_run(tmp_path: Path) -> None:
         daemon.wait_for_log('"message": "killed: run 1 failed')
         # Refused requests are logged (rate-limited); the token in them never is.
         assert daemon.post("/trigger/push", TAGGED, {"Authorization": "Bearer wrong"})[0] == 401
-        daemon.wait_for_log("refused /trigger/push: 401")
+        daemon.wait_for_log("refused '/trigger/push': 401")
         daemon.get("/", BEARER)
         daemon.get("/status", BEARER)
         records = json_lines(daemon)
@@ -522,7 +522,7 @@ def test_json_logs_carry_the_fields_of_each_run(tmp_path: Path) -> None:
         # A run without an exit code still says so: exit_code is there, as null.
         killed = one(r"^killed: run 1 failed \(killed by signal 9\)")
         assert killed["exit_code"] is None and killed["duration"] >= 0
-        assert one(r"^refused /trigger/push: 401")["level"] == "warning"
+        assert one(r"^refused '/trigger/push': 401")["level"] == "warning"
         # Requests themselves are not logged: no access log, no line per webhook.
         assert not [r for r in records if "/status" in r["message"] or "GET /" in r["message"]]
         assert TOKEN not in daemon.log_text()

@@ -141,7 +141,7 @@ def test_a_registry_with_a_wrong_token_is_refused_and_nothing_runs(
         tmp_path / "registry", notify_url=f"{daemon.url}/trigger/push", token="wrong"
     ) as registry:
         skopeo_push(layout, registry.addr, "team/app:v1")
-        daemon.wait_for_log("refused /trigger/push: 401", timeout=10)
+        daemon.wait_for_log("refused '/trigger/push': 401", timeout=10)
         assert recorder.starts() == []
     assert TOKEN not in daemon.log_text()
     assert "wrong" not in daemon.log_text().replace("wrong token", "")

@@ -562,3 +562,12 @@ def test_commands_run_in_parallel(tmp_path: Path) -> None:
         assert second.running(), "releasing one command ended the other"
         second.release()
         second.wait_ends(1)
+
+
+def test_a_crafted_path_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "push")
+    with start_daemon(tmp_path, config_for(recorder.command_yaml("push"))) as daemon:
+        status, _, _ = daemon.post("/trigger/x%0A2026-01-01T00:00:00.000Z%20INFO%20forged", b"{}")
+        assert status == 404
+        daemon.wait_for_log("refused")
+        assert not any(line.startswith("2026-01-01") for line in daemon.log_text().splitlines())

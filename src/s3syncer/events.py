@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -57,7 +58,7 @@ def parse_envelope(body: bytes) -> list[Event]:
     except UnicodeDecodeError:
         raise EnvelopeError("body is not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except RecursionError:
         raise EnvelopeError("body is not JSON: nested too deeply") from None
     except ValueError as exc:
@@ -70,6 +71,22 @@ def parse_envelope(body: bytes) -> list[Event]:
     if not isinstance(raw_events, list):
         raise EnvelopeError('body is not a notification envelope: "events" must be a list')
     return [parse_event(index, raw) for index, raw in enumerate(raw_events)]
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but becomes float("inf"), which json.dump writes as Infinity:
+    # the events file would no longer be JSON, for the command or for any later run the
+    # event is carried into. Refuse it here, where the sender hears why.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON (RFC 8259) and
+    # would be written back into the events file as such.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def parse_event(index: int, raw: object) -> Event:

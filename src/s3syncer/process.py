@@ -232,8 +232,14 @@ class ProcessLauncher:
         fd, path = tempfile.mkstemp(
             prefix=f"s3syncer-{command.name}-{request.run_id}-", suffix=".json", dir=self.events_dir
         )
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(document, file, separators=(",", ":"))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                json.dump(document, file, separators=(",", ":"))
+        except BaseException:
+            # A full disk fails the write (or the close) after mkstemp created the file:
+            # remove it, or every failed run leaves one more file on that full disk.
+            _remove(path)
+            raise
         return path
 
     async def _execute(

@@ -81,7 +81,8 @@ class RejectionLog:
             self._suppressed += 1
             return
         more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        log.warning("refused %s: %d %s%s", path, status, reason, more)
+        # The path is the client's: repr() keeps a %0A in it from forging a log line.
+        log.warning("refused %r: %d %s%s", path, status, reason, more)
         self._last, self._suppressed = now, 0
 
 
