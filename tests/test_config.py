@@ -620,7 +620,11 @@ def test_event_rules() -> None:
 @pytest.mark.parametrize(
     ("events", "error"),
     [
-        ("[]", "commands[0].events: is empty: a command with no rules would never trigger"),
+        (
+            "[]",
+            "commands[0].events: is empty and nothing else starts the command "
+            "(reconcile, runAt or runOnStart)",
+        ),
         ("{action: push}", "commands[0].events: must be a list of rules, not a mapping"),
         ("[push]", "commands[0].events[0]: must be a mapping, not a string"),
         (
@@ -753,3 +757,8 @@ def test_config_is_frozen() -> None:
         config.listen = "x"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         config.commands[0].delay = 1.0  # type: ignore[misc]
+
+
+def test_no_event_rules_is_how_a_reconcile_only_command_says_so() -> None:
+    config = parse_config("commands:\n  - {name: full, cmd: rclone, events: [], reconcile: 1h}\n")
+    assert config.commands[0].events == ()

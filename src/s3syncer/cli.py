@@ -155,7 +155,7 @@ def _summarise_command(command: CommandConfig) -> list[str]:
     lines = [
         f"  {command.name}{' (disabled)' if command.disable else ''}: {' '.join(command.argv)}",
         f"    {', '.join(timing)}",
-        f"    on: {'; '.join(_describe_rule(rule) for rule in command.events)}",
+        f"    on: {'; '.join(_describe_rule(r) for r in command.events) or 'no events'}",
     ]
     if command.workdir:
         lines.append(f"    workdir: {command.workdir}")
