@@ -24,7 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -96,17 +96,24 @@ def pid_gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
-def _children_by_parent() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def processes() -> Iterator[tuple[int, str, int, int]]:
+    """``(pid, state, ppid, pgrp)`` of every process, read from /proc."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+            continue  # it ended while we looked
+        # The fields follow the parenthesised command name, which may hold spaces.
+        state, ppid, pgrp = stat.rpartition(")")[2].split()[:3]
+        yield int(entry.name), state, int(ppid), int(pgrp)
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, _, ppid, _ in processes():
+        children.setdefault(ppid, []).append(pid)
     return children
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import FIXTURES
-from daemon import Daemon, pid_gone, start_daemon
+from daemon import Daemon, pid_gone, processes, start_daemon
 from registry_harness import wait_until
 
 pytestmark = pytest.mark.integration
@@ -186,18 +186,7 @@ def wait_run_end(daemon: Daemon, name: str, run_id: int, timeout: float = 20.0) 
 
 def live_group_members(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that still run (zombies run nothing: not counted)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # it ended while we looked
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, state, _, pgrp in processes() if pgrp == pgid and state not in "ZX"]
 
 
 def children_of(pid: int) -> list[int]:
