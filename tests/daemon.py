@@ -38,6 +38,7 @@ __all__ = [
     "Recorder",
     "clean_env",
     "pid_gone",
+    "processes",
     "run_s3syncer",
     "spawn_s3syncer",
     "start_daemon",
