@@ -210,13 +210,16 @@ class Service:
         runner.stop()
         self._retiring.append(runner)
         assert self._root is not None
-        self._root.start_soon(self._forget_metrics_when_stopped, runner)
+        self._root.start_soon(self._forget_when_stopped, runner)
         journal = self.state.journals.pop(name, None)
         if journal is not None:
             await _settle(journal, journal.seq)
 
-    async def _forget_metrics_when_stopped(self, runner: Runner) -> None:
+    async def _forget_when_stopped(self, runner: Runner) -> None:
         await runner.stopped.wait()
+        # Every reload that removes a command would otherwise keep its runner forever.
+        self._retiring.remove(runner)
+        del self._scopes[runner]
         if runner.command.name not in self.state.runners:  # not added back meanwhile
             self.metrics.remove_command(runner.command.name)
 
