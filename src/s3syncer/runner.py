@@ -34,8 +34,6 @@ log = logging.getLogger("s3syncer.runner")
 Reason = Literal["startup", "event", "reconcile", "schedule", "manual", "retry", "recovered"]
 State = Literal["idle", "waiting", "running", "backoff", "disabled", "stopped"]
 
-# Triggers of these reasons run at once; the others wait out the quiet period.
-IMMEDIATE_REASONS = frozenset({"startup", "recovered", "reconcile"})
 TRIGGER_BUFFER = 4096
 
 
@@ -347,7 +345,7 @@ class Runner:
         pending.events.extend(trigger.events)
         pending.events.truncated = pending.events.truncated or trigger.truncated
         pending.seq = max(pending.seq, trigger.seq)
-        if trigger.immediate or trigger.reason in IMMEDIATE_REASONS:
+        if trigger.immediate:
             pending.force(trigger.reason, now)
         elif pending.reason != "retry":
             # A retry's backoff is not restarted by new triggers: they ride along.
