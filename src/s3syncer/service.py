@@ -21,10 +21,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
+from .journal import Journal, open_journal
 from .metrics import Metrics
 from .process import ProcessLauncher
 from .runner import Launch, Runner, Trigger
-from .state import Journal, open_journal
 from .web import ServiceState, create_app
 
 log = logging.getLogger("s3syncer")

@@ -28,11 +28,11 @@ from quart_trio import QuartTrio
 from . import __version__
 from .config import AuthConfig
 from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, Event, matching, parse_envelope
+from .journal import Journal
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .page import render_status_page
 from .runner import Runner, RunRecord, Trigger
-from .state import Journal
 
 log = logging.getLogger("s3syncer.web")
 

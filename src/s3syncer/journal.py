@@ -26,7 +26,7 @@ import trio
 
 from .events import MAX_EVENTS_PER_RUN, Event, parse_event
 
-log = logging.getLogger("s3syncer.state")
+log = logging.getLogger("s3syncer.journal")
 
 FORMAT_VERSION = 1
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import trio
 
-from s3syncer import state
+from s3syncer import journal as journal_module
 from s3syncer.events import Event
-from s3syncer.state import Journal
+from s3syncer.journal import Journal
 
 
 def event(event_id: str | None, tag: str = "v1") -> Event:
@@ -98,14 +98,14 @@ async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[list[str]] = []
-    real_replace = state._replace_file
+    real_replace = journal_module._replace_file
 
     def slow_replace(path: Path, document: dict[str, Any] | None) -> None:
         trio.from_thread.run(trio.sleep, 0.05)  # an fsync that takes a while
         writes.append([e["id"] for e in (document or {"events": []})["events"]])
         real_replace(path, document)
 
-    monkeypatch.setattr(state, "_replace_file", slow_replace)
+    monkeypatch.setattr(journal_module, "_replace_file", slow_replace)
     journal = Journal(tmp_path / "push.json")
     on_disk_when_answered: dict[str, bool] = {}
 
