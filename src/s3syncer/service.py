@@ -77,6 +77,7 @@ class Service:
     launch: Launch | None = None
     config_path: str | None = None  # where reload() reads from
     watch_interval: float = CONFIG_POLL
+    listen_override: str | None = None  # --listen or S3SYNCER_LISTEN: the file's has no say
 
     def __post_init__(self) -> None:
         self.metrics = Metrics()
@@ -171,8 +172,9 @@ class Service:
 
     async def _apply(self, new: Config) -> None:
         old = self.config
+        listen = self.listen_override or new.listen or DEFAULT_LISTEN
         for key, before, after in (
-            ("listen", old.listen, new.listen),
+            ("listen", parse_listen(self.listen), parse_listen(listen)),
             ("auth", old.auth, new.auth),
             ("stateDir", old.state_dir, new.state_dir),
         ):
