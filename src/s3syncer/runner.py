@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from croniter import croniter
 from .config import CommandConfig
 from .events import Event, EventLog
 from .metrics import Metrics
+from .output import OutputTail
 
 log = logging.getLogger("s3syncer.runner")
 
@@ -57,6 +58,7 @@ class RunRequest:
     events: EventLog
     triggers: int
     seq: int = 0
+    output: OutputTail = field(default_factory=OutputTail)  # filled by the launcher as it runs
 
 
 @dataclass(frozen=True)
