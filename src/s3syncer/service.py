@@ -2,9 +2,10 @@
 
 The runners belong to our nursery, not to the web app's, so an error in a
 runner ends the daemon loudly instead of vanishing. Shutdown is graceful:
-``/ready`` turns 503, the server stops accepting and finishes what it has,
-pending delays are dropped, and a running command gets ``shutdownGrace``
-seconds before its process group is terminated.
+``/ready`` turns 503 (and webhooks and manual runs 503 with ``Retry-After``)
+while ``/health`` stays 200, pending delays are dropped, a running command
+gets ``shutdownGrace`` seconds before its process group is terminated, and
+only then does the server stop accepting.
 """
 
 from __future__ import annotations
@@ -279,7 +280,8 @@ class Service:
         log.info(
             "shutting down: %d command(s) running, waiting up to %gs for them", len(running), grace
         )
-        self._stop_http.set()
+        # The server keeps answering through the grace: /health 200 keeps a liveness probe
+        # from killing us, /ready, /trigger and /run say 503. It closes once runs are over.
         runners = [*self.state.runners.values(), *self._retiring]
         for runner in runners:
             runner.stop()
@@ -294,6 +296,7 @@ class Service:
                 self._scopes[runner].cancel()
             for runner in late:
                 await runner.stopped.wait()
+        self._stop_http.set()
         with trio.move_on_after(HTTP_GRACE):
             await self._http_done.wait()
         log.info("shut down cleanly")

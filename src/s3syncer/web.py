@@ -350,7 +350,12 @@ def create_app(state: ServiceState, metrics: Metrics, auth: AuthConfig | None) -
         if runner.command.disable:
             return Response(f"{name} is disabled\n", status=409, content_type="text/plain")
         if state.shutting_down:
-            return Response("shutting down, retry\n", status=503, content_type="text/plain")
+            return Response(
+                "shutting down, retry\n",
+                status=503,
+                content_type="text/plain",
+                headers={"Retry-After": "1"},
+            )
         try:
             runner.send_channel.send_nowait(Trigger("manual"))
         except trio.WouldBlock:
