@@ -71,8 +71,8 @@ def test_browsers_get_a_basic_challenge_first_and_curl_gets_in(tmp_path: Path) -
         page = curl("-u", f"anyone:{TOKEN}", f"{daemon.url}/")
         assert page.returncode == 0, page.stderr
         assert "<h1>s3syncer</h1>" in page.stdout
-        status = curl("-u", f"x:{TOKEN}", f"{daemon.url}/status")
-        assert json.loads(status.stdout)["commands"][0]["name"] == "push"
+        document = curl("-u", f"x:{TOKEN}", f"{daemon.url}/status")
+        assert json.loads(document.stdout)["commands"][0]["name"] == "push"
         manual = curl("-u", f"x:{TOKEN}", "-X", "POST", f"{daemon.url}/run/push")
         assert manual.returncode == 0, manual.stderr
         recorder.wait_starts(1)
