@@ -152,6 +152,7 @@ class EventLog:
     def __init__(self, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.limit = limit
         self.truncated = False
+        self.oldest_at: float | None = None  # when the oldest of these events was accepted
         self._events: dict[object, Event] = {}
         self._anonymous = itertools.count()
 
@@ -170,10 +171,17 @@ class EventLog:
         for event in events:
             self.add(event)
 
+    def accepted_at(self, when: float) -> None:
+        """Note that events added now were accepted at ``when`` (epoch seconds)."""
+        if self.oldest_at is None or when < self.oldest_at:
+            self.oldest_at = when
+
     def merge(self, other: EventLog) -> None:
-        """Add the events of ``other`` after ours, keeping its truncation."""
+        """Add the events of ``other`` after ours, keeping its truncation and its age."""
         self.extend(other)
         self.truncated = self.truncated or other.truncated
+        if other.oldest_at is not None:
+            self.accepted_at(other.oldest_at)
 
     def __len__(self) -> int:
         return len(self._events)

@@ -27,6 +27,7 @@ from croniter import croniter
 
 from .config import CommandConfig
 from .events import Event, EventLog
+from .history import PastRun, RunHistory
 from .metrics import Metrics
 from .output import OutputTail
 
@@ -102,6 +103,7 @@ class RunRecord:
     triggers: int = 0
     events: int = 0
     result: RunResult | None = None
+    output: OutputTail | None = None  # while it runs: what it wrote so far
 
     @property
     def duration(self) -> float | None:
@@ -167,8 +169,10 @@ class Runner:
         buffer: int = TRIGGER_BUFFER,
         settle: Settle | None = None,
         recovered: Trigger | None = None,
+        history: RunHistory | None = None,
     ) -> None:
         self.command = command
+        self.history = history if history is not None else RunHistory()
         self._launch = launch
         self._settle = settle
         self._recovered = recovered
@@ -179,7 +183,7 @@ class Runner:
         self._carry: EventLog | None = None
         self._carry_seq = 0
         self._attempt = 0
-        self._run_count = 0
+        self._in_flight: EventLog | None = None  # the events of the run in progress
         self._started_at = 0.0
         self._last_end: float | None = None
         self._tick_dt: datetime | None = None
@@ -242,6 +246,28 @@ class Runner:
     def pending_triggers(self) -> int:
         """Triggers accepted and not yet covered by a started run."""
         return self._pending.triggers if self._pending is not None else 0
+
+    def waiting_events(self) -> int:
+        """Accepted events no successful run has covered yet: pending, running or failed."""
+        return sum(len(log) for log in self._unsettled())
+
+    def pending_event_age(self) -> float:
+        """Seconds since the oldest event no successful run has covered was accepted; 0: none."""
+        ages = [log.oldest_at for log in self._unsettled() if log.oldest_at is not None]
+        if not ages:
+            return 0.0
+        return max(0.0, self._wall_clock().timestamp() - min(ages))
+
+    def _unsettled(self) -> list[EventLog]:
+        pending = None if self._pending is None else self._pending.events
+        return [log for log in (self._in_flight, pending, self._carry) if log is not None]
+
+    def next_run(self) -> float | None:
+        """Wall-clock time (epoch seconds) the pending run or retry falls due, if any."""
+        if self._pending is None:
+            return None
+        due = self._pending.due(self.command.max_delay)
+        return None if math.isinf(due) else self._to_wall(due)
 
     def next_reconcile(self) -> float | None:
         """Wall-clock time (epoch seconds) of the next reconcile run, if reconcile is on."""
@@ -345,6 +371,8 @@ class Runner:
         pending = self._ensure_pending(trigger.reason, now)
         pending.triggers += 1
         pending.events.extend(trigger.events)
+        if trigger.events or trigger.truncated:
+            pending.events.accepted_at(self._wall_clock().timestamp())
         pending.events.truncated = pending.events.truncated or trigger.truncated
         pending.seq = max(pending.seq, trigger.seq)
         if trigger.immediate:
@@ -375,9 +403,8 @@ class Runner:
     async def _run(self, pending: Pending) -> None:
         if pending.reason != "retry":
             self._attempt = 0
-        self._run_count += 1
         request = RunRequest(
-            self._run_count, pending.reason, pending.events, pending.triggers, pending.seq
+            self.history.next_id(), pending.reason, pending.events, pending.triggers, pending.seq
         )
         record = RunRecord(
             run_id=request.run_id,
@@ -385,8 +412,11 @@ class Runner:
             started_at=time.time(),
             triggers=request.triggers,
             events=len(request.events),
+            output=request.output,
         )
         self._running = record
+        self._in_flight = request.events
+        await self.history.save()  # the id is taken, even if the daemon dies during the run
         self._metrics.pending(self.command.name, 0)
         self._metrics.running(self.command.name, True)
         _log_start(self.command.name, request)
@@ -398,12 +428,15 @@ class Runner:
                 nursery.cancel_scope.cancel()
         finally:
             self._running = None
+            self._in_flight = None
             self._metrics.running(self.command.name, False)
         self._last_end = trio.current_time()
         record.ended_at = record.started_at + (self._last_end - started)
         record.result = result
         self.last_run = record
+        self.history.add(PastRun.of(record))
         self._finish(request, result, self._last_end - started)
+        await self.history.save()
         if result.ok and self._settle is not None:
             await self._settle(request.seq)
 

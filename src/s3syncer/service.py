@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
+from .history import RunHistory, open_history
 from .journal import Journal, open_journal
 from .metrics import Metrics
 from .process import ProcessLauncher
@@ -126,12 +127,22 @@ class Service:
             metrics=self.metrics,
             settle=None if journal is None else partial(_settle, journal),
             recovered=recovered,
+            history=self._open_history(command),
         )
         self.metrics.add_command(command.name)
+        self.metrics.track_pending_event_age(command.name, runner.pending_event_age)
         self._scopes[runner] = await self._root.start(self._supervise, runner)
         self.state.runners[command.name] = runner
         if journal is not None:
             self.state.journals[command.name] = journal
+
+    def _open_history(self, command: CommandConfig) -> RunHistory:
+        try:
+            return open_history(self.config.state_dir, command.name)
+        except OSError as exc:
+            raise StateDirError(
+                exc.errno, f"cannot use stateDir {self.config.state_dir}: {exc.strerror}"
+            ) from exc
 
     def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
         if self.config.state_dir is None or command.disable:

@@ -1,0 +1,191 @@
+"""A command's recent runs: the last 20, its last success, and the id the next run gets.
+
+With ``stateDir`` the history lives in ``STATEDIR/runs/NAME.json`` (replaced
+atomically, once when a run starts and once when it ends), so run ids go on
+across restarts and the page still shows what ran before one. Without it, the
+history is kept in memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from .runner import RunRecord
+
+log = logging.getLogger("s3syncer.history")
+
+KEEP_RUNS = 20
+FORMAT_VERSION = 1
+HISTORY_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One finished run, as the history keeps it (its output stays with the last run only)."""
+
+    run_id: int
+    reason: str
+    started_at: float
+    ended_at: float
+    triggers: int
+    events: int
+    ok: bool
+    outcome: str  # "exit 0", "exit 3", "timed out", "killed by signal 9", "cannot start ..."
+
+    @property
+    def duration(self) -> float:
+        """Seconds the run took."""
+        return max(0.0, self.ended_at - self.started_at)
+
+    @classmethod
+    def of(cls, record: RunRecord) -> PastRun:
+        """The history's view of a finished run."""
+        assert record.result is not None and record.ended_at is not None
+        return cls(
+            run_id=record.run_id,
+            reason=record.reason,
+            started_at=record.started_at,
+            ended_at=record.ended_at,
+            triggers=record.triggers,
+            events=record.events,
+            ok=record.result.ok,
+            outcome=record.result.describe(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "runId": self.run_id,
+            "reason": self.reason,
+            "start": self.started_at,
+            "end": self.ended_at,
+            "triggers": self.triggers,
+            "events": self.events,
+            "ok": self.ok,
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PastRun:
+        """Read the stored form back; ``ValueError`` if it is not one."""
+        try:
+            run = cls(
+                run_id=int(data["runId"]),
+                reason=str(data["reason"]),
+                started_at=float(data["start"]),
+                ended_at=float(data["end"]),
+                triggers=int(data["triggers"]),
+                events=int(data["events"]),
+                ok=bool(data["ok"]),
+                outcome=str(data["outcome"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a run: {exc}") from None
+        return run
+
+
+class RunHistory:
+    """The last ``keep`` runs of one command and the id of the latest; saved to ``path``."""
+
+    def __init__(self, path: Path | None = None, keep: int = KEEP_RUNS) -> None:
+        self.path = path
+        self.last_run_id = 0
+        self.last_success: PastRun | None = None
+        self._runs: deque[PastRun] = deque(maxlen=keep)
+        self._failed_to_save = False
+
+    def __iter__(self) -> Iterator[PastRun]:
+        """Oldest first."""
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def next_id(self) -> int:
+        """Take the id of a run that starts now."""
+        self.last_run_id += 1
+        return self.last_run_id
+
+    def add(self, run: PastRun) -> None:
+        """Remember a finished run."""
+        self._runs.append(run)
+        if run.ok:
+            self.last_success = run
+
+    def load(self) -> None:
+        """Read what a previous process saved; a missing file is a first start."""
+        if self.path is None:
+            return
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+                raise ValueError("no runs list")
+            runs = [PastRun.from_json(run) for run in document["runs"]]
+            success = document.get("lastSuccess")
+            last_success = None if success is None else PastRun.from_json(success)
+            last_id = int(document["lastRunId"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Only the page's past is lost; the runs themselves are not affected.
+            log.warning("run history %s cannot be read (%s); starting a new one", self.path, exc)
+            return
+        self._runs.extend(runs)
+        self.last_success = last_success
+        self.last_run_id = max([last_id, *(run.run_id for run in runs)])
+
+    async def save(self) -> None:
+        """Write the history to ``path`` (if any); a failure is logged once, never raised."""
+        if self.path is None:
+            return
+        document = {
+            "version": FORMAT_VERSION,
+            "lastRunId": self.last_run_id,
+            "lastSuccess": None if self.last_success is None else self.last_success.to_json(),
+            "runs": [run.to_json() for run in self._runs],
+        }
+        try:
+            await trio.to_thread.run_sync(_replace_file, self.path, document)
+        except OSError as exc:
+            if not self._failed_to_save:
+                log.error("cannot save run history %s: %s", self.path, exc.strerror)
+            self._failed_to_save = True
+        else:
+            self._failed_to_save = False
+
+
+def _replace_file(path: Path, document: dict[str, Any]) -> None:
+    # Write, fsync, rename: a crash leaves the old history or the new one, never half of one.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def open_history(state_dir: str | None, command: str) -> RunHistory:
+    """The history of ``command``: kept in ``state_dir`` if given, else in memory."""
+    if state_dir is None:
+        return RunHistory()
+    directory = Path(state_dir) / HISTORY_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    history = RunHistory(directory / f"{command}.json")
+    history.load()
+    return history
