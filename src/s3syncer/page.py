@@ -57,6 +57,9 @@ th, td { padding: .125rem .5rem .125rem 0; border-bottom: 1px solid var(--line);
          white-space: nowrap; }
 td.result { white-space: normal; overflow-wrap: anywhere; }
 details summary { cursor: pointer; color: var(--run); margin-top: .5rem; }
+@media (max-width: 30rem) {
+  body { padding: .5rem; } .cmd { padding: .625rem .75rem; } th, td { padding-right: .375rem; }
+}
 pre { max-height: 24rem; overflow: auto; background: var(--track); padding: .5rem;
       border-radius: .25rem; font-size: .8rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 """
@@ -153,7 +156,7 @@ def _facts(command: Mapping[str, Any], now: float) -> list[Row]:
     current = command.get("currentRun")
     if current is not None:
         since = ago(_parse(current.get("start")), now)
-        pairs.append(("running", f"#{current['runId']} ({current['reason']}) since {since}", None))
+        pairs.append(("running", f"#{current['runId']} {current['reason']}, started {since}", None))
     last = command.get("lastRun")
     if last is not None and last.get("ok") is not None:
         took = duration(last.get("durationSeconds") or 0.0)
@@ -177,7 +180,9 @@ def _history(command: Mapping[str, Any], now: float) -> str:
     timeline = render_timeline(runs, command.get("currentRun"), now)
     if not timeline:
         return ""
-    oldest = min(_parse(run["start"]) or now for run in runs) if runs else now
+    current = command.get("currentRun")
+    starts = [run["start"] for run in [*runs, *([current] if current else [])]]
+    oldest = min(_parse(start) or now for start in starts)
     rows = "".join(
         f"<tr><td>#{run['runId']}</td><td>{escape(run['reason'])}</td>"
         f'<td title="{escape(run["start"])}">{ago(_parse(run["start"]), now)}</td>'
@@ -190,7 +195,8 @@ def _history(command: Mapping[str, Any], now: float) -> str:
     if rows:
         table = (
             '<div class="runs"><table><thead><tr><th>run</th><th>reason</th><th>started</th>'
-            "<th>took</th><th>result</th><th>triggers</th><th>events</th></tr></thead>"
+            "<th>took</th><th>result</th><th title=triggers>trig.</th><th title=events>ev.</th>"
+            "</tr></thead>"
             f"<tbody>{rows}</tbody></table></div>"
         )
     return (
