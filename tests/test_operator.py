@@ -8,6 +8,7 @@ import shlex
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, run_s3syncer, spawn_s3syncer, start_daemon
-from registry_harness import free_port
+from registry_harness import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +181,120 @@ def test_the_listen_warning_only_when_the_effective_address_changes(tmp_path: Pa
         text = f'listen: "127.0.0.1:{free_port()}"\ncommands:\n{command}'
         end = _reload(daemon, config, text, end)
         assert "listen changed; that takes a restart" in daemon.log_text()
+
+
+# --- run history, lag and output ---------------------------------------------------------------
+
+
+def _status(daemon: Daemon) -> dict[str, Any]:
+    code, _, body = daemon.get("/status", BEARER)
+    assert code == 200, body
+    return {c["name"]: c for c in json.loads(body)["commands"]}
+
+
+def _wait_status(
+    daemon: Daemon, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        command: dict[str, Any] = _status(daemon)[name]
+        return command if check(command) else None
+
+    found: dict[str, Any] = wait_until(
+        ready, timeout=timeout, message=lambda: f"{_status(daemon)[name]}"
+    )
+    return found
+
+
+def _lag_metric(daemon: Daemon, name: str) -> float:
+    _, _, body = daemon.get("/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(f's3syncer_pending_event_age_seconds{{command="{name}"}} '):
+            return float(line.split()[-1])
+    raise AssertionError(f"no lag metric for {name}")
+
+
+def test_run_ids_and_history_go_on_across_restarts_with_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    command = '  - {name: push, cmd: /bin/sh, args: [-c, "echo ok"], delay: 50ms}\n'
+    config = config_for(command, auth={"token": TOKEN}, stateDir=str(state))
+    with start_daemon(tmp_path, config) as daemon:
+        assert daemon.post("/run/push", b"", BEARER)[0] == 202
+        _wait_status(daemon, "push", lambda c: c["runs"] == 1)
+        assert daemon.post("/run/push", b"", BEARER)[0] == 202
+        _wait_status(daemon, "push", lambda c: c["runs"] == 2)
+    assert (state / "runs" / "push.json").is_file()
+    with start_daemon(tmp_path, config) as daemon:
+        before = _status(daemon)["push"]
+        assert [run["runId"] for run in before["recentRuns"]] == [2, 1]
+        assert before["lastSuccess"] is not None and before["runs"] == 0
+        assert daemon.post("/run/push", b"", BEARER)[0] == 202
+        after = _wait_status(daemon, "push", lambda c: c["runs"] == 1)
+        assert after["lastRun"]["runId"] == 3
+        assert [run["runId"] for run in after["recentRuns"]] == [3, 2, 1]
+        daemon.wait_for_log("push: run 3 succeeded")
+    # Without stateDir, a restart starts over: there is nowhere to keep the count.
+    plain = config_for(command, auth={"token": TOKEN})
+    with start_daemon(tmp_path, plain) as daemon:
+        assert daemon.post("/run/push", b"", BEARER)[0] == 202
+        assert _wait_status(daemon, "push", lambda c: c["runs"] == 1)["lastRun"]["runId"] == 1
+
+
+def test_a_stuck_command_shows_its_waiting_events_and_their_age(tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    command = {
+        "name": "stuck",
+        "cmd": "/bin/sh",
+        "args": ["-c", f"test -e {fixed}"],
+        "delay": "50ms",
+    }
+    config = config_for(
+        f"  - {json.dumps(command)}\n", auth={"token": TOKEN}, stateDir=str(tmp_path / "s")
+    )
+    with start_daemon(tmp_path, config) as daemon:
+        assert _lag_metric(daemon, "stuck") == 0.0
+        headers = {**REGISTRY_HEADERS, **BEARER}
+        assert daemon.post("/trigger/stuck", TAGGED_PUSH, headers)[0] == 200
+        failed = _wait_status(daemon, "stuck", lambda c: c["failures"] == 1)
+        # Nothing pending to trigger a run, but the event is still not mirrored.
+        assert failed["state"] == "idle" and failed["pendingTriggers"] == 0
+        assert failed["pendingEvents"] == 1
+        aged = _wait_status(daemon, "stuck", lambda c: c["pendingEventAgeSeconds"] >= 1.5)
+        assert aged["pendingEvents"] == 1
+        assert _lag_metric(daemon, "stuck") >= aged["pendingEventAgeSeconds"]
+        page = daemon.get("/", BEARER)[2].decode()
+        assert "<dt>events waiting</dt><dd>1, oldest accepted " in page
+        assert "<dt>last success</dt><dd>never</dd>" in page
+
+        fixed.touch()
+        assert daemon.post("/run/stuck", b"", BEARER)[0] == 202
+        done = _wait_status(daemon, "stuck", lambda c: c["runs"] == 2)
+        assert (done["pendingEvents"], done["pendingEventAgeSeconds"]) == (0, 0.0)
+        assert _lag_metric(daemon, "stuck") == 0.0
+        assert [run["ok"] for run in done["recentRuns"]] == [True, False]
+
+
+def test_output_keeps_its_order_in_the_log_and_the_live_tail(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    script = (
+        "for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done; "
+        f"while [ ! -e {release} ]; do sleep 0.05; done; echo done"
+    )
+    command = {"name": "talk", "cmd": "/bin/sh", "args": ["-c", script], "runOnStart": True}
+    config = config_for(f"  - {json.dumps(command)}\n", auth={"token": TOKEN})
+    expected = "".join(f"out{i}\nerr{i}\n" for i in range(1, 9))
+    with start_daemon(tmp_path, config) as daemon:
+        running = _wait_status(
+            daemon, "talk", lambda c: (c["currentRun"] or {}).get("outputTail") == expected
+        )
+        assert running["state"] == "running"
+        page = daemon.get("/", BEARER)[2].decode()
+        assert "output of run #1 so far" in page and expected in page
+        release.touch()
+        last = _wait_status(daemon, "talk", lambda c: c["runs"] == 1)["lastRun"]
+        assert last["outputTail"] == expected + "done\n"
+        logged = [
+            line.split("talk | ", 1)[1]
+            for line in daemon.log_text().splitlines()
+            if "talk | " in line
+        ]
+        assert logged == [*expected.splitlines(), "done"]
