@@ -178,6 +178,14 @@ def test_chromium_shows_each_card_its_history_and_timeline(tmp_path: Path) -> No
         assert "copying layer 1 <of 3>\nslow endpoint\ncopying layer 2\n" in busy_text
         assert "no <route>" in "".join(broken["text"])
 
+        # /status works from the browser too, with the same credentials.
+        document = chromium(tmp_path, url + "status", "--dump-dom")
+        assert document.returncode == 0, document.stderr[-2000:]
+        assert (
+            '"name": "by-hand"' in document.stdout
+            and '"recentRuns": [{"runId": 4' in document.stdout
+        )
+
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for width, height in WIDTHS.items():
             for scheme, flags in (("light", ()), ("dark", ("--force-dark-mode",))):
