@@ -203,7 +203,7 @@ class Runner:
                 if not self._stopping:
                     await self._wake()
         finally:
-            self._report_dropped()
+            _log_dropped(self.command.name, self._next.pending_triggers)
             self.stopped.set()
 
     async def _collect(self) -> None:
@@ -315,16 +315,6 @@ class Runner:
         retrying = self._next.finish(request, result.ok, now, may_retry=not self._stopping)
         _log_end(self.command.name, request, result, duration, retrying)
 
-    def _report_dropped(self) -> None:
-        pending = self._next.pending_triggers
-        if pending:
-            log.warning(
-                "%s: stopped with %d pending triggers not run",
-                self.command.name,
-                pending,
-                extra={"command": self.command.name, "pending": pending},
-            )
-
 
 def _log_start(name: str, request: RunRequest) -> None:
     extra = {
@@ -375,6 +365,15 @@ def _log_end(
             "%s: run %d failed (%s) after %.2fs",
             *(name, request.run_id, result.describe(), duration),
             extra=extra,
+        )
+
+
+def _log_dropped(name: str, pending: int) -> None:
+    if pending:
+        log.warning(
+            "%s: stopped with %d pending triggers not run",
+            *(name, pending),
+            extra={"command": name, "pending": pending},
         )
 
 

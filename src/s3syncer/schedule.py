@@ -75,7 +75,9 @@ class Schedule:
         # or asleep are skipped, not fired in a burst.
         base = wall_now if self.tick_wall is None else max(self.tick_wall, wall_now)
         self.tick_wall = croniter(self.command.run_at, base).get_next(datetime)
-        self.tick_at = now + (self.tick_wall - wall_now).total_seconds()
+        # Epoch seconds, not datetime subtraction: within one zone that ignores a
+        # daylight-saving change in between and lands an hour off.
+        self.tick_at = now + (self.tick_wall.timestamp() - wall_now.timestamp())
 
     def update(self, command: CommandConfig, now: float, wall_now: datetime) -> None:
         """Take new settings; a changed ``runAt`` starts over from now."""
