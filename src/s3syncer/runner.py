@@ -116,7 +116,7 @@ class Runner:
         self._metrics = metrics or Metrics()
         self._wall_clock = wall_clock
         self.send_channel, self._receive = trio.open_memory_channel[Trigger](buffer)
-        self._next = Coalescer(command)
+        self._next_run = Coalescer(command)
         self._schedule = Schedule(command)
         self._scope: trio.CancelScope | None = None  # the wait for triggers, if one is on
         self._running: RunRecord | None = None
@@ -141,7 +141,7 @@ class Runner:
         service replaces the runner for that).
         """
         self.command = command
-        self._next.update(command)
+        self._next_run.update(command)
         self._schedule.update(command, trio.current_time(), self._wall_clock())
         if self._scope is not None:
             self._scope.deadline = self._deadline()
@@ -155,7 +155,7 @@ class Runner:
             return "stopped"
         if self._running is not None:
             return "running"
-        reason = self._next.pending_reason
+        reason = self._next_run.pending_reason
         if reason is not None:
             return "backoff" if reason == "retry" else "waiting"
         return "idle"
@@ -168,7 +168,7 @@ class Runner:
     @property
     def pending_triggers(self) -> int:
         """Triggers accepted and not yet covered by a started run."""
-        return self._next.pending_triggers
+        return self._next_run.pending_triggers
 
     def next_reconcile(self) -> float | None:
         """Wall-clock time (epoch seconds) of the next reconcile run, if reconcile is on."""
@@ -203,7 +203,7 @@ class Runner:
                 if not self._stopping:
                     await self._wake()
         finally:
-            _log_dropped(self.command.name, self._next.pending_triggers)
+            _log_dropped(self.command.name, self._next_run.pending_triggers)
             self.stopped.set()
 
     async def _collect(self) -> None:
@@ -234,7 +234,7 @@ class Runner:
     def _next_wakeup(self) -> tuple[float, str]:
         # On a tie the pending run goes first: it covers what reconcile would.
         return min(
-            (self._next.due(), "pending"),
+            (self._next_run.due(), "pending"),
             (self._schedule.reconcile_at(), "reconcile"),
             (self._schedule.tick_at, "schedule"),
         )
@@ -249,7 +249,7 @@ class Runner:
         elif why == "schedule":
             self._schedule.next_tick(now, self._wall_clock())
             self._add(Trigger("schedule", immediate=True))
-        request = self._next.take()
+        request = self._next_run.take()
         if request is not None:
             await self._run(request)
 
@@ -262,8 +262,8 @@ class Runner:
             self._add(trigger)
 
     def _add(self, trigger: Trigger) -> None:
-        self._next.add(trigger, trio.current_time())
-        self._metrics.pending(self.command.name, self._next.pending_triggers)
+        self._next_run.add(trigger, trio.current_time())
+        self._metrics.pending(self.command.name, self._next_run.pending_triggers)
 
     # --- running ---------------------------------------------------------------------
 
@@ -312,7 +312,7 @@ class Runner:
         if not result.ok:
             self.failures += 1
         now = trio.current_time()
-        retrying = self._next.finish(request, result.ok, now, may_retry=not self._stopping)
+        retrying = self._next_run.finish(request, result.ok, now, may_retry=not self._stopping)
         _log_end(self.command.name, request, result, duration, retrying)
 
 
