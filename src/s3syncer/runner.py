@@ -210,9 +210,10 @@ class Runner:
         """Fold triggers in until the next deadline, or until ``stop()``.
 
         One cancel scope spans the whole wait and each trigger moves its deadline
-        in place. The design once said ``move_on_after`` per wait, but a new scope
-        per trigger costs on the hot path, and a scope kept on the runner is one
-        that ``update()`` can move and ``stop()`` can cancel from outside.
+        in place. The design once said ``move_on_after``, which fixes the deadline
+        when the scope opens: every trigger that restarts the quiet period would
+        open a new scope, which costs on the hot path, and only a scope kept on the
+        runner can be moved by ``update()`` and cancelled by ``stop()`` from outside.
         """
         with trio.CancelScope() as scope:
             self._scope = scope
