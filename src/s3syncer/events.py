@@ -152,7 +152,7 @@ class EventLog:
     def __init__(self, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.limit = limit
         self.truncated = False
-        self.oldest_at: float | None = None  # when the oldest of these events was accepted
+        self.oldest_at: float | None = None  # when the oldest was accepted, on the runner's clock
         self._events: dict[object, Event] = {}
         self._anonymous = itertools.count()
 
@@ -172,7 +172,7 @@ class EventLog:
             self.add(event)
 
     def accepted_at(self, when: float) -> None:
-        """Note that events added now were accepted at ``when`` (epoch seconds)."""
+        """Note that events added now were accepted at ``when`` (on the caller's clock)."""
         if self.oldest_at is None or when < self.oldest_at:
             self.oldest_at = when
 

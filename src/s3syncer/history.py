@@ -112,10 +112,9 @@ class RunHistory:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def next_id(self) -> int:
-        """Take the id of a run that starts now."""
-        self.last_run_id += 1
-        return self.last_run_id
+    def started(self, run_id: int) -> None:
+        """Note the id of a run that starts now: the next start goes on from it."""
+        self.last_run_id = max(self.last_run_id, run_id)
 
     def add(self, run: PastRun) -> None:
         """Remember a finished run."""
