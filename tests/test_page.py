@@ -146,10 +146,13 @@ def test_waiting_events_last_success_next_run_and_live_output() -> None:
     html = render_status_page(status, "1.0", NOW)
     assert "<dt>events waiting</dt><dd>3, oldest accepted 7 min ago</dd>" in html
     assert '<dt>last success</dt><dd title="2027-01-15T07:00:00+00:00">1 h ago</dd>' in html
-    assert "<dt>next run</dt>" in html and "in 30 s" in html
+    assert '<dt>next run</dt><dd title="2027-01-15T08:00:30+00:00">after #8 ends</dd>' in html
     assert "<details open><summary>output of run #8 so far</summary>" in html
     assert "<pre>copying &lt;layer&gt;\n</pre>" in html
     assert '<rect class="bar running"' in html
-    command.update(state="idle", pendingEvents=0, pendingEventAgeSeconds=0.0, currentRun=None)
+    command.update(state="backoff", currentRun=None)
+    html = render_status_page(status, "1.0", NOW)
+    assert '<dt>retry</dt><dd title="2027-01-15T08:00:30+00:00">in 30 s</dd>' in html
+    command.update(state="idle", pendingEvents=0, pendingEventAgeSeconds=0.0, nextRun=None)
     html = render_status_page(status, "1.0", NOW)
     assert "<dt>events waiting</dt><dd>none</dd>" in html

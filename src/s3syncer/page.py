@@ -165,7 +165,10 @@ def _facts(command: Mapping[str, Any], now: float) -> list[Row]:
         pairs.append(("last run", text, last.get("start")))
     success = command.get("lastSuccess")
     pairs.append(("last success", ago(_parse(success), now), success))
-    if command.get("nextRun"):
+    if command.get("nextRun") and current is not None:
+        # Triggers during a run make one follow-up, never before this run ends.
+        pairs.append(("next run", f"after #{current['runId']} ends", command["nextRun"]))
+    elif command.get("nextRun"):
         label = "retry" if command["state"] == "backoff" else "next run"
         pairs.append((label, ago(_parse(command["nextRun"]), now), command["nextRun"]))
     for key, name in (("nextReconcile", "reconcile"), ("nextSchedule", "schedule")):
