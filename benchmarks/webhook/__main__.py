@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,25 @@ def _shown(path: Path) -> str:
 
 
 def _profile(
-    py_spy: str, daemon: Server, settings: Settings, results: Path
+    mode: str,
+    py_spy: str | None,
+    *,
+    serial_ratio: float,
+    daemon: Server,
+    settings: Settings,
+    results: Path,
+    step: Callable[[str], None],
 ) -> tuple[list[str], str]:
-    """Profile lines and where the profile files are; a failed profile is reported, not fatal."""
+    """Profile lines and where the profile files are, when ``mode`` asks for a profile.
+
+    A profile explains a miss; it is not a figure, so a failed one is reported, not fatal.
+    """
+    if mode == "never" or (mode == "auto" and serial_ratio >= SERIAL_TARGET):
+        return [], ""
+    if py_spy is None:
+        step(f"no profile: py-spy is not installed ({INSTALL_HINT})")
+        return [], ""
+    step("profiling the daemon under serial load with py-spy")
     results.mkdir(parents=True, exist_ok=True)
     flamegraph, collapsed = results / "webhook-profile.svg", results / "webhook-profile.collapsed"
     try:
@@ -82,12 +98,12 @@ def run(
     check_environment()
     wrk = find_wrk()
     py_spy = require_py_spy() if profile == "always" else find_py_spy()
+    # Described before the servers start, so the load average is the rest of the machine's.
+    machine = describe_machine(wrk_version(wrk))
 
     def step(text: str) -> None:
         print(f"[{time.monotonic() - began:6.1f}s] {text}", file=sys.stderr, flush=True)
 
-    profile_lines: list[str] = []
-    profile_files = ""
     with tempfile.TemporaryDirectory(prefix="s3syncer-bench-") as tmp:
         workdir = Path(tmp)
         files = write_daemon_config(workdir)
@@ -95,21 +111,20 @@ def run(
         with servers_running(workdir, workdir / "config.yaml") as servers:
             figures = measure_all(servers, files, wrk, settings, step)
             measured = numbers(figures)
-            wanted = profile == "always" or (
-                profile == "auto" and measured["serial.ratio"] < SERIAL_TARGET
+            profile_lines, profile_files = _profile(
+                profile,
+                py_spy,
+                serial_ratio=measured["serial.ratio"],
+                daemon=servers["s3syncer"],
+                settings=settings,
+                results=results,
+                step=step,
             )
-            if wanted and py_spy is None:
-                step(f"no profile: py-spy is not installed ({INSTALL_HINT})")
-            elif wanted and py_spy is not None:
-                step("profiling the daemon under serial load with py-spy")
-                profile_lines, profile_files = _profile(
-                    py_spy, servers["s3syncer"], settings, results
-                )
     report = Report(
         command=command,
         measured_at=measured_now(),
         elapsed_s=time.monotonic() - began,
-        machine=describe_machine(wrk_version(wrk)),
+        machine=machine,
         code=code_revision(),
         rows=build_rows(figures),
         numbers=measured,

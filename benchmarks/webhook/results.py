@@ -80,7 +80,7 @@ def describe_machine(wrk_version: str) -> list[str]:
             break
     stack = ", ".join(f"{name} {_package_version(name)}" for name in STACK)
     return [
-        f"- CPUs (nproc): {os.cpu_count()}; model: {model}; load average "
+        f"- CPUs (nproc): {os.cpu_count()}; model: {model}; load average before the run "
         + " ".join(f"{n:.2f}" for n in os.getloadavg()),
         f"- Python {platform.python_version()} ({platform.python_implementation()}); "
         f"kernel {platform.release()} ({platform.machine()})",
