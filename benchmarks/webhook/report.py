@@ -200,16 +200,20 @@ def build_rows(figures: Figures) -> list[Row]:
 
 def numbers(figures: Figures) -> dict[str, float]:
     """The figures as flat ``name: value`` pairs, the ones a later run is compared on."""
+    serial, bursts = figures.serial, dict(figures.bursts)
+    # The ratios to the baseline of the same run first: they are what two runs compare on.
     out: dict[str, float] = {
-        "serial.ratio": paired_ratio(figures.serial, "s3syncer", "baseline"),
-        "serial.quart_ratio": paired_ratio(figures.serial, "quart", "baseline"),
+        "serial.ratio": paired_ratio(serial, "s3syncer", "baseline"),
+        "serial.quart_ratio": paired_ratio(serial, "quart", "baseline"),
+        "serial.cpu_per_request_ratio": serial["s3syncer"].cpu_per_request_us
+        / serial["baseline"].cpu_per_request_us,
+        "burst.rate_ratio": bursts["s3syncer"].wrk.rate / bursts["baseline"].wrk.rate,
     }
-    for name, fig in figures.serial.items():
+    for name, fig in serial.items():
         out[f"serial.{name}.req_s"] = fig.rate
         out[f"serial.{name}.cpu_us_per_request"] = fig.cpu_per_request_us
         out[f"serial.{name}.p50_ms"] = 1000 * percentile(fig.latencies, 0.5)
         out[f"serial.{name}.p99_ms"] = 1000 * percentile(fig.latencies, 0.99)
-    bursts = dict(figures.bursts)
     if figures.unique is not None:
         bursts["s3syncer-unique"] = figures.unique
     for name, burst in bursts.items():
