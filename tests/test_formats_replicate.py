@@ -109,18 +109,18 @@ def test_replicate_from_harbor_events(tmp_path: Path) -> None:
                 status, _, answer = daemon.post("/trigger/replicate", body.encode(), headers)
                 assert (status, json.loads(answer)) == (200, {"accepted": 1, "ignored": 0})
 
-            def status() -> dict[str, Any]:
+            def command_status() -> dict[str, Any]:
                 code, _, body = daemon.get("/status", {"Authorization": f"Bearer {TOKEN}"})
                 assert code == 200, body
                 [command] = json.loads(body)["commands"]
                 return dict(command)
 
             def finished() -> dict[str, Any] | None:
-                now = status()
+                now = command_status()
                 last = now["lastRun"]
                 return last if last and now["state"] == "idle" else None
 
-            last = wait_until(finished, timeout=60, message=lambda: str(status()))
+            last = wait_until(finished, timeout=60, message=lambda: str(command_status()))
             assert last["ok"], last["outputTail"]
             assert "2 events, 2 manifests" in last["outputTail"], last["outputTail"]
         # The destination serves both, by tag and by digest, through a registry of its own.
