@@ -36,6 +36,8 @@ DISTRIBUTION_CONTENT_TYPES = frozenset(
 JSON = "application/json"
 CONTENT_TYPES = DISTRIBUTION_CONTENT_TYPES | {JSON, cloudevents.STRUCTURED, cloudevents.BATCH}
 BINARY_MARKER = "ce-specversion"
+# What a body of each JSON-shaped format looks like, for the refusal's reason.
+SHAPES = {"distribution": '{"events": [...]}', "harbor": '{"type": ..., "event_data": {...}}'}
 
 
 class UnsupportedContentTypeError(Exception):
@@ -89,26 +91,20 @@ def parse_request(
 
 def _by_shape(data: object, formats: Collection[str]) -> Notification:
     tried = [name for name in FORMATS if name in formats and name != "cloudevents"]
-    envelope = "distribution" in tried and isinstance(data, dict) and "events" in data
-    default = "harbor" in tried and harbor.is_default_payload(data)
-    if envelope and default:
-        raise EnvelopeError("body is both a Distribution envelope and a Harbor payload: refused")
-    if envelope:
-        return Notification(envelope_events(data))
-    if default:
-        assert isinstance(data, dict)
-        events, unmapped = harbor.default_events(data)
-        return Notification(events, unmapped)
-    shapes = {
-        "distribution": '{"events": [...]}',
-        "harbor": '{"type": ..., "event_data": {...}}',
-    }
-    wanted = " or ".join(shapes[name] for name in tried)
     if not tried:
         raise EnvelopeError(
             "a JSON body without a CloudEvents content type or ce-* headers, "
             "and this command accepts only cloudevents"
         )
+    envelope = "distribution" in tried and isinstance(data, dict) and "events" in data
+    if "harbor" in tried and harbor.is_default_payload(data):
+        if envelope:
+            raise EnvelopeError("body is both a Distribution envelope and a Harbor payload")
+        events, unmapped = harbor.default_events(data)
+        return Notification(events, unmapped)
+    if envelope:
+        return Notification(envelope_events(data))
+    wanted = " or ".join(SHAPES[name] for name in tried)
     raise EnvelopeError(
         f"body matches none of the formats tried ({', '.join(tried)}): expected {wanted}"
     )

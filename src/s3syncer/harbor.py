@@ -14,7 +14,7 @@ manifest delete; Harbor sends no event when a single tag is removed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from .events import EnvelopeError, Event
 
@@ -29,7 +29,7 @@ CLOUDEVENT_ACTIONS = {
 CLOUDEVENT_PREFIX = "harbor."
 
 
-def is_default_payload(data: object) -> bool:
+def is_default_payload(data: object) -> TypeGuard[dict[str, Any]]:
     """Whether a decoded body has the shape of Harbor's Default payload."""
     return isinstance(data, dict) and isinstance(data.get("type"), str) and "event_data" in data
 
