@@ -206,8 +206,15 @@ def _presented_token(header: bytes | None) -> bytes | None:
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name (ASGI already lower-cases them)."""
-    return {bytes(k).decode("latin-1"): bytes(v).decode("latin-1") for k, v in scope["headers"]}
+    """The headers that say which format a body is: ``content-type`` and ``ce-*``.
+
+    ASGI gives lower-case names; the others are skipped, not decoded, on the hot path.
+    """
+    return {
+        bytes(key).decode("latin-1"): bytes(value).decode("latin-1")
+        for key, value in scope["headers"]
+        if key == b"content-type" or key[:3] == b"ce-"
+    }
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> bytes:
