@@ -27,6 +27,7 @@ from s3syncer.formats import (
     check_content_type,
     parse_request,
 )
+from s3syncer.journal import Journal
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 STRUCTURED = "application/cloudevents+json"
@@ -181,6 +182,19 @@ def test_every_fixture_round_trips_through_the_events_file_document() -> None:
             assert document["raw"] == event.raw
             back = event_from_document(index, document)
             assert back == event and back.raw == event.raw and back.kind == event.kind
+
+
+async def test_the_journal_keeps_every_format_across_a_restart(tmp_path: Path) -> None:
+    events = [e for relative in sorted(EXPECTED) for e in parse_fixture(relative).events]
+    before = Journal(tmp_path / "mirror.json")
+    before.record(events)
+    await before.flush()
+    recovered = Journal(tmp_path / "mirror.json").load()
+    assert recovered is not None and not recovered.truncated
+    # Harbor's Default events have no id: each is kept, none merged with another.
+    assert list(recovered.events) == events
+    assert [e.raw for e in recovered.events] == [e.raw for e in events]
+    assert [e.format for e in recovered.events] == [e.format for e in events]
 
 
 def test_a_journal_of_the_previous_version_still_reads() -> None:
