@@ -28,6 +28,7 @@ from s3syncer.formats import (
     parse_request,
 )
 from s3syncer.journal import Journal
+from s3syncer.storage_layout import replay
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 STRUCTURED = "application/cloudevents+json"
@@ -400,3 +401,36 @@ def test_every_format_through_a_real_daemon(tmp_path: Path) -> None:
         [document] = run["events"]["events"]
         assert document["raw"] == json.loads(tagged)["events"][0]
         assert document["format"] == "distribution"
+
+
+def test_replay_reads_every_format_from_the_events_file() -> None:
+    events = [
+        e.to_document()
+        for relative in (
+            "harbor/01-push-artifact-tag.json",
+            "harbor/02-push-artifact-by-digest.json",
+            "harbor/03-pull-artifact.json",
+            "cloudevents/zot-01-image-updated.json",
+            "cloudevents/zot-02-image-deleted-tag.json",
+            "cloudevents/harbor-03-artifact-deleted.json",
+        )
+        for e in parse_fixture(relative).events
+    ]
+    blob = parse_request(
+        {"content-type": "application/vnd.docker.distribution.events.v1+json"},
+        (FIXTURES / "00-push-blob-layer.json").read_bytes(),
+    ).events
+    changes = replay([*events, *(e.to_document() for e in blob)])
+    assert changes.problems == []
+    # Harbor names no media type: kind says the pushes are manifests, so both are copied.
+    assert changes.pushed_manifests() == [
+        ("test-webhook/debian", D1),
+        ("test-webhook/debian", D2),
+        ("space/my-image", ZOT),  # its tag was deleted after the push; the manifest stays
+    ]
+    assert changes.tags == {
+        ("test-webhook/debian", "latest"): D1,
+        ("space/my-image", "latest"): None,
+    }
+    assert changes.manifest_deletes() == [("library/busybox", D2)]
+    assert changes.ignored == 2  # the pull and the layer blob
