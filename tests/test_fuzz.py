@@ -144,7 +144,13 @@ def event_is_valid(raw: Any) -> bool:
     target = raw.get("target")
     if not isinstance(target, dict):
         return False
-    strings = [target.get("repository"), target.get("tag"), target.get("mediaType"), raw.get("id")]
+    strings = [
+        target.get("repository"),
+        target.get("tag"),
+        target.get("mediaType"),
+        target.get("digest"),
+        raw.get("id"),
+    ]
     return all(value is None or isinstance(value, str) for value in strings)
 
 
@@ -203,6 +209,7 @@ def test_envelopes_parse_exactly_when_every_event_is_valid(
         assert parsed.repository == (raw["target"].get("repository") or "")
         assert parsed.tag == (raw["target"].get("tag") or None)
         assert parsed.media_type == (raw["target"].get("mediaType") or None)
+        assert parsed.digest == (raw["target"].get("digest") or None)
         assert parsed.id == (raw.get("id") or None)
 
 
