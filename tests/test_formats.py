@@ -168,6 +168,13 @@ def test_a_zot_type_prefix_is_honoured_and_unknown_types_are_ignored() -> None:
     assert (other.events, other.unmapped) == ([], 1)
 
 
+def test_a_cloudevents_content_type_is_structured_mode_even_with_ce_headers() -> None:
+    _, body = fixture_request("cloudevents/harbor-01-artifact-pushed.json")
+    headers = {"content-type": STRUCTURED, "ce-specversion": "1.0", "ce-type": "x"}
+    [event] = parse_request(headers, body).events
+    assert (event.action, event.tag) == ("push", "1.36")
+
+
 def test_binary_mode_decodes_percent_encoded_attributes() -> None:
     headers, body = fixture_request("cloudevents/zot-01-image-updated.json")
     [event] = parse_request({**headers, "ce-source": "zot%20eu%E2%82%AC"}, body).events

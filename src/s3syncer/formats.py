@@ -76,12 +76,14 @@ def parse_request(
     kind = media_type(headers)
     if BINARY_MARKER in headers or kind in (cloudevents.STRUCTURED, cloudevents.BATCH):
         _require("cloudevents", formats, "a CloudEvents request")
-        if BINARY_MARKER in headers:
-            events, unmapped = cloudevents.binary_events(headers, body)
-        elif kind == cloudevents.STRUCTURED:
+        # The HTTP binding: the content type names the structured and batched modes; any
+        # other request with ce-* headers is in binary mode.
+        if kind == cloudevents.STRUCTURED:
             events, unmapped = cloudevents.structured_events(body)
-        else:
+        elif kind == cloudevents.BATCH:
             events, unmapped = cloudevents.batch_events(body)
+        else:
+            events, unmapped = cloudevents.binary_events(headers, body)
         return Notification(events, unmapped)
     if kind in DISTRIBUTION_CONTENT_TYPES:
         _require("distribution", formats, f"a Distribution envelope ({kind})")
