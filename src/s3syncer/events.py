@@ -25,8 +25,6 @@ from typing import Any
 from .config import EventRule
 
 MAX_EVENTS_PER_RUN = 10_000
-
-
 # Distribution's own manifest media types; a target with one of them (or a /manifests/ URL)
 # is a manifest, anything else a blob.
 MANIFEST_MEDIA_TYPES = frozenset(
@@ -102,11 +100,9 @@ def event_from_document(index: int, document: object) -> Event:
         raise EnvelopeError(f"{where}: raw must be an object and format a string")
     # The normalized fields have Distribution's shape; read them the same way.
     parsed = parse_event(index, {k: v for k, v in document.items() if k != "raw"})
-    target = document["target"]
-    digest, kind = target.get("digest"), target.get("kind")
-    for name, value in (("digest", digest), ("kind", kind)):
-        if value is not None and not isinstance(value, str):
-            raise EnvelopeError(f"{where}.target.{name} is not a string")
+    kind = document["target"].get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise EnvelopeError(f"{where}.target.kind is not a string")
     return Event(
         id=parsed.id,
         action=parsed.action,
@@ -114,7 +110,7 @@ def event_from_document(index: int, document: object) -> Event:
         tag=parsed.tag,
         media_type=parsed.media_type,
         raw=raw,
-        digest=digest or None,
+        digest=parsed.digest,
         kind=kind or None,
         format=format_name,
     )
