@@ -71,11 +71,17 @@ def binary_events(headers: Mapping[str, str], body: bytes) -> tuple[list[Event],
                 f"CloudEvent data of type {media_type!r}: only JSON data is understood"
             )
         attributes["data"] = load_json(body)
-    return event_events(attributes, "headers")
+    return event_events(attributes, "request (binary mode)", data_where="body")
 
 
-def event_events(document: object, where: str) -> tuple[list[Event], int]:
-    """Map one CloudEvent (structured form) to events, or count it as mapping to none."""
+def event_events(
+    document: object, where: str, *, data_where: str | None = None
+) -> tuple[list[Event], int]:
+    """Map one CloudEvent (structured form) to events, or count it as mapping to none.
+
+    ``where`` names the event in a refusal's reason, ``data_where`` its data (default
+    ``where.data``).
+    """
     if not isinstance(document, dict):
         raise EnvelopeError(f"{where} is not a CloudEvent: expected a JSON object")
     for name in REQUIRED:
@@ -89,6 +95,7 @@ def event_events(document: object, where: str) -> tuple[list[Event], int]:
     event_type: str = document["type"]
     event_id: str = document["id"]
     data = document.get("data")
+    data_where = data_where or f"{where}.data"
     if event_type.startswith(harbor.CLOUDEVENT_PREFIX):
         action = harbor.CLOUDEVENT_ACTIONS.get(event_type)
         if action is None:
@@ -97,12 +104,12 @@ def event_events(document: object, where: str) -> tuple[list[Event], int]:
             action,
             data,
             document,
-            where=f"{where}.data",
+            where=data_where,
             event_id=event_id,
             format_name="cloudevents",
         )
         return events, 0
     suffix = zot.type_suffix(event_type)
     if suffix is not None and suffix in zot.ACTIONS:
-        return [zot.image_event(zot.ACTIONS[suffix], data, document, f"{where}.data", event_id)], 0
+        return [zot.image_event(zot.ACTIONS[suffix], data, document, data_where, event_id)], 0
     return [], 1
