@@ -24,6 +24,7 @@ from . import __version__
 from .config import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_LISTEN,
+    FORMATS,
     CommandConfig,
     Config,
     ConfigError,
@@ -157,6 +158,7 @@ def _summarise_command(command: CommandConfig) -> list[str]:
         f"  {command.name}{' (disabled)' if command.disable else ''}: {shlex.join(command.argv)}",
         f"    {', '.join(timing)}",
         f"    on: {_describe_starts(command)}",
+        f"    formats: {', '.join(f for f in FORMATS if f in command.formats)}",
     ]
     if command.workdir:
         lines.append(f"    workdir: {command.workdir}")
