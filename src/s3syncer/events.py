@@ -72,6 +72,9 @@ class Event:
         The normalized part keeps Distribution's shape (``action``, ``target.repository``,
         ``target.tag``, ``target.digest``, ``target.mediaType``), so a command written for
         Distribution events reads any format's the same way; ``raw`` is what was sent.
+        A Distribution event also keeps every field it was sent with at the top level
+        (``timestamp``, ``request``, ``target.size`` ...): the contract promises those
+        events as the registry sent them, and scripts already read them there.
         """
         target: dict[str, str] = {"repository": self.repository}
         for key, value in (
@@ -82,7 +85,13 @@ class Event:
         ):
             if value is not None:
                 target[key] = value
-        document: dict[str, Any] = {"format": self.format, "action": self.action}
+        document: dict[str, Any] = {}
+        if self.format == "distribution":
+            document.update(self.raw)
+            sent_target = self.raw.get("target")
+            if isinstance(sent_target, dict):
+                target = {**sent_target, **target}
+        document.update(format=self.format, action=self.action)
         if self.id is not None:
             document["id"] = self.id
         document["target"] = target
