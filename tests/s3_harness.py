@@ -209,6 +209,7 @@ def _s3_registry_config(
     root: str,
     addr: str,
     notify_url: str | None,
+    *,
     notifications: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     s3: dict[str, Any] = {
@@ -262,7 +263,9 @@ def run_s3_registry(
     workdir.mkdir(parents=True, exist_ok=True)
     addr = f"127.0.0.1:{free_port()}"
     config_path = workdir / "config.yml"
-    config = _s3_registry_config(server, bucket, root, addr, notify_url, notifications)
+    config = _s3_registry_config(
+        server, bucket, root, addr, notify_url, notifications=notifications
+    )
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "registry.log"
     env = {
