@@ -114,12 +114,14 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # tini as PID 1: reaps zombies and forwards SIGTERM/SIGINT/SIGHUP to s3syncer.
 # The fixed uid/gid 10001 matches runAsUser/fsGroup in manifest/k8s.yaml.
 RUN case "${SYNC_CLIENT}" in \
-      rclone) set -- "rclone=${RCLONE_VERSION}" ;; \
-      mc|none) set -- ;; \
+      rclone|mc|none) ;; \
       *) echo "SYNC_CLIENT must be rclone, mc or none, not '${SYNC_CLIENT}'" >&2; exit 1 ;; \
     esac; \
     apt-get update \
-    && apt-get install -y --no-install-recommends "tini=${TINI_VERSION}" "$@" \
+    && apt-get install -y --no-install-recommends "tini=${TINI_VERSION}" \
+    && if [ "${SYNC_CLIENT}" = rclone ]; then \
+         apt-get install -y --no-install-recommends "rclone=${RCLONE_VERSION}"; \
+       fi \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 s3syncer \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/s3syncer \
