@@ -117,6 +117,15 @@ def code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
 
 
+def readme_subsection(heading: str) -> str:
+    """The README's text under ``### heading`` (up to the next heading of any level)."""
+    text = README.read_text(encoding="utf-8")
+    pattern = rf"^### {re.escape(heading)}\n(.*?)(?=^##)"
+    match = re.search(pattern, text, re.MULTILINE | re.DOTALL)
+    assert match, f"README.md has no section '### {heading}'"
+    return match.group(1)
+
+
 def readme_notifications() -> Obj:
     """The ``notifications:`` block that the README's "Wiring the registry" shows."""
     blocks = [

@@ -44,6 +44,7 @@ from deployment_files import (
     SYSTEMD_UNIT,
     Obj,
     all_containers,
+    code_blocks,
     configmap_commands,
     configmap_config,
     configmap_config_text,
@@ -54,6 +55,7 @@ from deployment_files import (
     manifest_object,
     pod_spec,
     readme_notifications,
+    readme_subsection,
     secret_string_data,
 )
 
@@ -260,6 +262,14 @@ def test_examples_exist() -> None:
 @pytest.mark.parametrize("path", example_configs(), ids=lambda path: path.name)
 def test_example_config_passes_check(path: Path) -> None:
     assert_check_passes(path)
+
+
+def test_readme_pairing_is_the_replicate_example() -> None:
+    """The README's replicate + full sync config is examples/replicate.yaml (image paths)."""
+    blocks = code_blocks(readme_subsection("Pairing it with a full sync"), "yaml")
+    assert len(blocks) == 1
+    example = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
+    assert yaml.safe_load(blocks[0]) == example
 
 
 def documented_curl() -> list[str]:
