@@ -28,10 +28,10 @@ from croniter import croniter
 from .config import CommandConfig
 from .events import Event, EventLog
 from .metrics import Metrics
+from .reasons import Reason
 
 log = logging.getLogger("s3syncer.runner")
 
-Reason = Literal["startup", "event", "reconcile", "schedule", "manual", "retry", "recovered"]
 State = Literal["idle", "waiting", "running", "backoff", "disabled", "stopped"]
 
 TRIGGER_BUFFER = 4096
