@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, TAGGED_PUSHES
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
-from s3syncer.config import AuthConfig, CommandConfig, EventRule
+from s3syncer.config import AuthConfig, CommandConfig, Config, EventRule
 from s3syncer.events import ENVELOPE_CONTENT_TYPES, EnvelopeError, Event, matching, parse_envelope
-from s3syncer.metrics import Metrics
 from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
-from s3syncer.web import MAX_BODY, ServiceState, create_app
+from s3syncer.service import Service
+from s3syncer.web import MAX_BODY, create_app
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
 
@@ -407,20 +407,23 @@ class Answer:
 
 @dataclass
 class Harness:
-    """The whole ASGI app from ``create_app``, with a runner that is never started."""
+    """The whole ASGI app from ``create_app``, on a service whose runners are never started."""
 
     auth: bool
     runners: dict[str, Runner] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)  # the kinds of answer given so far
 
     def __post_init__(self) -> None:
-        for name in COMMANDS:
-            command = CommandConfig(
-                name=name, cmd="/bin/true", events=RULES, disable=name == "disabled"
-            )
-            self.runners[name] = Runner(command, never_launch)
-        state = ServiceState(runners=self.runners, ready=True)
-        self.app = create_app(state, Metrics(), AuthConfig(TOKEN) if self.auth else None)
+        commands = tuple(
+            CommandConfig(name=name, cmd="/bin/true", events=RULES, disable=name == "disabled")
+            for name in COMMANDS
+        )
+        service = Service(Config(commands, auth=AuthConfig(TOKEN) if self.auth else None))
+        for command in commands:
+            self.runners[command.name] = Runner(command, never_launch)
+        service.runners = self.runners
+        service.ready = True
+        self.app = create_app(service)
 
     async def call(self, request: Request) -> Answer:
         chunks = request.chunks()
