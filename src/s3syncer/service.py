@@ -95,6 +95,7 @@ class Service:
         self._http_done = trio.Event()
         self._shutdown = trio.Event()
         self._scopes: dict[Runner, trio.CancelScope] = {}
+        self._retired: dict[Runner, trio.Event] = {}
         self._retiring: list[Runner] = []
         self._run_locks: dict[str, trio.Lock] = {}
         self._root: trio.Nursery | None = None
@@ -209,24 +210,32 @@ class Service:
     async def _start_command(self, command: CommandConfig) -> None:
         assert self._root is not None
         journal, recovered = self._open_journal(command)
+        retired = trio.Event()
         runner = Runner(
             command,
-            self._launch_alone,
+            partial(self._launch_alone, retired),
             metrics=self.metrics,
             settle=None if journal is None else partial(_settle, journal),
             recovered=recovered,
         )
         self.metrics.add_command(command.name)
         self._scopes[runner] = await self._root.start(self._supervise, runner)
+        self._retired[runner] = retired
         self.runners[command.name] = runner
         if journal is not None:
             self.journals[command.name] = journal
 
-    async def _launch_alone(self, command: CommandConfig, request: RunRequest) -> RunResult:
+    async def _launch_alone(
+        self, retired: trio.Event, command: CommandConfig, request: RunRequest
+    ) -> RunResult:
         # A command removed and added back gets a new runner while the old one may still
-        # be running: the lock keeps its two runs from overlapping all the same.
+        # be running: the lock keeps its two runs from overlapping all the same, and a run
+        # whose runner was retired while it waited never starts (a storm of reloads would
+        # otherwise queue one run per runner it made).
         lock = self._run_locks.setdefault(command.name, trio.Lock())
         async with lock:
+            if retired.is_set():
+                return RunResult(error="not started: the command was removed or replaced")
             return await self._launcher(command, request)
 
     def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
@@ -295,6 +304,7 @@ class Service:
         """Take a command out of service; a run in progress ends as it would have."""
         runner = self.runners.pop(name)
         runner.stop()
+        self._retired[runner].set()
         self._retiring.append(runner)
         assert self._root is not None
         self._root.start_soon(self._forget_when_stopped, runner)
@@ -306,7 +316,7 @@ class Service:
         await runner.stopped.wait()
         # Every reload that removes a command would otherwise keep its runner forever.
         self._retiring.remove(runner)
-        del self._scopes[runner]
+        del self._scopes[runner], self._retired[runner]
         name = runner.command.name
         if name not in self.runners:  # not added back meanwhile
             self.metrics.remove_command(name)
@@ -364,6 +374,7 @@ class Service:
         runners = [*self.runners.values(), *self._retiring]
         for runner in runners:
             runner.stop()
+            self._retired[runner].set()  # a run still waiting for its turn never starts
         with trio.move_on_after(grace) as waiting:
             for runner in runners:
                 await runner.stopped.wait()
