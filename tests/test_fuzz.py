@@ -23,7 +23,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, TAGGED_PUSHES
+from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
 from s3syncer.config import AuthConfig, CommandConfig, Config, EventRule
@@ -33,11 +33,6 @@ from s3syncer.service import Service
 from s3syncer.web import MAX_BODY, create_app
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
-
-
-def fixture_body(name: str) -> bytes:
-    """One real registry request body."""
-    return (FIXTURES / name).read_bytes()
 
 
 def parse_or_reason(body: bytes) -> list[Event] | str:
