@@ -24,6 +24,7 @@ from s3syncer.config import CommandConfig, load_config
 from s3syncer.events import Event
 from s3syncer.runner import RunRequest, RunResult
 from s3syncer.service import HTTP_GRACE, Service
+from s3syncer.web import create_app
 
 WATCH = 2.0  # the file watcher's poll, in virtual seconds
 
@@ -319,3 +320,55 @@ async def test_a_storm_of_reloads_runs_them_one_at_a_time_and_loses_no_trigger(
     assert covered == set(accepted)
     assert launch.most_of_one_command == 1
     assert not any(run.cancelled for run in launch.runs if run.command == "push")
+
+
+async def asgi_post(app: Any, path: str) -> tuple[int, dict[bytes, bytes]]:
+    """POST ``path`` to the ASGI ``app`` with no body; the status and headers."""
+    sent: list[dict[str, Any]] = []
+    requests = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        for message in requests:
+            return message
+        await trio.sleep_forever()  # the client keeps the connection open
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+    }
+    with trio.fail_after(5):
+        await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], dict(start["headers"])
+
+
+async def test_trigger_and_run_answer_503_with_retry_after_through_the_grace(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "config.yaml"
+    write_config(path, yaml_command("slow", runOnStart=True), top="shutdownGrace: 5s\n")
+    launch = FakeLaunch(durations={"slow": 100.0})
+    async with trio.open_nursery() as nursery:
+        service = Service(load_config(path), "127.0.0.1:0", launch=launch)
+        await nursery.start(service.run)
+        app = create_app(service)
+        assert (await asgi_post(app, "/run/slow"))[0] == 202
+        service.request_shutdown()
+        await trio.sleep(1)
+        for where in ("/run/slow", "/trigger/slow"):
+            status, headers = await asgi_post(app, where)
+            assert (status, headers.get(b"retry-after")) == (503, b"1"), where
