@@ -29,8 +29,7 @@ from s3syncer import process
 from s3syncer.config import CommandConfig
 from s3syncer.events import Event, EventLog, parse_envelope
 from s3syncer.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, TAIL_BYTES, ProcessLauncher
-from s3syncer.reasons import Reason
-from s3syncer.runner import RunRequest, RunResult
+from s3syncer.runner import Reason, RunRequest, RunResult
 
 PY = sys.executable
 GRACE = 0.5  # kill_grace in these tests: short, so the SIGKILL path stays fast

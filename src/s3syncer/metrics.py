@@ -16,7 +16,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .reasons import Reason
+from .coalesce import Reason
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Sync runs last from a second to hours; the default buckets stop at 10 s.
