@@ -120,12 +120,23 @@ class Service:
 
     # --- accepting triggers and manual runs --------------------------------------------
 
+    def formats(self, name: str) -> frozenset[str] | None:
+        """The webhook formats command ``name`` reads; None when there is no such command."""
+        runner = self.runners.get(name)
+        return None if runner is None else runner.command.formats
+
     async def accept(
-        self, name: str, events: Sequence[Event], reason: Literal["event", "manual"]
+        self,
+        name: str,
+        events: Sequence[Event],
+        reason: Literal["event", "manual"],
+        *,
+        unmapped: int = 0,
     ) -> Accepted | Refused:
         """Take ``events`` (or a manual run) for command ``name``; never waits on a command.
 
         Accepted means the runner has it and, with ``stateDir``, the journal holds it on disk.
+        ``unmapped`` notifications of the request carried no event: they count as ignored.
         """
         runner = self.runners.get(name)
         if runner is None:
@@ -144,7 +155,7 @@ class Service:
             if refused is not None:
                 self.metrics.rejected(name)
                 return refused
-        ignored = len(events) - len(accepted)
+        ignored = len(events) - len(accepted) + unmapped
         self.metrics.triggered(name, len(accepted), ignored)
         return Accepted(len(accepted), ignored)
 

@@ -27,7 +27,8 @@ from quart_trio import QuartTrio
 from . import __version__
 from .admission import Refusal, Refused
 from .config import AuthConfig
-from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, parse_envelope
+from .events import EnvelopeError
+from .formats import UnsupportedContentTypeError, check_content_type, parse_request
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .page import render_status_page
 
@@ -112,14 +113,21 @@ class WebhookApp:
         await self.fallback(scope, receive, send)
 
     async def _trigger(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        formats = self.service.formats(name)
+        if formats is None:  # answered before the body is read
+            raise _refused(self.service.refuse(name, "unknown"))
         try:
-            check_content_type(scope)
-            events = parse_envelope(await read_body(scope, receive))
+            headers = request_headers(scope)
+            check_content_type(headers)
+            notification = parse_request(headers, await read_body(scope, receive), formats)
+        except UnsupportedContentTypeError as exc:
+            raise _refused(self.service.refuse(name, str(exc)), 415) from None
         except EnvelopeError as exc:
             raise _refused(self.service.refuse(name, str(exc)), 400) from None
         except _RefusedError as exc:
             raise _refused(self.service.refuse(name, exc.reason), exc.status) from None
-        answer = await self.service.accept(name, events, "event")
+        events, unmapped = notification.events, notification.unmapped
+        answer = await self.service.accept(name, events, "event", unmapped=unmapped)
         if isinstance(answer, Refused):
             raise _refused(answer)
         body = json.dumps({"accepted": answer.accepted, "ignored": answer.ignored}).encode()
@@ -165,14 +173,16 @@ def _presented_token(header: bytes | None) -> bytes | None:
     return None
 
 
-def check_content_type(scope: Scope) -> None:
-    """Refuse bodies that do not say they are a notification envelope (or say nothing)."""
-    raw = _header(scope, b"content-type")
-    if raw is None:
-        return
-    media_type = raw.split(b";", 1)[0].strip().lower().decode("latin-1")
-    if media_type and media_type not in ENVELOPE_CONTENT_TYPES:
-        raise _RefusedError(415, f"unsupported content type {media_type!r}")
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The headers that say which format a body is: ``content-type`` and ``ce-*``.
+
+    ASGI gives lower-case names; the others are skipped, not decoded, on the hot path.
+    """
+    return {
+        bytes(key).decode("latin-1"): bytes(value).decode("latin-1")
+        for key, value in scope["headers"]
+        if key == b"content-type" or key[:3] == b"ce-"
+    }
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> bytes:
