@@ -24,7 +24,8 @@ from s3syncer.admission import Accepted, Refused
 from s3syncer.config import CommandConfig, load_config
 from s3syncer.events import Event
 from s3syncer.runner import RunRequest, RunResult
-from s3syncer.service import HTTP_GRACE, Service
+from s3syncer.server import HTTP_GRACE
+from s3syncer.service import Service
 from s3syncer.web import create_app
 
 WATCH = 2.0  # the file watcher's poll, in virtual seconds

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .admission import Accepted, Refused
 from .config import DEFAULT_LISTEN, CommandConfig, Config, parse_listen
@@ -28,50 +26,19 @@ from .metrics import Metrics
 from .process import ProcessLauncher
 from .reload import CONFIG_POLL, Reloader
 from .runner import Launch, Runner, RunRequest, RunResult, Trigger
+from .server import HTTP_GRACE, StartupError, bind_address, serve_http
 from .status import status_document
 from .web import create_app
 
 log = logging.getLogger("s3syncer")
 
-HTTP_GRACE = 3.0
 SHUTTING_DOWN = Refused("shutting down", "shutting down, retry", retry_after=1)
 BUSY = Refused("busy", "busy, retry", retry_after=1)
 NOT_DURABLE = Refused("not durable", "cannot record it durably, retry", retry_after=5)
 
 
-class StartupError(OSError):
-    """Something the daemon needs at start is not there; ``strerror`` says what."""
-
-
 class StateDirError(StartupError):
     """``stateDir`` cannot be created or written."""
-
-
-class BindError(StartupError):
-    """The listen address cannot be bound (taken, not ours, no such interface)."""
-
-
-def leaf_errors(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside ``exc``, however deeply exception groups nest them."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
-    return [exc]
-
-
-class _StartedFlag:
-    """Forwards ``started()`` and remembers that it was called."""
-
-    def __init__(self, task_status: trio.TaskStatus[list[str]]) -> None:
-        self.task_status = task_status
-        self.called = False
-
-    def started(self, value: list[str]) -> None:
-        self.called = True
-        self.task_status.started(value)
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass
@@ -206,7 +173,7 @@ class Service:
             for command in self.config.commands:
                 await self._start_command(command)
             _warn_about_orphan_state(self.config)
-            binds: list[str] = await root.start(self._serve_http, _bind(host, port))
+            binds: list[str] = await root.start(self._serve_http, bind_address(host, port))
             self.ready = True
             for url in binds:
                 log.info("listening on %s", url)
@@ -344,29 +311,8 @@ class Service:
                 task_status.started(scope)
 
     async def _serve_http(self, bind: str, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        hypercorn = HypercornConfig()
-        hypercorn.bind = [bind]
-        hypercorn.accesslog = None
-        hypercorn.errorlog = logging.getLogger("hypercorn.error")
-        hypercorn.graceful_timeout = HTTP_GRACE
-        hypercorn.include_server_header = False
-        app = create_app(self)
-        started = _StartedFlag(task_status)
         try:
-            await hypercorn_serve(
-                app,  # type: ignore[arg-type]
-                hypercorn,
-                shutdown_trigger=self._stop_http.wait,
-                task_status=started,  # type: ignore[arg-type]
-            )
-        except BaseException as exc:
-            failed = [e for e in leaf_errors(exc) if isinstance(e, OSError)]
-            if started.called or not failed:
-                raise
-            # Hypercorn binds inside its own nursery: the OSError comes wrapped in a group.
-            raise BindError(
-                failed[0].errno, f"cannot listen on {bind}: {failed[0].strerror}"
-            ) from exc
+            await serve_http(create_app(self), bind, self._stop_http.wait, task_status=task_status)
         finally:
             self._http_done.set()
 
