@@ -165,7 +165,7 @@ def test_chromium_shows_each_card_its_history_and_timeline(tmp_path: Path) -> No
         # The history, newest first: run, reason, started, took, result, triggers, events.
         assert [row.split(" | ")[0] for row in mirror["rows"]] == ["#4", "#3", "#2", "#1"]
         assert all(row.split(" | ")[4] == "exit 0" for row in mirror["rows"])
-        assert all(row.split(" | ")[3].endswith(" ms") for row in mirror["rows"])
+        assert all(row.split(" | ")[3].endswith("ms") for row in mirror["rows"])
         [failed] = broken["rows"]
         assert failed.split(" | ")[1] == "manual" and failed.split(" | ")[4] == "exit 3"
         # The timeline: a bar per run, coloured by its result; the running run is one too.

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import trio
 
 from s3syncer.history import KEEP_RUNS, PastRun, open_history
 
@@ -81,3 +82,19 @@ async def test_a_history_that_cannot_be_written_is_logged_once(
     finally:
         (tmp_path / "runs").chmod(0o700)
     assert caplog.text.count("cannot save run history") == 1
+
+
+async def test_keep_saved_writes_each_change_and_the_last_one_after_close(tmp_path: Path) -> None:
+    history = open_history(str(tmp_path), "push")
+    path = tmp_path / "runs" / "push.json"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(history.keep_saved)
+        history.started(1)
+        with trio.fail_after(10):
+            while not path.exists():  # noqa: ASYNC110 (a worker thread writes it)
+                await trio.sleep(0.01)
+        history.add(past(1))
+        history.close()
+        with trio.fail_after(10):
+            await history.done.wait()
+    assert [run.run_id for run in open_history(str(tmp_path), "push")] == [1]

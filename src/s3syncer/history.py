@@ -3,7 +3,8 @@
 With ``stateDir`` the history lives in ``STATEDIR/runs/NAME.json`` (replaced
 atomically, once when a run starts and once when it ends), so run ids go on
 across restarts and the page still shows what ran before one. Without it, the
-history is kept in memory only.
+history is kept in memory only. The runner only records; :meth:`RunHistory.keep_saved`,
+a task of the service, does the writing, so no run waits on the disk.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class RunHistory:
         self.last_success: PastRun | None = None
         self._runs: deque[PastRun] = deque(maxlen=keep)
         self._failed_to_save = False
+        self._changed = trio.Event()
+        self._closed = False
+        self._dirty = False
+        self._lock = trio.Lock()
+        self.done = trio.Event()  # set once the last change is on disk after close()
 
     def __iter__(self) -> Iterator[PastRun]:
         """Oldest first."""
@@ -115,12 +121,37 @@ class RunHistory:
     def started(self, run_id: int) -> None:
         """Note the id of a run that starts now: the next start goes on from it."""
         self.last_run_id = max(self.last_run_id, run_id)
+        self._dirty = True
+        self._changed.set()
 
     def add(self, run: PastRun) -> None:
         """Remember a finished run."""
         self._runs.append(run)
         if run.ok:
             self.last_success = run
+        self._dirty = True
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more runs: :meth:`keep_saved` writes what is left and ends."""
+        self._closed = True
+        self._changed.set()
+
+    async def keep_saved(self) -> None:
+        """Write the history each time it changed, until :meth:`close`; then set ``done``."""
+        try:
+            while True:
+                if not self._changed.is_set():
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                if self._dirty:
+                    self._dirty = False
+                    with trio.CancelScope(shield=True):  # a write is never left half done
+                        await self.save()
+                if self._closed:
+                    return
+        finally:
+            self.done.set()
 
     def load(self) -> None:
         """Read what a previous process saved; a missing file is a first start."""
@@ -155,7 +186,8 @@ class RunHistory:
             "runs": [run.to_json() for run in self._runs],
         }
         try:
-            await trio.to_thread.run_sync(_replace_file, self.path, document)
+            async with self._lock:
+                await trio.to_thread.run_sync(_replace_file, self.path, document)
         except OSError as exc:
             if not self._failed_to_save:
                 log.error("cannot save run history %s: %s", self.path, exc.strerror)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
+from .config import format_duration
 from .timeline import render_timeline
 
 REFRESH_SECONDS = 10
@@ -86,17 +87,14 @@ def _span(seconds: float) -> str | None:
 
 
 def duration(seconds: float) -> str:
-    """``"40 ms"``, ``"2.5 s"``, ``"42 s"``, ``"3 min 5 s"``, ``"2 h 5 min"``."""
-    if seconds < 0.9995:  # what would round to "1000 ms" reads better as "1.0 s"
-        return f"{round(seconds * 1000)} ms"
+    """``"40ms"``, ``"2.5s"``, ``"42s"``, ``"3m5s"``, ``"2h5m"``: syncs may take hours."""
+    if seconds < 1:
+        return format_duration(round(seconds, 3))
     if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
+        return format_duration(round(seconds, 1))
+    if seconds < 3600:
+        return format_duration(int(seconds))
+    return format_duration(int(seconds) // 60 * 60)
 
 
 def _parse(iso: str | None) -> float | None:
@@ -117,16 +115,6 @@ def _mark(command: Mapping[str, Any]) -> tuple[str, str]:
     if state in ("waiting", "backoff"):
         label += f", {state}"
     return ("ok" if last["ok"] else "failed"), label
-
-
-def _outcome(last: Mapping[str, Any]) -> str:
-    if last.get("error"):
-        return str(last["error"])
-    if last.get("timedOut"):
-        return "timed out"
-    if last.get("signal") is not None:
-        return f"killed by signal {last['signal']}"
-    return f"exit {last.get('exitCode')}"
 
 
 Row = tuple[str, str, str | None]
@@ -161,7 +149,7 @@ def _facts(command: Mapping[str, Any], now: float) -> list[Row]:
     if last is not None and last.get("ok") is not None:
         took = duration(last.get("durationSeconds") or 0.0)
         when = ago(_parse(last.get("start")), now)
-        text = f"#{last['runId']} {last['reason']} {when}, took {took}: {_outcome(last)}"
+        text = f"#{last['runId']} {last['reason']} {when}, took {took}: {last.get('outcome')}"
         pairs.append(("last run", text, last.get("start")))
     success = command.get("lastSuccess")
     pairs.append(("last success", ago(_parse(success), now), success))

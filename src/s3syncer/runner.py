@@ -229,6 +229,7 @@ class Runner:
                     await self._wake()
         finally:
             _log_dropped(self.command.name, self._next_run.pending_triggers)
+            self.history.close()
             self.stopped.set()
 
     async def _collect(self) -> None:
@@ -304,8 +305,7 @@ class Runner:
         )
         self._running = record
         self._in_flight = request.events
-        self.history.started(request.run_id)
-        await self.history.save()  # the id is taken, even if the daemon dies during the run
+        self.history.started(request.run_id)  # saved at once: the id is taken, whatever happens
         self._metrics.pending(self.command.name, 0)
         self._metrics.running(self.command.name, True)
         _log_start(self.command.name, request)
@@ -326,7 +326,6 @@ class Runner:
         self.last_run = record
         self.history.add(PastRun.of(record))
         self._finish(request, result, ended - started)
-        await self.history.save()
         if result.ok and self._settle is not None:
             await self._settle(request.seq)
 
