@@ -4,6 +4,7 @@ shutdown, ``check``'s summary, manual-only commands and the reload warnings."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import socket
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "operator-token-1"
 REGISTRY_HEADERS = {"Content-Type": "application/vnd.docker.distribution.events.v1+json"}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+RELOADED = re.compile(r"reloaded |reload: no command changed")
 TAGGED_PUSH = (FIXTURES / "02-push-manifest-tag-v1.json").read_bytes()
 
 
@@ -156,7 +158,7 @@ def test_a_manual_only_command_runs_only_when_asked(tmp_path: Path) -> None:
 def _reload(daemon: Daemon, config: Path, text: str, start: int) -> int:
     config.write_text(text)
     daemon.signal(signal.SIGHUP)
-    return daemon.wait_for_log("reloaded ", start=start).end()
+    return daemon.wait_for_log(RELOADED, start=start).end()
 
 
 def test_the_listen_warning_only_when_the_effective_address_changes(tmp_path: Path) -> None:
