@@ -35,13 +35,9 @@ from registry_harness import (
 )
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate import Location, Replicator
-from s3syncer.storage_layout import (
-    BlobRef,
-    Layout,
-    LayoutError,
-    parse_manifest,
-    replay,
-)
+from s3syncer.replicate.changes import replay
+from s3syncer.replicate.layout import BlobRef, Layout, LayoutError, parse_manifest
+from s3syncer.replicate.sides import Side
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -211,10 +207,9 @@ def _image(store: FakeS3, payload: bytes) -> dict[str, Any]:
 
 def _run(store: FakeS3, events: list[Any], **kwargs: Any) -> Replicator:
     client = cast("S3Client", store)
-    replicator = Replicator(
-        client, client, Location("src"), Location("dst"), server_side=True, **kwargs
-    )
-    replicator.replicate(replay(events), delete=True)
+    source, dest = Side(client, Location("src")), Side(client, Location("dst"))
+    with Replicator(source, dest, server_side=True, **kwargs) as replicator:
+        replicator.replicate(replay(events), delete=True)
     return replicator
 
 
