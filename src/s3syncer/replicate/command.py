@@ -113,6 +113,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         server_side=server_side,
         dry_run=args.dry_run,
         verbose=args.verbose,
+        keep_present=everything,
     ) as replicator:
         try:
             changes = all_changes(replicator, delete=args.delete) if everything else replay(events)
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         f"{PROG}: {'dry run: ' if args.dry_run else ''}{scope}, "
         f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
         f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
-        f"{stats.blobs_skipped} already there, {stats.links_written} links written, "
+        f"{stats.blobs_skipped} already there, {stats.links_written} links written"
+        f"{f' ({stats.links_kept} already there)' if everything else ''}, "
         f"{stats.links_deleted} deleted, {counters['source'].count + counters['dest'].count} "
         f"S3 requests; {'ok' if ok else 'FAILED'}",
         flush=True,

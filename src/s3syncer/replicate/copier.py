@@ -37,6 +37,7 @@ class Stats:
     blobs_skipped: int = 0
     bytes_copied: int = 0
     links_written: int = 0
+    links_kept: int = 0
     links_deleted: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,9 +62,13 @@ class Replicator:
         server_side: bool = False,
         dry_run: bool = False,
         verbose: bool = False,
+        keep_present: bool = False,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
+        # --all rewrites nothing already right: a HEAD is as cheap as a PUT, and a PUT makes a
+        # new version in a versioned bucket on every run
+        self.keep_present = keep_present
         self.server_side = server_side
         self.dry_run = dry_run
         self.verbose = verbose or dry_run
@@ -109,6 +114,26 @@ class Replicator:
             self._problem(f"{what}: cannot write {self.dest}/{key}: {describe(exc)}")
             return False
         return True
+
+    def _present(self, key: str, body: bytes) -> bool:
+        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest)."""
+        try:
+            if key.endswith("/current/link"):
+                return self.dest.read_small(key, len(body) + 1) == body
+            return self.dest.head_size(key) == len(body)
+        except Exception:
+            return False  # absent, unreadable or larger: write it
+
+    def _link(self, key: str, digest: str, what: str) -> bool:
+        """Write a link file unless ``keep_present`` and it already points at ``digest``."""
+        body = link_body(digest)
+        if self.keep_present and self._present(key, body):
+            self.stats.add(links_kept=1)
+            return True
+        ok = self._put(key, body, what)
+        if ok:
+            self.stats.add(links_written=1)
+        return ok
 
     # -- the run -------------------------------------------------------------------------
 
@@ -173,6 +198,9 @@ class Replicator:
             data = plan.manifests[digest].data
             assert data is not None
             key = self.dest.layout.blob_data(digest)
+            if self._present(key, data):  # content-addressed: the same size is the same bytes
+                self.stats.add(blobs_skipped=1)
+                return True
             ok = self._put(key, data, f"manifest blob {digest}")
             if ok:
                 self.stats.add(blobs_copied=1, bytes_copied=len(data))
@@ -201,11 +229,10 @@ class Replicator:
             if plan.blob_state[digest] != "ok":
                 return False
             key = self.dest.layout.layer_link(repo, digest)
-            return self._put(key, link_body(digest), f"layer link {repo}@{digest}")
+            return self._link(key, digest, f"layer link {repo}@{digest}")
 
         results = self.pool.map(write_layer_link, layer_links, False)
         plan.link_ok = dict(zip(layer_links, results, strict=True))
-        self.stats.add(links_written=sum(results))
 
     def _write_revision_links(self, plan: Plan) -> None:
         """Leaves first, then each index once all its children are linked."""
@@ -217,7 +244,7 @@ class Replicator:
             if not (all(plan.revision_ok[(repo, c)] for c in children) and plan.complete(item)):
                 return False
             key = self.dest.layout.revision_link(repo, digest)
-            return self._put(key, link_body(digest), f"revision link {repo}@{digest}")
+            return self._link(key, digest, f"revision link {repo}@{digest}")
 
         while pending:
             ready = [
@@ -229,7 +256,6 @@ class Replicator:
                 break
             results = self.pool.map(write_revision, ready, False)
             plan.revision_ok.update(zip(ready, results, strict=True))
-            self.stats.add(links_written=sum(results))
             pending = [item for item in pending if item not in plan.revision_ok]
 
     def _write_tags(self, plan: Plan, tag_pushes: list[tuple[str, str, str]]) -> None:
@@ -243,17 +269,16 @@ class Replicator:
         def write_tag_index(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_index_link(repo, tag, digest)
-            return self._put(key, link_body(digest), f"tag index link {repo}:{tag}@{digest}")
+            return self._link(key, digest, f"tag index link {repo}:{tag}@{digest}")
 
         def write_tag_current(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_current_link(repo, tag)
-            return self._put(key, link_body(digest), f"tag {repo}:{tag} -> {digest}")
+            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}")
 
         index_ok = self.pool.map(write_tag_index, tags, False)
         current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
-        current_ok = self.pool.map(write_tag_current, current, False)
-        self.stats.add(links_written=sum(index_ok) + sum(current_ok))
+        self.pool.map(write_tag_current, current, False)
 
     def _delete_tag(self, item: tuple[str, str]) -> bool:
         repo, tag = item
