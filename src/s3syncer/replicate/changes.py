@@ -1,8 +1,7 @@
 """What a run must change in the mirror: registry events replayed to their net effect.
 
 Pure logic, no I/O. ``replicate`` turns an events file into :class:`Changes` with
-:func:`replay`; ``replicate --all`` builds them from the source's tags with
-:func:`Changes.of_tags`.
+:func:`replay`; ``replicate --all`` fills :attr:`Changes.tags` from the source's tags.
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ def _say(line: str) -> None:
 def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[Any], bool]:
     """The run's events and whether to copy everything instead; raise UsageError or OSError."""
     if args.all:
+        if args.events:
+            raise UsageError("--all copies every tag: it takes no --events file")
         return [], True
     path = args.events or env.get("S3SYNCER_EVENTS_FILE")
     if not path:
