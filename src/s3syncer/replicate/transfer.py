@@ -6,9 +6,9 @@ GET whose bytes are hashed before the PUT. Larger ones go to one s3transfer
 ``jobs`` request threads instead of each blob starting a pool of its own:
 
 * server-side, ``UploadPartCopy`` of 64 MiB parts (required above 5 GB);
-* streamed, the source body is read in 8 MiB parts and hashed as it passes; at most ``jobs``
-  parts wait in memory, so a 1 GiB layer costs no more memory than a 50 MiB one. The digest is
-  known only at the end: a mismatch deletes what was written.
+* streamed, the source body is read in 8 MiB parts and hashed as it passes; about ``jobs``
+  parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB one. The
+  digest is known only at the end: a mismatch deletes what was written.
 """
 
 from __future__ import annotations
@@ -134,13 +134,16 @@ class Transfers:
                     TransferManager,
                 )
 
+                # A streamed blob holds a submission thread for its whole transfer, and each
+                # such thread needs about two parts while it reads one (http.client copies);
+                # the parts waiting for a request thread are the rest. So about `jobs` parts
+                # are in memory at most, whatever the size and number of blobs.
                 config = TransferConfig(
                     multipart_threshold=self.part,
                     multipart_chunksize=self.part,
                     max_request_concurrency=self.jobs,
-                    # a streamed blob holds a submission thread for its whole transfer
-                    max_submission_concurrency=self.jobs,
-                    max_in_memory_upload_chunks=self.jobs,
+                    max_submission_concurrency=max(1, self.jobs // 4),
+                    max_in_memory_upload_chunks=max(1, self.jobs // 2),
                 )
                 self._manager = TransferManager(self.dest.client, config)
             return self._manager
