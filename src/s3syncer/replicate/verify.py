@@ -162,7 +162,7 @@ class Verifier:
         key = self.dest.layout.blob_data(ref.digest)
         size = self.dest.head_size(key)
         want = ref.size
-        if want is None or size is None:
+        if want is None or (size is None and ref.optional):  # the source says what is right
             want = self.source.head_size(self.source.layout.blob_data(ref.digest))
         if size is None:
             return None if ref.optional and want is None else f"blob {ref.digest}"
