@@ -16,7 +16,10 @@ from .layout import Layout
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-INSTALL_HINT = "pip install 's3syncer[replicate]'"
+INSTALL_HINT = (
+    "pip install '.[replicate]' in a clone of s3syncer, "
+    "or pip install 'boto3>=1.34' into the environment s3syncer runs from"
+)
 
 
 class RequestCounter:
