@@ -58,19 +58,32 @@ def parse_envelope(body: bytes) -> list[Event]:
     except UnicodeDecodeError:
         raise EnvelopeError("body is not UTF-8 text") from None
     try:
-        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
-    except RecursionError:
-        raise EnvelopeError("body is not JSON: nested too deeply") from None
+        data = strict_json(text)
     except ValueError as exc:
-        # JSONDecodeError, or e.g. an integer longer than Python's digit limit.
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
-        raise EnvelopeError(f"body is not JSON: {reason}") from None
+        raise EnvelopeError(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise EnvelopeError("body is not a notification envelope: expected a JSON object")
     raw_events = data.get("events")
     if not isinstance(raw_events, list):
         raise EnvelopeError('body is not a notification envelope: "events" must be a list')
     return [parse_event(index, raw) for index, raw in enumerate(raw_events)]
+
+
+def strict_json(text: str) -> Any:
+    """Parse ``text`` as RFC 8259 JSON, or raise ValueError with a one-line reason.
+
+    Stricter than ``json.loads``: no NaN or Infinity, no number too large for a float,
+    and nesting too deep for the parser is a ValueError too, not a RecursionError.
+    Whatever it returns, ``json.dump`` writes back as JSON that strict parsers accept.
+    """
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, or e.g. an integer longer than Python's digit limit.
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
+        raise ValueError(reason) from None
 
 
 def _finite_float(text: str) -> float:

@@ -21,7 +21,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
-from .journal import Journal, open_journal
+from .journal import Journal, open_journal, remove_stale_temporaries
 from .metrics import Metrics
 from .process import ProcessLauncher
 from .runner import Launch, Runner, Trigger
@@ -101,6 +101,7 @@ class Service:
         host, port = parse_listen(self.listen)
         async with trio.open_nursery() as root:
             self._root = root
+            _remove_stale_temporaries(self.config)
             for command in self.config.commands:
                 await self._start_command(command)
             _warn_about_orphan_state(self.config)
@@ -143,10 +144,10 @@ class Service:
         found = journal.load()
         if found is None:
             return journal, None
-        log.info(
-            "%s: %d accepted events were not run before the restart; running now",
-            command.name,
-            len(found.events),
+        log.log(
+            logging.INFO if found.problem is None else logging.WARNING,
+            "%s: %s",
+            *(command.name, found.describe()),
             extra={"command": command.name, "events": len(found.events)},
         )
         trigger = Trigger(
@@ -312,6 +313,19 @@ def _file_identity(path: str) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _remove_stale_temporaries(config: Config) -> None:
+    # Before any journal is opened: no write of ours can be in flight yet.
+    if config.state_dir is None:
+        return
+    try:
+        removed = remove_stale_temporaries(config.state_dir)
+    except OSError as exc:
+        log.warning("cannot clean stateDir %s: %s", config.state_dir, exc.strerror)
+        return
+    for path in removed:
+        log.info("removed %s, left by a write that a stop cut short", path)
 
 
 def _warn_about_orphan_state(config: Config) -> None:
