@@ -226,7 +226,7 @@ def test_a_failed_write_leaves_no_temporary_file(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr(journal_module.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         journal_module._replace_file(tmp_path / "push.json", {"events": []})
     assert list(tmp_path.iterdir()) == []
