@@ -59,7 +59,7 @@ class Recovered:
             f"{count} accepted event{' was' if count == 1 else 's were'} not run before the restart"
         )
         if self.truncated:
-            found += ", and the state file marks its list incomplete"
+            found += ", and the list is incomplete"
             return f"{found}; running now, covering everything"
         return f"{found}; running now"
 
