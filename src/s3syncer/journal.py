@@ -278,7 +278,8 @@ def remove_stale_temporaries(state_dir: str) -> list[Path]:
     Call it at start, before any journal writes: every temporary file is then stale.
     """
     removed = []
-    with contextlib.suppress(FileNotFoundError):
+    # No directory, no leftovers: opening the journals reports a bad stateDir.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in Path(state_dir).iterdir():
             if _TEMPORARY.fullmatch(entry.name):
                 with contextlib.suppress(FileNotFoundError, IsADirectoryError):
