@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .events import MAX_EVENTS_PER_RUN, Event, parse_event, strict_json
+from .events import MAX_EVENTS_PER_RUN, Event, event_from_document, strict_json
 
 FORMAT_VERSION = 1
 
@@ -146,7 +146,7 @@ class Journal:
             return None
         return {
             "version": FORMAT_VERSION,
-            "events": [event.raw for _, event in self._events.values()],
+            "events": [event.to_document() for _, event in self._events.values()],
             "truncated": self.truncated,
             "savedAt": time.time(),
         }
@@ -208,7 +208,8 @@ def _read(path: Path) -> tuple[list[Event], bool]:
     truncated = document.get("truncated", False)
     if not isinstance(truncated, bool):
         raise ValueError('"truncated" is not true or false')
-    return [parse_event(index, raw) for index, raw in enumerate(raw_events)], truncated
+    events = [event_from_document(index, raw) for index, raw in enumerate(raw_events)]
+    return events, truncated
 
 
 def _reason(exc: OSError | ValueError) -> str:
