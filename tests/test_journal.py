@@ -5,11 +5,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3syncer import journal as journal_module
 from s3syncer.events import Event
@@ -240,3 +243,36 @@ def test_stale_temporary_files_are_removed_and_nothing_else(tmp_path: Path) -> N
     assert sorted(journal_module.remove_stale_temporaries(str(tmp_path))) == sorted(stale)
     assert sorted(tmp_path.iterdir()) == sorted(kept)
     assert journal_module.remove_stale_temporaries(str(tmp_path / "missing")) == []
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+_JOURNAL_LIKE = st.fixed_dictionaries(
+    {"events": st.lists(_JSON | st.fixed_dictionaries({"action": _JSON, "target": _JSON}))},
+    optional={"version": _JSON, "truncated": _JSON, "format": _JSON, "raw": _JSON},
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    content=st.binary(max_size=200)
+    | _JOURNAL_LIKE.map(lambda d: json.dumps(d).encode())
+    | _JSON.map(lambda d: json.dumps(d).encode())
+)
+def test_whatever_the_file_holds_load_returns_and_a_run_can_proceed(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "push.json"
+        path.write_bytes(content)
+        journal = Journal(path)
+        recovered = journal.load()  # never raises
+        assert recovered is not None
+        if recovered.problem is not None:
+            assert recovered.truncated and recovered.events == ()
+            assert any(p.name.startswith("push.json.corrupt-") for p in Path(directory).iterdir())
+        # Whatever was read back is written as strict JSON, with no NaN or Infinity.
+        journal.record([event("x")])
+        trio.run(journal.flush)
+        json.loads(path.read_text(), parse_constant=pytest.fail)
