@@ -1,6 +1,6 @@
 """Serve an ASGI app on Hypercorn's trio worker the way s3syncer does, for the comparisons.
 
-The Hypercorn settings match ``s3syncer.service.Service._serve_http`` (no access
+The Hypercorn settings match ``s3syncer.server.serve_http`` (no access
 log, no server header, the same graceful timeout), so the only difference
 between the baseline, the Quart-Trio route and s3syncer is the application.
 """
