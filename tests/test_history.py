@@ -65,6 +65,7 @@ async def test_a_history_that_cannot_be_written_is_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = open_history(str(tmp_path), "push")
+    (tmp_path / "runs").mkdir()
     (tmp_path / "runs").chmod(0o500)
     try:
         probe = tmp_path / "runs" / "probe"

@@ -198,6 +198,7 @@ class RunHistory:
 
 def _replace_file(path: Path, document: dict[str, Any]) -> None:
     # Write, fsync, rename: a crash leaves the old history or the new one, never half of one.
+    path.parent.mkdir(exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", encoding="utf-8") as file:
@@ -215,8 +216,7 @@ def open_history(state_dir: str | None, command: str) -> RunHistory:
     """The history of ``command``: kept in ``state_dir`` if given, else in memory."""
     if state_dir is None:
         return RunHistory()
-    directory = Path(state_dir) / HISTORY_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    history = RunHistory(directory / f"{command}.json")
+    # The directory is made by the first write: a command that never ran leaves nothing.
+    history = RunHistory(Path(state_dir) / HISTORY_DIR / f"{command}.json")
     history.load()
     return history
