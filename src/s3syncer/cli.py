@@ -28,6 +28,7 @@ from .config import (
     ConfigError,
     EventRule,
     ListenError,
+    clean_token,
     format_duration,
     load_config,
     parse_listen,
@@ -120,6 +121,8 @@ def check(config_flag: str | None) -> int:
     if config is None:
         return EXIT_USAGE
     print(summarise(config))
+    for warning in config.warnings:
+        print(f"{config.source}: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -186,6 +189,8 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     config = _load(config_flag)
     if config is None:
         return EXIT_USAGE
+    for warning in config.warnings:
+        log.warning("%s: %s", config.source, warning)
     listen = listen_flag or os.environ.get("S3SYNCER_LISTEN") or config.listen or DEFAULT_LISTEN
     try:
         parse_listen(listen)
@@ -228,7 +233,7 @@ def request_run(name: str, url: str | None, token_file: str | None) -> int:
     token = os.environ.get("S3SYNCER_TOKEN", "")
     if token_file:
         try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
+            token = clean_token(Path(token_file).read_text(encoding="utf-8"))
         except OSError as exc:
             print(f"s3syncer: cannot read {token_file}: {exc.strerror}", file=sys.stderr)
             return EXIT_USAGE
