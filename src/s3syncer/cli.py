@@ -33,6 +33,7 @@ from .config import (
     load_config,
     parse_listen,
 )
+from .fd_budget import raise_open_files_limit
 from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import run as replicate_run
@@ -136,6 +137,7 @@ def summarise(config: Config) -> str:
     if config.state_dir:
         lines.append(f"  stateDir: {config.state_dir}")
     lines.append(f"  shutdownGrace: {format_duration(config.shutdown_grace)}")
+    lines.append(f"  requestTimeout: {format_duration(config.request_timeout)}")
     for command in config.commands:
         lines.extend(_summarise_command(command))
     return "\n".join(lines)
@@ -197,6 +199,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     except ListenError as exc:
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    raise_open_files_limit()
     service = Service(config, listen, config_path=_config_path(config_flag))
     try:
         trio.run(partial(_serve, service, early))

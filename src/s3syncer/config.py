@@ -26,6 +26,7 @@ DEFAULT_LISTEN = "localhost:9999"
 DEFAULT_DELAY = 5.0
 MIN_DEFAULT_MAX_DELAY = 60.0
 DEFAULT_SHUTDOWN_GRACE = 25.0
+DEFAULT_REQUEST_TIMEOUT = 10.0  # for a request's headers and body to arrive
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
 CRON_ALIASES = frozenset(
@@ -142,6 +143,7 @@ class Config:
     auth: AuthConfig | None = None
     state_dir: str | None = None
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     source: str = "<config>"
     # What was accepted but looks like a mistake; `check` prints it, `serve` logs it.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -298,7 +300,7 @@ def _show(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
-_TOP_KEYS = frozenset({"listen", "auth", "stateDir", "shutdownGrace", "commands"})
+_TOP_KEYS = frozenset({"listen", "auth", "stateDir", "shutdownGrace", "requestTimeout", "commands"})
 _COMMAND_KEYS = frozenset(
     {
         "name",
@@ -362,6 +364,9 @@ def _read_config(
         top, "stateDir", "", lambda p, v: checker.typed(p, v, str, "a string")
     )
     grace = checker.optional(top, "shutdownGrace", "", checker.duration)
+    request_timeout = checker.optional(top, "requestTimeout", "", checker.duration)
+    if request_timeout == 0:
+        checker.error("requestTimeout", "must be more than 0s")
     # A bare `auth:` (its settings commented out) must not silently turn auth off:
     # read it as an empty mapping, which asks for a token.
     auth_value = {} if "auth" in top and top["auth"] is None else top.get("auth")
@@ -373,6 +378,7 @@ def _read_config(
         auth=auth,
         state_dir=state_dir,
         shutdown_grace=DEFAULT_SHUTDOWN_GRACE if grace is None else grace,
+        request_timeout=request_timeout or DEFAULT_REQUEST_TIMEOUT,
         source=source,
         warnings=tuple(checker.warnings),
     )

@@ -17,9 +17,8 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from . import fd_budget, server
 from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
 from .journal import Journal, open_journal
 from .metrics import Metrics
@@ -175,6 +174,7 @@ class Service:
             ("listen", old.listen, new.listen),
             ("auth", old.auth, new.auth),
             ("stateDir", old.state_dir, new.state_dir),
+            ("requestTimeout", old.request_timeout, new.request_timeout),
         ):
             if before != after:
                 log.warning("reload: %s changed; that takes a restart to apply", key)
@@ -197,7 +197,13 @@ class Service:
                 self.state.runners[command.name].update(command)
         for command in added:
             await self._start_command(command)
-        self.config = replace(new, listen=old.listen, auth=old.auth, state_dir=old.state_dir)
+        self.config = replace(
+            new,
+            listen=old.listen,
+            auth=old.auth,
+            state_dir=old.state_dir,
+            request_timeout=old.request_timeout,
+        )
         log.info(
             "reloaded %s: %d added, %d changed, %d removed",
             self.config_path,
@@ -245,18 +251,25 @@ class Service:
                 task_status.started(scope)
 
     async def _serve_http(self, bind: str, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        hypercorn = HypercornConfig()
-        hypercorn.bind = [bind]
-        hypercorn.accesslog = None
-        hypercorn.errorlog = logging.getLogger("hypercorn.error")
-        hypercorn.graceful_timeout = HTTP_GRACE
-        hypercorn.include_server_header = False
+        limit = fd_budget.open_files_limit()
+        settings = server.ServerSettings(
+            bind=bind,
+            max_connections=fd_budget.connection_budget(limit, len(self.config.commands)),
+            request_timeout=self.config.request_timeout,
+            shutdown_grace=HTTP_GRACE,
+        )
+        if settings.max_connections < fd_budget.MAX_CONNECTIONS:
+            log.info(
+                "open files limit %d: at most %d connections at once",
+                limit,
+                settings.max_connections,
+            )
         app = create_app(self.state, self.metrics, self.config.auth)
         started = _StartedFlag(task_status)
         try:
-            await hypercorn_serve(
-                app,  # type: ignore[arg-type]
-                hypercorn,
+            await server.serve(
+                app,
+                settings,
                 shutdown_trigger=self._stop_http.wait,
                 task_status=started,  # type: ignore[arg-type]
             )
