@@ -34,6 +34,7 @@ from .config import (
     parse_listen,
 )
 from .fd_budget import raise_open_files_limit
+from .leftovers import become_subreaper
 from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import run as replicate_run
@@ -200,6 +201,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
     raise_open_files_limit()
+    become_subreaper()  # orphans of a run come to us, not to init: see leftovers.py
     service = Service(config, listen, config_path=_config_path(config_flag))
     try:
         trio.run(partial(_serve, service, early))

@@ -22,7 +22,8 @@ from . import fd_budget, server
 from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
 from .journal import Journal, open_journal
 from .metrics import Metrics
-from .process import ProcessLauncher
+from .process import KILL_GRACE, ProcessLauncher
+from .run_directory import RunDirectory, default_location
 from .runner import Launch, Runner, Trigger
 from .web import ServiceState, create_app
 
@@ -86,7 +87,9 @@ class Service:
         self._scopes: dict[Runner, trio.CancelScope] = {}
         self._retiring: list[Runner] = []
         self._root: trio.Nursery | None = None
-        self._launcher: Launch = self.launch or ProcessLauncher()
+        self._processes = ProcessLauncher() if self.launch is None else None
+        self._run_directory: RunDirectory | None = None
+        self._launcher: Launch = self.launch or self._processes  # type: ignore[assignment]
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
@@ -100,6 +103,7 @@ class Service:
         host, port = parse_listen(self.listen)
         async with trio.open_nursery() as root:
             self._root = root
+            await self._claim_run_directory()
             for command in self.config.commands:
                 await self._start_command(command)
             _warn_about_orphan_state(self.config)
@@ -112,7 +116,18 @@ class Service:
             task_status.started(binds)
             await self._shutdown.wait()
             await self._shut_down()
+            if self._run_directory is not None:
+                self._run_directory.release()
             root.cancel_scope.cancel()
+
+    async def _claim_run_directory(self) -> None:
+        if self._processes is None:
+            return  # an injected launcher keeps its own files
+        directory = RunDirectory(default_location(self.config.state_dir, self.config_path))
+        await trio.to_thread.run_sync(directory.claim)
+        await directory.clear(KILL_GRACE)
+        self._processes.events_dir = directory.path
+        self._run_directory = directory  # its lock lasts as long as we do
 
     async def _start_command(self, command: CommandConfig) -> None:
         assert self._root is not None
