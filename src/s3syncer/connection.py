@@ -155,6 +155,7 @@ class Exchange:
         self.complete = False
         self.answered = False
         self.timed_out = False
+        self._finishing: trio.Event | None = None
         connection.request_started()
 
     async def receive(self) -> Message:
@@ -162,13 +163,13 @@ class Exchange:
         if self.timed_out:
             return {"type": "http.disconnect"}
         if self.complete:
-            return await self._receive()
+            return await self._hold_disconnect(await self._receive())
         with trio.move_on_at(self.connection.request_deadline):
             message = await self._receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
                 self.complete = True
                 self.connection.request_received()
-            return message
+            return await self._hold_disconnect(message)
         self.timed_out = True
         if not self.answered:
             await self._finish(
@@ -185,6 +186,16 @@ class Exchange:
             )
         return {"type": "http.disconnect"}
 
+    async def _hold_disconnect(self, message: Message) -> Message:
+        # Hypercorn closes or recycles the connection inside the answer's last send, and
+        # says http.disconnect half-way through. Quart-Trio cancels the request when it
+        # hears that, which cut the close short after shutdown() and before close(): the
+        # socket stayed open until the client gave up, and a kept-alive connection never
+        # restarted its idle timer. So the app hears it once the last send is done.
+        if message["type"] == "http.disconnect" and self._finishing is not None:
+            await self._finishing.wait()
+        return message
+
     async def send(self, message: Message) -> None:
         """Pass the app's answer on (nothing after a 408 this layer sent)."""
         if self.timed_out:
@@ -197,13 +208,12 @@ class Exchange:
             await self._send(message)
 
     async def _finish(self, *messages: Message) -> None:
-        # Hypercorn closes or recycles the connection inside the last send, and tells the
-        # app the client is gone (http.disconnect) half-way through. Quart-Trio cancels its
-        # request on that message, which cancelled the close after shutdown() and before
-        # close(): the socket stayed open until the client gave up. Nothing may cut it short.
-        with trio.CancelScope(shield=True):
+        self._finishing = trio.Event()
+        try:
             for message in messages:
                 await self._send(message)
+        finally:
+            self._finishing.set()
         self.connection.response_sent()
 
 
