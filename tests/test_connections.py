@@ -255,3 +255,23 @@ def test_a_token_file_with_a_byte_order_mark_accepts_the_token(tmp_path: Path) -
         headers = {**REGISTRY_HEADERS, "Authorization": f"Bearer {TOKEN}"}
         assert daemon.post("/trigger/push", fixture_body(TAG_V1), headers)[0] == 200
         assert daemon.post("/trigger/push", fixture_body(TAG_V1), REGISTRY_HEADERS)[0] == 401
+
+
+def test_the_daemon_raises_its_open_files_limit_and_commands_get_the_old_one(
+    tmp_path: Path,
+) -> None:
+    seen = tmp_path / "nofile"
+    command = {
+        "name": "limit",
+        "cmd": "/bin/sh",
+        "args": ["-c", f"ulimit -n > {seen}"],
+        "runOnStart": True,
+    }
+    config = f"commands:\n  - {json.dumps(command)}\n"
+    prefix = ["prlimit", "--nofile=1024:4096", "--"]
+    with start_daemon(tmp_path, config, argv_prefix=prefix) as daemon:
+        daemon.wait_for_log("open files limit raised from 1024 to 4096")
+        limits = Path(f"/proc/{daemon.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+        daemon.wait_for_log("limit: run 1 succeeded")
+        assert seen.read_text().strip() == "1024"

@@ -27,6 +27,15 @@ MAX_CONNECTIONS = 1000
 """The most client connections at once, whatever the limit: a registry needs a few."""
 
 
+# Before raise_open_files_limit(): what the commands get back (see process.py).
+_AT_START = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def limits_at_start() -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE as the process started with them."""
+    return _AT_START
+
+
 def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard one, log it, and return the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

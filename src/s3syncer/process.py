@@ -24,6 +24,7 @@ from pathlib import Path
 import trio
 
 from .config import CommandConfig
+from .fd_budget import limits_at_start
 from .leftovers import (
     adopted_children,
     end_group,
@@ -135,7 +136,7 @@ class ProcessLauncher:
         self.events_dir = events_dir
         self.base_env = base_env
         self._leaders: set[int] = set()  # our children that are runs' leaders, not orphans
-        self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._nofile = limits_at_start()
 
     async def __call__(self, command: CommandConfig, request: RunRequest) -> RunResult:
         """Run ``command`` once for ``request`` and say how it ended."""
@@ -144,7 +145,6 @@ class ProcessLauncher:
             events_file = await trio.to_thread.run_sync(self._write_events, command, request)
         except OSError as exc:
             return RunResult(error=f"cannot write the events file: {exc}")
-        self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)  # before any run raises it
         try:
             env = self._environment(command, request, events_file)
             timeout = command.timeout if command.timeout is not None else math.inf
@@ -204,6 +204,8 @@ class ProcessLauncher:
             process, stdout, stderr = self._spawn(command, env)
         except OSError as exc:
             return RunResult(error=_start_error(command, exc))
+        except subprocess.SubprocessError as exc:
+            return RunResult(error=f"cannot start {command.cmd}: {exc}")
         self._leaders.add(process.pid)
         try:
             async with trio.open_nursery() as readers:
@@ -259,7 +261,8 @@ class ProcessLauncher:
         set_parent_death_signal(PARENT_DEATH_SIGNAL)
         # The daemon raised its soft open-files limit for its connections; a command that
         # still uses select() needs the usual one, as Go does for the processes it starts.
-        resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
 
     async def _end_orphans(self) -> None:
         # As a subreaper we adopt what a run's processes orphaned. Which run it came from

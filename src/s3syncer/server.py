@@ -84,7 +84,6 @@ class ConnectionTable:
         self.limit = limit
         self._open: dict[Connection, None] = {}  # insertion order: oldest first
         self._changed = trio.Event()
-        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._open)
@@ -96,7 +95,8 @@ class ConnectionTable:
         self._open[connection] = None
 
     def remove(self, connection: Connection) -> None:
-        if self._open.pop(connection, 0) is None:
+        if connection in self._open:
+            del self._open[connection]
             self._changed.set()
             self._changed = trio.Event()
 
@@ -107,7 +107,6 @@ class ConnectionTable:
             if oldest is not None:
                 self.remove(oldest)
                 oldest.evict()
-                self.evictions += 1
                 return
             await self._changed.wait()  # every one is being answered: wait for one to end
 
