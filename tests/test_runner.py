@@ -571,3 +571,34 @@ async def test_update_applies_a_new_delay_to_the_pending_quiet_period(
         await at(launch, 100)
     # The quiet period is now 2 s after the trigger at 0, so the run starts at once.
     assert launch.starts() == [pytest.approx(10.0)]
+
+
+async def test_update_that_drops_run_at_during_a_run_drops_the_tick_it_spanned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=100.0)
+    cmd = command(run_at="0 3 * * *", delay=3.0)
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        send(runner, trigger())  # run 3..103; the 03:00 tick (60 s) would fall inside
+        await at(launch, 10)
+        runner.update(command(delay=3.0))
+        await at(launch, 1000)
+        assert runner.next_schedule() is None
+    assert launch.starts() == [pytest.approx(3.0)]
+
+
+async def test_update_that_adds_run_at_during_a_run_folds_the_tick_into_the_follow_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=100.0)
+    async with running(launch, command(delay=3.0), wall_clock=wall_clock_from(BASE)) as [runner]:
+        send(runner, trigger())  # run 3..103
+        await at(launch, 10)
+        runner.update(command(run_at="0 3 * * *", delay=3.0))  # ticks at 60, inside the run
+        await at(launch, 101)
+        send(runner, trigger())
+        await at(launch, 1000)
+    # Like a trigger: one follow-up, delay after the last trigger of the run.
+    assert launch.starts() == [pytest.approx(3.0), pytest.approx(104.0)]
+    assert launch.reasons() == ["event", "schedule"]
+    assert launch.runs[1].triggers == 2
