@@ -1,1 +1,1 @@
-"""Benchmarks of s3syncer against a bare Hypercorn-Trio app; run ``python benchmarks/run.py``."""
+"""Benchmarks of s3syncer: ``benchmarks/run`` (the webhook) and ``benchmarks/replicate.py``."""

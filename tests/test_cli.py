@@ -39,7 +39,7 @@ commands:
     events:
       - {{action: push, tagged: true}}
       - {{action: delete, repository: "team/*"}}
-  - {{name: idle, cmd: /bin/true, disable: true, delay: 30s}}
+  - {{name: idle, cmd: /bin/true, disable: true, delay: 30s, formats: [harbor, cloudevents]}}
 """
 BAD = """\
 shutdownGrace: soon
@@ -149,6 +149,9 @@ def test_check_good_config_prints_summary_and_exits_0(
     assert "    env: MC_CONFIG_DIR, MC_PASSWORD" in lines
     assert "  idle (disabled): /bin/true" in lines
     assert "    delay 30s, maxDelay 5m" in lines
+    # The formats each command accepts, in the order they are tried, all by default.
+    assert lines.count("    formats: distribution, harbor, cloudevents") == 1
+    assert lines.count("    formats: harbor, cloudevents") == 1
 
 
 def test_check_never_prints_token_or_env_values(

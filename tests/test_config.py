@@ -200,6 +200,35 @@ def test_defaults_of_a_minimal_command() -> None:
     assert cmd.retry is None
     assert cmd.events == (EventRule(action="push", tagged=True),)
     assert cmd.events == DEFAULT_EVENT_RULES
+    assert cmd.formats == {"distribution", "harbor", "cloudevents"}
+
+
+def test_formats_pin_what_a_command_accepts() -> None:
+    assert command(one_command("formats: [harbor]")).formats == {"harbor"}
+    both = command(one_command("formats: [cloudevents, distribution]"))
+    assert both.formats == {"cloudevents", "distribution"}
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            "[]",
+            "commands[0].formats: must be a non-empty list of distribution, harbor, cloudevents",
+        ),
+        (
+            "harbor",
+            "commands[0].formats: must be a non-empty list of distribution, harbor, cloudevents",
+        ),
+        (
+            "[harbor, zot]",
+            'commands[0].formats[1]: "zot" is not a format (distribution, harbor, cloudevents)',
+        ),
+        ("[1]", "commands[0].formats[0]: 1 is not a format (distribution, harbor, cloudevents)"),
+    ],
+)
+def test_bad_formats_are_errors_with_their_key_path(value: str, error: str) -> None:
+    assert errors_of(one_command(f"formats: {value}")) == [error]
 
 
 @pytest.mark.parametrize(

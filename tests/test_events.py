@@ -500,9 +500,23 @@ def test_event_log_to_json_shape_and_raw_events(fixture_bodies: dict[str, bytes]
     log.extend(parse_envelope(fixture_bodies["02-push-manifest-tag-v1.json"]))
     document = log.to_json("push", "event")
     assert list(document) == ["command", "reason", "events", "truncated"]
-    assert document == {"command": "push", "reason": "event", "events": sent, "truncated": False}
-    # What the command reads back is the events exactly as sent.
-    assert json.loads(json.dumps(document))["events"] == sent
+    assert (document["command"], document["reason"], document["truncated"]) == (
+        "push",
+        "event",
+        False,
+    )
+    # What the command reads back is each event normalized, and exactly as sent under raw.
+    events = json.loads(json.dumps(document))["events"]
+    assert [event["raw"] for event in events] == sent
+    for event, raw in zip(events, sent, strict=True):
+        # A Distribution event stays as the registry sent it, every field in place, with the
+        # normalized format and kind added: scripts that read timestamp or target.size keep working.
+        assert event == {
+            **raw,
+            "format": "distribution",
+            "target": {**raw["target"], "kind": "manifest"},
+            "raw": raw,
+        }
 
 
 def test_empty_event_log_to_json() -> None:

@@ -1,8 +1,9 @@
-"""Fuzzing with Hypothesis: envelope parsing, the webhook's ASGI fast path, a live daemon.
+"""Fuzzing with Hypothesis: the parsers, the webhook's ASGI fast path, a live daemon.
 
-Whatever arrives, ``parse_envelope`` returns events or raises :class:`EnvelopeError` with a
-one-line reason, and the webhook answers a complete 200/400/401/404/413/415, never a 5xx;
-every trigger it hands to the runner is one it answered 200 with ``accepted > 0``.
+Whatever arrives, ``parse_envelope`` and ``parse_request`` (Harbor, CloudEvents in every mode)
+return events or raise :class:`EnvelopeError` with a one-line reason; the webhook answers a
+complete 200/400/401/404/413/415, never a 5xx; every trigger it hands to the runner is one it
+answered 200 with ``accepted > 0``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ from conftest import FIXTURES, TAGGED_PUSHES
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
 from s3syncer.config import AuthConfig, CommandConfig, EventRule
-from s3syncer.events import ENVELOPE_CONTENT_TYPES, EnvelopeError, Event, matching, parse_envelope
+from s3syncer.events import EnvelopeError, Event, event_from_document, matching, parse_envelope
+from s3syncer.formats import (
+    CONTENT_TYPES,
+    DISTRIBUTION_CONTENT_TYPES,
+    JSON,
+    Notification,
+    parse_request,
+)
 from s3syncer.metrics import Metrics
 from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
 from s3syncer.web import MAX_BODY, ServiceState, create_app
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
+# The content types under which a Distribution envelope is what is expected.
+ENVELOPE_CONTENT_TYPES = DISTRIBUTION_CONTENT_TYPES | {JSON}
+OTHER_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture_body(name: str) -> bytes:
@@ -133,7 +144,13 @@ def event_is_valid(raw: Any) -> bool:
     target = raw.get("target")
     if not isinstance(target, dict):
         return False
-    strings = [target.get("repository"), target.get("tag"), target.get("mediaType"), raw.get("id")]
+    strings = [
+        target.get("repository"),
+        target.get("tag"),
+        target.get("mediaType"),
+        target.get("digest"),
+        raw.get("id"),
+    ]
     return all(value is None or isinstance(value, str) for value in strings)
 
 
@@ -192,6 +209,7 @@ def test_envelopes_parse_exactly_when_every_event_is_valid(
         assert parsed.repository == (raw["target"].get("repository") or "")
         assert parsed.tag == (raw["target"].get("tag") or None)
         assert parsed.media_type == (raw["target"].get("mediaType") or None)
+        assert parsed.digest == (raw["target"].get("digest") or None)
         assert parsed.id == (raw.get("id") or None)
 
 
@@ -254,12 +272,150 @@ def test_escaped_surrogates_are_kept_as_sent() -> None:
     assert event.raw == raw and event.tag == "\udfff"
 
 
+# --- Harbor and CloudEvents ---------------------------------------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+HARBOR_TYPES = ["PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "SCANNING_COMPLETED"]
+CLOUDEVENT_TYPES_SEEN = [
+    "harbor.artifact.pushed",
+    "harbor.artifact.deleted",
+    "harbor.scan.completed",
+    "zotregistry.image.updated",
+    "zotregistry.image.deleted",
+    "com.example.image.deleted",
+    "zotregistry.repository.created",
+]
+
+
+@st.composite
+def shaped(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]]) -> Any:
+    """An object with ``fields`` of the right type, a wrong type, null or missing; or junk."""
+    if draw(st.integers(0, 14)) == 0:
+        return draw(small_json)
+    shape: dict[str, Any] = {}
+    for name, right in fields.items():
+        value = draw(optional_field(right))
+        if value is not MISSING:
+            shape[name] = value
+    shape.update(draw(st.dictionaries(any_text, small_json, max_size=1)))
+    return shape
+
+
+references = st.sampled_from(["v1", "latest", DIGEST, ""]) | any_text
+harbor_event_data = shaped(
+    {
+        "resources": st.lists(
+            shaped({"digest": st.just(DIGEST) | any_text, "tag": references}), max_size=3
+        ),
+        "repository": shaped({"repo_full_name": st.sampled_from(["proj/app"]) | any_text}),
+    }
+)
+harbor_payloads = shaped(
+    {
+        "type": st.sampled_from(HARBOR_TYPES) | any_text,
+        "occur_at": st.integers(),
+        "event_data": harbor_event_data,
+    }
+)
+zot_data = shaped(
+    {
+        "name": st.sampled_from(["space/app"]) | any_text,
+        "reference": references,
+        "digest": st.just(DIGEST) | any_text,
+        "mediaType": st.just("application/vnd.oci.image.manifest.v1+json") | any_text,
+    }
+)
+cloudevents = shaped(
+    {
+        "specversion": st.sampled_from(["1.0", "0.3"]),
+        "id": st.sampled_from(["1", "2"]) | any_text,
+        "source": st.sampled_from(["zotregistry.dev"]) | any_text,
+        "type": st.sampled_from(CLOUDEVENT_TYPES_SEEN) | any_text,
+        "data": harbor_event_data | zot_data,
+    }
+)
+# What an HTTP header can carry (Latin-1), with percent-escapes now and then.
+latin1_text = st.text(st.characters(max_codepoint=0xFF), max_size=20) | st.sampled_from(
+    ["%20", "%E2%82%AC", "%FF", "%", "%zz"]
+)
+
+
+def parse_request_or_reason(headers: dict[str, str], body: bytes) -> Notification | str:
+    """``parse_request``, or its one-line reason; events must survive the events file."""
+    try:
+        notification = parse_request(headers, body)
+    except EnvelopeError as exc:
+        message = str(exc)
+        assert message and "\n" not in message and "\r" not in message, repr(message)
+        return message
+    for index, event in enumerate(notification.events):
+        document = json.loads(json.dumps(event.to_document(), allow_nan=False))
+        back = event_from_document(index, document)
+        assert back == event and back.raw == event.raw
+        assert back.action in ("push", "pull", "delete")
+    return notification
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=400)
+@given(harbor_payloads)
+def test_harbor_payloads_parse_or_say_why(payload: Any) -> None:
+    result = parse_request_or_reason({"content-type": JSON}, encode(payload))
+    if isinstance(result, Notification):
+        assert isinstance(payload, dict)
+        mapped = {"PUSH_ARTIFACT": "push", "PULL_ARTIFACT": "pull", "DELETE_ARTIFACT": "delete"}
+        action = mapped.get(payload["type"])
+        if action is None:
+            assert (result.events, result.unmapped) == ([], 1)
+        else:
+            repository = payload["event_data"]["repository"]["repo_full_name"]
+            assert len(result.events) == len(payload["event_data"]["resources"])
+            assert all((e.action, e.repository) == (action, repository) for e in result.events)
+
+
+@settings(max_examples=400)
+@given(st.lists(cloudevents, max_size=3), st.booleans())
+def test_structured_and_batched_cloudevents_parse_or_say_why(
+    documents: list[Any], batched: bool
+) -> None:
+    if batched:
+        parse_request_or_reason(
+            {"content-type": "application/cloudevents-batch+json"}, encode(documents)
+        )
+    for document in documents:
+        parse_request_or_reason({"content-type": "application/cloudevents+json"}, encode(document))
+
+
+@settings(max_examples=400)
+@given(
+    st.dictionaries(
+        st.sampled_from(["specversion", "id", "source", "type", "time", "x"]),
+        latin1_text | st.sampled_from(["1.0", "zotregistry.image.updated"]),
+        max_size=6,
+    ),
+    st.none() | st.sampled_from(["application/json", "text/plain", "application/x+json"]),
+    zot_data.map(encode) | st.binary(max_size=60),
+)
+def test_binary_cloudevents_parse_or_say_why(
+    attributes: dict[str, str], content_type: str | None, body: bytes
+) -> None:
+    headers = {f"ce-{name}": value for name, value in attributes.items()}
+    headers["ce-specversion"] = attributes.get("specversion", "1.0")
+    if content_type is not None:
+        headers["content-type"] = content_type
+    parse_request_or_reason(headers, body)
+
+
 # --- the ASGI fast path, in process ----------------------------------------------------------
 
 TOKEN = "fuzz-token"
 RULES = (EventRule(action="push", tagged=True),)
 COMMANDS = ("push", "disabled")
 ENVELOPE_TYPES = sorted(ENVELOPE_CONTENT_TYPES)
+CLOUDEVENT_TYPES = sorted(CONTENT_TYPES - ENVELOPE_CONTENT_TYPES)
 
 
 async def never_launch(command: CommandConfig, request: RunRequest) -> RunResult:
@@ -304,6 +460,8 @@ bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     envelopes.map(lambda e: json.dumps(e).encode("utf-8", "surrogatepass")),
     st.sampled_from([fixture_body(p.name) for p in sorted(FIXTURES.glob("*.json"))]),
+    # Harbor and CloudEvents bodies (zot's are binary mode: their headers are not sent here).
+    st.sampled_from([p.read_bytes() for p in sorted(OTHER_FIXTURES.rglob("*.json"))]),
     st.builds(good_envelope, any_text.filter(bool), any_text),
     st.builds(good_envelope, st.sampled_from(["v1", "latest"]), any_text),
     st.sampled_from([b" " * MAX_BODY + b"{}", b"[" * (MAX_BODY + 1), b"{" * 100_000]),
@@ -312,8 +470,11 @@ bodies = st.one_of(
 content_types = st.one_of(
     st.none(),
     st.sampled_from(ENVELOPE_TYPES).map(str.encode),
+    st.sampled_from(CLOUDEVENT_TYPES).map(str.encode),
     st.tuples(
-        st.sampled_from([*ENVELOPE_TYPES, "text/plain", "application/xml", "", "json"]),
+        st.sampled_from(
+            [*ENVELOPE_TYPES, *CLOUDEVENT_TYPES, "text/plain", "application/xml", "", "json"]
+        ),
         st.sampled_from(["", "; charset=utf-8", ";x", " ; q=1;;", ";" * 3]),
         st.booleans(),
         st.sampled_from(["", " ", "\t"]),
@@ -374,6 +535,20 @@ def token_ok(header: bytes | None) -> bool:
     return False
 
 
+def request_or_reason(body: bytes, content_type: bytes | None) -> Notification | str:
+    """``parse_request`` for a body sent with ``content_type``, or its one-line reason."""
+    headers = {} if content_type is None else {"content-type": content_type.decode("latin-1")}
+    try:
+        notification = parse_request(headers, body)
+    except EnvelopeError as exc:
+        message = str(exc)
+        assert message and "\n" not in message and "\r" not in message, repr(message)
+        return message
+    documents = [event.to_document() for event in notification.events]
+    assert json.loads(json.dumps(documents, allow_nan=False)) == documents
+    return notification
+
+
 def allowed_refusals(request: Request, auth: bool) -> set[int]:
     """The statuses that some fault of ``request`` justifies; empty: it deserves a 200."""
     faults = set()
@@ -383,7 +558,7 @@ def allowed_refusals(request: Request, auth: bool) -> set[int]:
         faults.add(404)
     if request.content_type is not None:
         media = request.content_type.split(b";", 1)[0].strip().lower()
-        if media and media.decode("latin-1") not in ENVELOPE_CONTENT_TYPES:
+        if media and media.decode("latin-1") not in CONTENT_TYPES:
             faults.add(415)
     if len(request.body) > MAX_BODY or (
         request.content_length is not None
@@ -391,7 +566,8 @@ def allowed_refusals(request: Request, auth: bool) -> set[int]:
         and int(request.content_length) > MAX_BODY
     ):
         faults.add(413)
-    if request.disconnect_after is not None or isinstance(parse_or_reason(request.body), str):
+    parsed = request_or_reason(request.body, request.content_type)
+    if request.disconnect_after is not None or isinstance(parsed, str):
         faults.add(400)
     return faults
 
@@ -493,10 +669,12 @@ def check_answer(harness: Harness, request: Request, answer: Answer) -> int:
     if not faults:
         assert answer.status == 200, (answer, request)
         document = json.loads(answer.body)
-        parsed = parse_envelope(request.body)
+        parsed = request_or_reason(request.body, request.content_type)
+        assert isinstance(parsed, Notification)
         name = request.name.rstrip("/")
-        expected = 0 if name == "disabled" else len(matching(RULES, parsed))
-        assert document == {"accepted": expected, "ignored": len(parsed) - expected}
+        expected = 0 if name == "disabled" else len(matching(RULES, parsed.events))
+        ignored = len(parsed.events) - expected + parsed.unmapped
+        assert document == {"accepted": expected, "ignored": ignored}
         harness.seen.add("accepted" if expected else "200")
         return expected
     harness.seen.add(str(answer.status))
@@ -514,8 +692,9 @@ def check_requests(harness: Harness, batch: list[Request]) -> None:
     expected: list[list[dict[str, Any]]] = []
     for request, answer in zip(batch, answers, strict=True):
         if check_answer(harness, request, answer):
-            parsed = parse_envelope(request.body)
-            expected.append([e.raw for e in matching(RULES, parsed)])
+            parsed = request_or_reason(request.body, request.content_type)
+            assert isinstance(parsed, Notification)
+            expected.append([e.raw for e in matching(RULES, parsed.events)])
     assert harness.drain("disabled") == []
     triggers = harness.drain("push")
     # Exactly one trigger per 200 that accepted events, carrying those events, in order.
@@ -651,7 +830,7 @@ def test_live_daemon_survives_garbage_and_still_triggers(tmp_path: Path) -> None
         [run] = recorder.wait_starts(1)
         # The run covers exactly the good request: no garbage got through and coalesced in.
         assert run["reason"] == "event"
-        assert run["events"]["events"] == json.loads(good)["events"]
+        assert [e["raw"] for e in run["events"]["events"]] == json.loads(good)["events"]
         recorder.wait_ends(1)
 
         def finished() -> bool:

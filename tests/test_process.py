@@ -228,13 +228,15 @@ async def test_workdir_env_and_events_file(
     assert seen["S3SYNCER_COMMAND"] == "job"
     assert seen["S3SYNCER_REASON"] == "event", "the command's env must not override ours"
     assert Path(seen["S3SYNCER_EVENTS_FILE"]).parent == events_dir
-    # The raw events as sent, in order, the resent id "a" dropped.
-    assert report["events"] == {
-        "command": "job",
-        "reason": "event",
-        "events": [raw[0], raw[1], raw[3]],
-        "truncated": False,
-    }
+    # The events in order, the resent id "a" dropped, each as sent under raw.
+    document = report["events"]
+    assert (document["command"], document["reason"], document["truncated"]) == (
+        "job",
+        "event",
+        False,
+    )
+    assert [event["raw"] for event in document["events"]] == [raw[0], raw[1], raw[3]]
+    assert [event["target"]["repository"] for event in document["events"]] == ["r", "r/ü", "no-id"]
 
 
 async def test_events_file_holds_real_registry_events_and_truncation(
@@ -253,7 +255,7 @@ async def test_events_file_holds_real_registry_events_and_truncation(
     document = json.loads(out.read_text())["events"]
     assert document["reason"] == "recovered"
     assert document["truncated"] is True
-    assert document["events"] == [event.raw for event in log]
+    assert document["events"] == [event.to_document() for event in log]
 
 
 async def test_base_env_replaces_the_inherited_environment(

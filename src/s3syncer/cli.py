@@ -23,6 +23,7 @@ from . import __version__
 from .config import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_LISTEN,
+    FORMATS,
     CommandConfig,
     Config,
     ConfigError,
@@ -162,6 +163,7 @@ def _summarise_command(command: CommandConfig) -> list[str]:
         f"  {command.name}{' (disabled)' if command.disable else ''}: {' '.join(command.argv)}",
         f"    {', '.join(timing)}",
         f"    on: {'; '.join(_describe_rule(r) for r in command.events) or 'no events'}",
+        f"    formats: {', '.join(f for f in FORMATS if f in command.formats)}",
     ]
     if command.workdir:
         lines.append(f"    workdir: {command.workdir}")

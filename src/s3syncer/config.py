@@ -29,6 +29,8 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 DEFAULT_REQUEST_TIMEOUT = 10.0  # for a request's headers and body to arrive
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
+# The webhook formats a command can accept (see formats.py), in the order they are tried.
+FORMATS = ("distribution", "harbor", "cloudevents")
 CRON_ALIASES = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
@@ -120,6 +122,7 @@ class CommandConfig:
     timeout: float | None = None
     retry: Retry | None = None
     events: tuple[EventRule, ...] = DEFAULT_EVENT_RULES
+    formats: frozenset[str] = frozenset(FORMATS)
 
     @property
     def argv(self) -> list[str]:
@@ -317,6 +320,7 @@ _COMMAND_KEYS = frozenset(
         "timeout",
         "retry",
         "events",
+        "formats",
     }
 )
 _RETRY_KEYS = frozenset({"attempts", "backoff"})
@@ -499,6 +503,7 @@ def _read_command(checker: _Checker, path: str, value: object) -> CommandConfig 
     timeout = checker.optional(data, "timeout", path, checker.duration)
     retry = checker.optional(data, "retry", path, lambda p, v: _read_retry(checker, p, v))
     events = _read_rules(checker, f"{path}.events", data.get("events"))
+    formats = _read_formats(checker, f"{path}.formats", data.get("formats", list(FORMATS)))
     delay = DEFAULT_DELAY if delay is None else delay
     if max_delay is None:
         max_delay = max(10 * delay, MIN_DEFAULT_MAX_DELAY)
@@ -531,7 +536,20 @@ def _read_command(checker: _Checker, path: str, value: object) -> CommandConfig 
         timeout=timeout,
         retry=retry,
         events=events,
+        formats=formats,
     )
+
+
+def _read_formats(checker: _Checker, path: str, value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        checker.error(path, f"must be a non-empty list of {', '.join(FORMATS)}")
+        return frozenset(FORMATS)
+    for index, item in enumerate(value):
+        if item not in FORMATS:
+            checker.error(
+                f"{path}[{index}]", f"{_show(item)} is not a format ({', '.join(FORMATS)})"
+            )
+    return frozenset(item for item in value if item in FORMATS)
 
 
 def _read_name(checker: _Checker, path: str, value: object) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from .events import MAX_EVENTS_PER_RUN, Event, parse_event
+from .events import MAX_EVENTS_PER_RUN, Event, event_from_document
 
 log = logging.getLogger("s3syncer.journal")
 
@@ -101,7 +101,7 @@ class Journal:
         done = trio.Event()
         self._writing = done
         version = self._version
-        events = [event.raw for _, event in self._events.values()]
+        events = [event.to_document() for _, event in self._events.values()]
         document = None
         if events or self.truncated:
             document = {
@@ -130,7 +130,9 @@ class Journal:
             document = json.loads(text)
             if not isinstance(document, dict) or not isinstance(document.get("events"), list):
                 raise ValueError("no events list")
-            events = [parse_event(index, raw) for index, raw in enumerate(document["events"])]
+            events = [
+                event_from_document(index, raw) for index, raw in enumerate(document["events"])
+            ]
         except ValueError as exc:
             return self._unreadable(f"it is corrupt ({exc})")
         truncated = bool(document.get("truncated", False))

@@ -251,6 +251,10 @@ class Changes:
 
 
 def _is_manifest_target(target: Mapping[str, Any]) -> bool:
+    # s3syncer's events file says "kind" for every format (a Harbor push names no media type).
+    kind = target.get("kind")
+    if isinstance(kind, str) and kind in ("manifest", "blob"):
+        return kind == "manifest"
     media_type = target.get("mediaType")
     if isinstance(media_type, str) and media_type in MANIFEST_MEDIA_TYPES:
         return True

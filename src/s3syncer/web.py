@@ -27,7 +27,8 @@ from quart_trio import QuartTrio
 
 from . import __version__
 from .config import AuthConfig
-from .events import ENVELOPE_CONTENT_TYPES, EnvelopeError, Event, matching, parse_envelope
+from .events import EnvelopeError, Event, matching
+from .formats import UnsupportedContentTypeError, check_content_type, parse_request
 from .journal import Journal
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -130,19 +131,24 @@ class WebhookApp:
             self.metrics.rejected(name)
             raise _RefusedError(503, "shutting down, retry", [(b"retry-after", b"1")])
         try:
-            check_content_type(scope)
+            headers = request_headers(scope)
+            check_content_type(headers)
             body = await read_body(scope, receive)
-            events = parse_envelope(body)
+            notification = parse_request(headers, body, runner.command.formats)
+        except UnsupportedContentTypeError as exc:
+            self.metrics.rejected(name)
+            raise _RefusedError(415, str(exc)) from None
         except EnvelopeError as exc:
             self.metrics.rejected(name)
             raise _RefusedError(400, str(exc)) from None
         except _RefusedError:
             self.metrics.rejected(name)
             raise
+        events = notification.events
         accepted = [] if runner.command.disable else matching(runner.command.events, events)
         if accepted:
             await self._deliver(name, runner, accepted)
-        ignored = len(events) - len(accepted)
+        ignored = len(events) - len(accepted) + notification.unmapped
         self.metrics.triggered(name, len(accepted), ignored)
         answer = json.dumps({"accepted": len(accepted), "ignored": ignored}).encode()
         await respond(send, 200, answer, content_type=b"application/json")
@@ -199,14 +205,16 @@ def _presented_token(header: bytes | None) -> bytes | None:
     return None
 
 
-def check_content_type(scope: Scope) -> None:
-    """Refuse bodies that do not say they are a notification envelope (or say nothing)."""
-    raw = _header(scope, b"content-type")
-    if raw is None:
-        return
-    media_type = raw.split(b";", 1)[0].strip().lower().decode("latin-1")
-    if media_type and media_type not in ENVELOPE_CONTENT_TYPES:
-        raise _RefusedError(415, f"unsupported content type {media_type!r}")
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The headers that say which format a body is: ``content-type`` and ``ce-*``.
+
+    ASGI gives lower-case names; the others are skipped, not decoded, on the hot path.
+    """
+    return {
+        bytes(key).decode("latin-1"): bytes(value).decode("latin-1")
+        for key, value in scope["headers"]
+        if key == b"content-type" or key[:3] == b"ce-"
+    }
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> bytes:

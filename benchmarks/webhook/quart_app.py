@@ -2,7 +2,7 @@
 
 s3syncer answers ``POST /trigger/{name}`` with a plain ASGI callable in front
 of its Quart-Trio app; this app is what the route would cost on Quart itself.
-Run it with ``python -m benchmarks.quart_app [HOST:PORT]``.
+Run it with ``python -m benchmarks.webhook.quart_app [HOST:PORT]``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from quart import Response
 from quart_trio import QuartTrio
 
-from benchmarks.baseline_app import BODY
+from benchmarks.webhook.baseline_app import BODY
 
 app = QuartTrio("quart-baseline")
 
@@ -24,6 +24,6 @@ async def trigger(name: str) -> Response:
 
 
 if __name__ == "__main__":
-    from benchmarks._serve import serve_app
+    from benchmarks.webhook.serving import serve_app
 
     serve_app(app, *sys.argv[1:2])

@@ -1,7 +1,7 @@
 """The baseline: a bare ASGI app that answers every request 200 with a tiny body.
 
-Run it with ``python -m benchmarks.baseline_app [HOST:PORT]`` (what run.py does) or
-``hypercorn --worker-class trio benchmarks.baseline_app:app``.
+Run it with ``python -m benchmarks.webhook.baseline_app [HOST:PORT]`` (what the benchmark does)
+or ``hypercorn --worker-class trio benchmarks.webhook.baseline_app:app``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,6 @@ async def app(
 
 
 if __name__ == "__main__":
-    from benchmarks._serve import serve_app
+    from benchmarks.webhook.serving import serve_app
 
     serve_app(app, *sys.argv[1:2])
