@@ -87,9 +87,13 @@ class Service:
         self._scopes: dict[Runner, trio.CancelScope] = {}
         self._retiring: list[Runner] = []
         self._root: trio.Nursery | None = None
-        self._processes = ProcessLauncher() if self.launch is None else None
+        self._processes: ProcessLauncher | None = None
         self._run_directory: RunDirectory | None = None
-        self._launcher: Launch = self.launch or self._processes  # type: ignore[assignment]
+        self._launcher: Launch
+        if self.launch is None:
+            self._processes = self._launcher = ProcessLauncher()
+        else:
+            self._launcher = self.launch
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
