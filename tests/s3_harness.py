@@ -204,7 +204,13 @@ class EventSink:
 
 
 def _s3_registry_config(
-    server: S3Server, bucket: str, root: str, addr: str, notify_url: str | None
+    server: S3Server,
+    bucket: str,
+    root: str,
+    addr: str,
+    notify_url: str | None,
+    *,
+    notifications: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     s3: dict[str, Any] = {
         "accesskey": server.access_key,
@@ -233,6 +239,8 @@ def _s3_registry_config(
     if notify_url:
         endpoint = {"name": "test", "url": notify_url, "timeout": "1s", "threshold": 1}
         config["notifications"] = {"endpoints": [{**endpoint, "backoff": "1s"}]}
+    if notifications is not None:
+        config["notifications"] = notifications
     return config
 
 
@@ -244,13 +252,20 @@ def run_s3_registry(
     *,
     root: str = "",
     notify_url: str | None = None,
+    notifications: dict[str, Any] | None = None,
     startup_timeout: float = 20.0,
 ) -> Iterator[Registry]:
-    """Run ``docker-registry serve`` with s3 storage in ``bucket`` (under ``root``)."""
+    """Run ``docker-registry serve`` with s3 storage in ``bucket`` (under ``root``).
+
+    ``notifications`` is a whole ``notifications:`` block for the registry's config (e.g. the
+    README's), used instead of the minimal one that ``notify_url`` makes.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     addr = f"127.0.0.1:{free_port()}"
     config_path = workdir / "config.yml"
-    config = _s3_registry_config(server, bucket, root, addr, notify_url)
+    config = _s3_registry_config(
+        server, bucket, root, addr, notify_url, notifications=notifications
+    )
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "registry.log"
     env = {

@@ -1,36 +1,63 @@
 """The deployment files agree with the CLI, the config format and each other.
 
-- manifest/k8s.yaml: the ConfigMap's config passes `s3syncer check`; the
-  Deployment keeps the invariants of spec section 7 (one replica, Recreate,
-  probes, restricted security context, a grace period above s3syncer's own);
-  every file the config names is mounted where it says.
-- examples/*.yaml: every example config passes `s3syncer check`.
-- Dockerfile: ENTRYPOINT + CMD serve on 0.0.0.0:9999 with flags the CLI has.
-- examples/registry-notifications.yml: points at the Service and a configured
-  command, with the Secret's token.
+- manifest/k8s.yaml: the ConfigMap's config passes `s3syncer check`; the Deployment keeps the
+  invariants of spec section 7 (one replica, Recreate, probes, restricted security context, a
+  grace period above s3syncer's own); every Secret value the pod needs reaches it; it uses only
+  what both Kubernetes and podman's `kube play` run.
+- examples/*.yaml: every example config passes `s3syncer check`; the curl that
+  examples/config.yaml shows gets its 200 from a real daemon.
+- Dockerfile and requirements/: ENTRYPOINT + CMD serve on 0.0.0.0:9999 with flags the CLI has;
+  every PyPI file is hash-checked and the lock covers every dependency.
+- examples/registry-notifications.yml and the README's block: the same, pointing at the Service
+  and a command that takes events, with the Secret's token.
+- examples/s3syncer.service: the shutdown budget and the pieces an operator relies on.
 
-The schema validation of the manifest and hadolint run in .ci/deploy-checks.
+The schema validation of the manifest, hadolint and `systemd-analyze verify` run in
+.ci/deploy-checks; the built image and the pod in tests/container_e2e.py.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parent.parent
-MANIFEST = REPO / "manifest" / "k8s.yaml"
-DOCKERFILE = REPO / "Dockerfile"
-EXAMPLES = REPO / "examples"
-NOTIFICATIONS = EXAMPLES / "registry-notifications.yml"
+from daemon import start_daemon
+from deployment_files import (
+    DOCKERFILE,
+    EXAMPLES,
+    NOTIFICATIONS,
+    REPO,
+    SYSTEMD_UNIT,
+    Obj,
+    all_containers,
+    code_blocks,
+    configmap_commands,
+    configmap_config,
+    configmap_config_text,
+    container_env,
+    example_configs,
+    http_port,
+    main_container,
+    manifest_object,
+    pod_spec,
+    readme_notifications,
+    readme_subsection,
+    secret_string_data,
+)
 
 CONFIG_PATH = "/etc/s3syncer/config.yaml"
 SERVE_ARGS = ["serve", "--config", CONFIG_PATH, "--listen", "0.0.0.0:9999"]
@@ -40,47 +67,10 @@ UID = 10001
 SHUTDOWN_BUDGET_SECONDS = 35
 # Variables that would change what `s3syncer check` reads.
 S3SYNCER_ENV = ("S3SYNCER_CONFIG", "S3SYNCER_LISTEN", "S3SYNCER_TOKEN")
-
-Obj = dict[str, Any]
+REQUIREMENTS = REPO / "requirements"
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-def manifest_objects() -> list[Obj]:
-    with MANIFEST.open(encoding="utf-8") as handle:
-        return [cast(Obj, doc) for doc in yaml.safe_load_all(handle) if doc]
-
-
-def manifest_object(kind: str) -> Obj:
-    found = [obj for obj in manifest_objects() if obj.get("kind") == kind]
-    assert len(found) == 1, f"{MANIFEST} should hold exactly one {kind}, has {len(found)}"
-    return found[0]
-
-
-def pod_spec() -> Obj:
-    return cast(Obj, manifest_object("Deployment")["spec"]["template"]["spec"])
-
-
-def main_container() -> Obj:
-    containers = cast(list[Obj], pod_spec()["containers"])
-    assert len(containers) == 1, "one container: s3syncer"
-    return containers[0]
-
-
-def all_containers() -> list[Obj]:
-    spec = pod_spec()
-    return cast(list[Obj], spec.get("initContainers", [])) + cast(list[Obj], spec["containers"])
-
-
-def configmap_config_text() -> str:
-    data = cast(Obj, manifest_object("ConfigMap")["data"])
-    assert "config.yaml" in data, "the ConfigMap holds config.yaml"
-    return cast(str, data["config.yaml"])
-
-
-def configmap_config() -> Obj:
-    return cast(Obj, yaml.safe_load(configmap_config_text()))
 
 
 def clean_env() -> dict[str, str]:
@@ -145,24 +135,20 @@ def flags(args: list[str]) -> list[str]:
     return [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
 
 
-def mounted_files(container: Obj) -> dict[str, tuple[str, str, str]]:
-    """Absolute path in the container -> (source kind, object name, key)."""
-    volumes = {cast(str, vol["name"]): cast(Obj, vol) for vol in pod_spec()["volumes"]}
-    files: dict[str, tuple[str, str, str]] = {}
+def volumes() -> dict[str, Obj]:
+    return {cast(str, vol["name"]): cast(Obj, vol) for vol in pod_spec()["volumes"]}
+
+
+def mounted_files(container: Obj) -> dict[str, tuple[str, str]]:
+    """Absolute path in the container -> (ConfigMap name, key)."""
+    files: dict[str, tuple[str, str]] = {}
     for mount in cast(list[Obj], container.get("volumeMounts", [])):
-        volume = volumes[mount["name"]]
-        base = PurePosixPath(mount["mountPath"])
-        sources: list[tuple[str, Obj]] = []
-        if "projected" in volume:
-            for source in volume["projected"]["sources"]:
-                sources.extend((kind, cast(Obj, body)) for kind, body in source.items())
-        for kind in ("configMap", "secret"):
-            if kind in volume:
-                sources.append((kind, cast(Obj, volume[kind])))
-        for kind, body in sources:
-            name = cast(str, body.get("name") or body.get("secretName"))
-            for item in cast(list[Obj], body.get("items", [])):
-                files[str(base / item["path"])] = (kind, name, cast(str, item["key"]))
+        volume = volumes()[mount["name"]]
+        if "configMap" in volume:
+            source = cast(Obj, volume["configMap"])
+            for item in cast(list[Obj], source.get("items", [])):
+                path = PurePosixPath(mount["mountPath"]) / item["path"]
+                files[str(path)] = (cast(str, source["name"]), cast(str, item["key"]))
     return files
 
 
@@ -177,21 +163,25 @@ def mount_for(container: Obj, path: str) -> Obj:
         ):
             best = mount
     assert best is not None, f"nothing is mounted at {path}"
-    volumes = {vol["name"]: cast(Obj, vol) for vol in pod_spec()["volumes"]}
-    return volumes[best["name"]]
+    return volumes()[best["name"]]
 
 
-def secret_value(key: str) -> str:
-    secret = manifest_object("Secret")
-    string_data = cast(Obj, secret.get("stringData", {}))
-    assert key in string_data, f"the Secret's stringData holds {key}"
-    return cast(str, string_data[key])
+def secret_refs(container: Obj) -> dict[str, str]:
+    """Environment variable -> the key of the Secret it is read from."""
+    refs: dict[str, str] = {}
+    secret_name = manifest_object("Secret")["metadata"]["name"]
+    for name, item in container_env(container).items():
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            assert ref["name"] == secret_name, f"{name} reads another Secret: {ref['name']}"
+            refs[name] = cast(str, ref["key"])
+    return refs
 
 
-def notifications_endpoints() -> list[Obj]:
-    with NOTIFICATIONS.open(encoding="utf-8") as handle:
-        data = cast(Obj, yaml.safe_load(handle))
-    return cast(list[Obj], data["notifications"]["endpoints"])
+def notifications_endpoint(block: Obj) -> Obj:
+    endpoints = cast(list[Obj], block["endpoints"])
+    assert len(endpoints) == 1
+    return endpoints[0]
 
 
 # --- (a) the ConfigMap's config ----------------------------------------------
@@ -200,57 +190,69 @@ def notifications_endpoints() -> list[Obj]:
 def test_configmap_config_passes_check(tmp_path: Path) -> None:
     """The embedded config passes `s3syncer check`.
 
-    Paths that exist only inside the pod (the token file, the state dir) are
-    pointed at local stand-ins first; the mount tests below check that the pod
-    really provides them.
+    The state dir exists only inside the pod: it is pointed at a local stand-in first; the
+    mount tests below check that the pod really provides it.
     """
     text = configmap_config_text()
     config = configmap_config()
-    token_file = tmp_path / "token"
-    token_file.write_text("test-token\n", encoding="utf-8")
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    replacements = {config["auth"]["tokenFile"]: str(token_file)}
-    if "stateDir" in config:
-        replacements[config["stateDir"]] = str(state_dir)
-    for pod_path, local_path in replacements.items():
-        assert text.count(pod_path) == 1, f"{pod_path} should appear once in the config"
-        text = text.replace(pod_path, local_path)
+    assert text.count(config["stateDir"]) == 1, "stateDir should appear once in the config"
     path = tmp_path / "config.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text.replace(config["stateDir"], str(state_dir)), encoding="utf-8")
     assert_check_passes(path)
 
 
-def test_configmap_config_uses_only_spec_keys() -> None:
+def test_configmap_config_uses_only_config_keys_and_no_secret() -> None:
     config = configmap_config()
-    assert set(config) <= {"listen", "auth", "stateDir", "commands"}
-    assert set(config["auth"]) == {"tokenFile"}, "the token comes from the Secret, by file"
+    assert set(config) <= {"listen", "stateDir", "shutdownGrace", "commands"}
+    assert "auth" not in config, "the token comes from the Secret (S3SYNCER_TOKEN), never here"
     for command in config["commands"]:
-        assert set(command) <= {
-            "name", "cmd", "args", "env", "workdir", "disable", "delay", "maxDelay",
-            "reconcile", "runAt", "runOnStart", "timeout", "retry", "events",
-        }  # fmt: skip
+        for name in command.get("env", {}):
+            secret = re.search(r"KEY|SECRET|TOKEN|PASSWORD", name)
+            assert not secret, f"{name} belongs in the Secret"
 
 
-def test_configmap_push_command_mirrors_with_mc() -> None:
-    commands = {command["name"]: command for command in configmap_config()["commands"]}
-    push = commands["push"]
-    assert push["cmd"] == "/usr/local/bin/mc"
-    assert push["args"][0] == "mirror"
-    assert push["delay"] == "5s"
-    assert push["reconcile"] == "1h"
-    assert push["runOnStart"] is True
-    assert "timeout" in push
-    assert "retry" in push
+def test_configmap_replicates_on_events_and_full_syncs_with_rclone() -> None:
+    commands = configmap_commands()
+    assert set(commands) == {"replicate", "full-sync"}
+    replicate, full = commands["replicate"], commands["full-sync"]
+    assert replicate["cmd"] == "/opt/s3syncer/bin/s3syncer"
+    assert replicate["args"][0] == "replicate"
+    for flag in ("--source", "--dest"):
+        assert replicate["args"][replicate["args"].index(flag) + 1].startswith("s3://")
+    assert "--delete" in replicate["args"]
+    assert replicate["events"], "replicate runs on the registry's events"
+    assert "retry" in replicate and "timeout" in replicate
+    assert full["cmd"] == "/usr/bin/rclone"
+    assert full["args"][0] == "sync"
+    assert full["events"] == [], "no webhook starts the full sync"
+    assert full["runOnStart"] is True and full["reconcile"] == "1h"
+
+
+def test_rclone_remotes_are_defined_with_their_keys() -> None:
+    """Each remote `sync` names is configured in the command's env, its keys in the pod's."""
+    full = configmap_commands()["full-sync"]
+    refs = secret_refs(main_container())
+    for location in full["args"][1:3]:
+        remote = location.split(":", 1)[0].upper().replace("-", "_")
+        prefix = f"RCLONE_CONFIG_{remote}_"
+        assert full["env"][prefix + "TYPE"] == "s3"
+        assert prefix + "ENDPOINT" in full["env"]
+        for key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"):
+            assert prefix + key in refs, f"{prefix + key} comes from the Secret"
+
+
+def test_replicate_sides_get_their_keys_from_the_secret() -> None:
+    replicate = configmap_commands()["replicate"]
+    refs = secret_refs(main_container())
+    for side in ("SOURCE", "DEST"):
+        assert f"S3SYNCER_{side}_ENDPOINT" in replicate["env"]
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert f"S3SYNCER_{side}_{key}" in refs
 
 
 # --- (b) the example configs ------------------------------------------------
-
-
-def example_configs() -> list[Path]:
-    # s3syncer configs are *.yaml; registry-notifications.yml is a snippet of
-    # the registry's config, hence the other suffix.
-    return sorted(EXAMPLES.glob("*.yaml"))
 
 
 def test_examples_exist() -> None:
@@ -262,7 +264,43 @@ def test_example_config_passes_check(path: Path) -> None:
     assert_check_passes(path)
 
 
-# --- (c) the Dockerfile's command -------------------------------------------
+def test_readme_pairing_is_the_replicate_example() -> None:
+    """The README's replicate + full sync config is examples/replicate.yaml (image paths)."""
+    blocks = code_blocks(readme_subsection("Pairing it with a full sync"), "yaml")
+    assert len(blocks) == 1
+    example = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
+    assert yaml.safe_load(blocks[0]) == example
+
+
+def documented_curl() -> list[str]:
+    """The curl command in examples/config.yaml's header comment, as argv."""
+    lines = (EXAMPLES / "config.yaml").read_text(encoding="utf-8").splitlines()
+    comment = " ".join(line.lstrip("# ").rstrip() for line in lines if line.startswith("#"))
+    match = re.search(r"(curl .*?)(?=$|\s{2,}\S+:)", comment.replace("\\ ", ""))
+    assert match, "examples/config.yaml shows a curl command"
+    return shlex.split(match.group(1))
+
+
+@pytest.mark.integration
+def test_documented_curl_gets_200_from_a_real_daemon(tmp_path: Path) -> None:
+    """The example's curl, headers and body as written, is accepted (not 415)."""
+    argv = documented_curl()
+    headers = dict(
+        cast(tuple[str, str], tuple(part.strip() for part in argv[i + 1].split(":", 1)))
+        for i, arg in enumerate(argv)
+        if arg == "-H"
+    )
+    body_file = argv[argv.index("--data-binary") + 1].removeprefix("@")
+    path = urlsplit(argv[-1]).path
+    name = path.rsplit("/", 1)[1]
+    config = f"commands:\n  - {{name: {name}, cmd: 'true', delay: 1h}}\n"
+    with start_daemon(tmp_path, config) as daemon:
+        status, _, answer = daemon.post(path, (REPO / body_file).read_bytes(), headers)
+    assert status == 200, answer
+    assert json.loads(answer)["accepted"] == 1
+
+
+# --- (c) the Dockerfile and what it installs ----------------------------------
 
 
 def test_dockerfile_serves_on_all_interfaces_with_the_mounted_config() -> None:
@@ -301,6 +339,79 @@ def test_dockerfile_runtime_stage() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert re.search(r"sha256sum\s+--check", text), "mc is verified against its checksum"
     assert re.search(r"^ARG MC_RELEASE=RELEASE\.", text, re.MULTILINE), "mc is pinned"
+    assert re.search(r"^ARG SYNC_CLIENT=rclone$", text, re.MULTILINE), "rclone by default"
+
+
+def test_every_pip_install_from_pypi_checks_hashes() -> None:
+    """A pip install of a requirements file is hash-checked; the others install local wheels."""
+    for keyword, rest in dockerfile_instructions():
+        if keyword != "RUN":
+            continue
+        for step in rest.split("&&"):
+            if re.search(r"\bpip\b.*\binstall\b", step):
+                assert "--require-hashes" in step or "/wheels/" in step, step
+            if re.search(r"\bpip\b.*\bwheel\b", step):
+                assert "--no-build-isolation" in step, f"isolation fetches unpinned: {step}"
+
+
+def locked(path: Path) -> dict[str, list[str]]:
+    """Package name -> its ``--hash`` values in a requirements file made by ``uv pip compile``."""
+    packages: dict[str, list[str]] = {}
+    current = canonicalize_name("")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.lstrip().startswith("--hash="):
+            packages[current].append(line.split("=", 1)[1].rstrip(" \\"))
+            continue
+        requirement = Requirement(line.rstrip(" \\").split(";")[0])
+        assert str(requirement.specifier).startswith("=="), f"{path.name}: not pinned: {line}"
+        current = canonicalize_name(requirement.name)
+        packages.setdefault(current, [])
+    return packages
+
+
+def test_requirements_lock_every_dependency_with_hashes() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    project = pyproject["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["replicate"]]
+    image = locked(REQUIREMENTS / "image.txt")
+    for spec in wanted:
+        name = canonicalize_name(Requirement(spec).name)
+        assert name in image, (
+            f"{name} is missing from requirements/image.txt; regenerate it with the command "
+            "in its header"
+        )
+    build = locked(REQUIREMENTS / "build.txt")
+    for spec in pyproject["build-system"]["requires"]:
+        assert canonicalize_name(Requirement(spec).name) in build
+    for package, hashes in {**image, **build}.items():
+        assert hashes and all(h.startswith("sha256:") for h in hashes), package
+
+
+def test_boto3_hint_names_an_install_that_works(tmp_path: Path) -> None:
+    """Without boto3, `s3syncer replicate` names the install-from-clone form, which exists."""
+    events = tmp_path / "events.json"
+    events.write_text('{"command": "r", "reason": "event", "events": [], "truncated": false}')
+    hide_boto3 = (
+        "import sys; sys.modules['boto3'] = None; from s3syncer.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["replicate", "--source", "s3://a", "--dest", "s3://b", "--events", str(events)]
+    result = subprocess.run(
+        [sys.executable, "-c", hide_boto3, *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "boto3 is not installed" in result.stderr
+    assert "pip install '.[replicate]'" in result.stderr
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]["replicate"]
+    assert any(Requirement(spec).name == "boto3" for spec in extra)
 
 
 # --- (d) manifest invariants ------------------------------------------------
@@ -314,11 +425,10 @@ def test_one_replica_recreated_never_rolled() -> None:
 
 def test_probes() -> None:
     container = main_container()
-    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
         http_get = container[probe]["httpGet"]
         assert http_get["path"] == path
-        assert ports.get(http_get["port"], http_get["port"]) == PORT
+        assert http_port(container, http_get["port"]) == PORT
 
 
 def test_grace_period_exceeds_shutdown() -> None:
@@ -353,47 +463,48 @@ def test_prometheus_annotations_and_service() -> None:
     assert service["spec"]["selector"].items() <= labels.items()
 
 
-def test_pod_provides_every_file_the_config_names() -> None:
-    config = configmap_config()
+def test_only_volumes_that_podman_kube_play_fills() -> None:
+    """podman 4.3 runs no projected volumes and leaves secret volumes empty."""
+    for name, volume in volumes().items():
+        kinds = set(volume) - {"name"}
+        assert kinds <= {"configMap", "emptyDir"}, f"volume {name}: {kinds}"
+
+
+def test_pod_provides_the_config_and_the_token() -> None:
     files = mounted_files(main_container())
-    assert files.get(CONFIG_PATH) == ("configMap", "s3syncer", "config.yaml")
-    assert files.get(config["auth"]["tokenFile"]) == ("secret", "s3syncer", "token")
-    secret_value("token")
+    assert files.get(CONFIG_PATH) == ("s3syncer", "config.yaml")
+    assert secret_refs(main_container()).get("S3SYNCER_TOKEN") == "token"
+
+
+def test_every_secret_value_reaches_the_pod_and_nothing_else_is_asked() -> None:
+    used = set(secret_refs(main_container()).values())
+    placeholders = secret_string_data()
+    assert used == set(placeholders), "Secret keys and secretKeyRefs differ"
+    for key, value in placeholders.items():
+        assert value.startswith("CHANGE-ME"), f"{key}: a real secret in the manifest?"
 
 
 def test_writable_paths_are_emptydirs() -> None:
     container = main_container()
     config = configmap_config()
-    env = {item["name"]: item.get("value") for item in container.get("env", [])}
-    writable = ["/tmp", env["MC_CONFIG_DIR"]]
+    writable = ["/tmp", config["stateDir"]]
     writable += [command["workdir"] for command in config["commands"] if "workdir" in command]
-    if "stateDir" in config:
-        writable.append(config["stateDir"])
     for path in writable:
         assert "emptyDir" in mount_for(container, path), f"{path} must be a writable emptyDir"
-
-
-def test_mc_config_is_copied_from_the_secret() -> None:
-    """mc needs a writable config dir; an init container fills it from the Secret."""
-    container = main_container()
-    env = {item["name"]: item.get("value") for item in container.get("env", [])}
-    mc_dir = PurePosixPath(env["MC_CONFIG_DIR"])
-    json.loads(secret_value("mc-config.json"))  # the placeholder is valid JSON
-    init = cast(list[Obj], pod_spec()["initContainers"])
-    assert len(init) == 1
-    source, destination = init[0]["command"][-2:]
-    assert mounted_files(init[0]).get(source) == ("secret", "s3syncer", "mc-config.json")
-    assert destination == str(mc_dir / "config.json")
-    assert mount_for(init[0], destination)["name"] == mount_for(container, str(mc_dir))["name"]
 
 
 # --- the registry's notifications snippet -----------------------------------
 
 
+def test_readme_shows_the_notifications_snippet() -> None:
+    with NOTIFICATIONS.open(encoding="utf-8") as handle:
+        snippet = cast(Obj, yaml.safe_load(handle))["notifications"]
+    assert readme_notifications() == snippet
+
+
 def test_notifications_point_at_the_service_and_a_command() -> None:
-    endpoints = notifications_endpoints()
-    assert len(endpoints) == 1
-    endpoint = endpoints[0]
+    with NOTIFICATIONS.open(encoding="utf-8") as handle:
+        endpoint = notifications_endpoint(cast(Obj, yaml.safe_load(handle))["notifications"])
     # Required per endpoint in Distribution's configuration reference.
     for key in ("name", "url", "headers", "timeout", "threshold", "backoff"):
         assert key in endpoint, f"notifications endpoint lacks {key}"
@@ -403,6 +514,47 @@ def test_notifications_point_at_the_service_and_a_command() -> None:
     assert url.port == PORT
     prefix, _, name = url.path.rpartition("/")
     assert prefix == "/trigger"
-    assert name in {command["name"] for command in configmap_config()["commands"]}
-    assert endpoint["headers"]["Authorization"] == [f"Bearer {secret_value('token')}"]
+    assert configmap_commands()[name]["events"], f"{name} must take events"
+    token = secret_string_data()["token"]
+    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
     assert "pull" in endpoint["ignore"]["actions"]
+    # Registry 2.8 applies ignore.actions only when a media type is ignored too.
+    assert endpoint["ignoredmediatypes"] or endpoint["ignore"].get("mediatypes")
+
+
+# --- the systemd unit ---------------------------------------------------------
+
+
+def systemd_service() -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(SYSTEMD_UNIT.read_text(encoding="utf-8"))
+    return parser["Service"]
+
+
+def seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|min)?", value)
+    assert match, f"{value}: use s or min"
+    return int(match.group(1)) * (60 if match.group(2) == "min" else 1)
+
+
+def test_systemd_unit_stops_within_its_timeout() -> None:
+    """systemd must not SIGKILL before s3syncer's own shutdown (grace + kill grace) is over."""
+    service = systemd_service()
+    assert seconds(service["TimeoutStopSec"]) > SHUTDOWN_BUDGET_SECONDS
+    # SIGTERM to s3syncer only: it stops its commands itself, after shutdownGrace.
+    assert service["KillMode"] == "mixed"
+
+
+def test_systemd_unit_runs_the_documented_install() -> None:
+    service = systemd_service()
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0] == "/opt/s3syncer/bin/s3syncer"
+    assert argv[1] == "serve"
+    assert argv[argv.index("--config") + 1] == CONFIG_PATH
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["Restart"] == "on-failure"
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["DynamicUser"] == "yes" or "User" in service
+    assert service["StateDirectory"] == "s3syncer", "stateDir: /var/lib/s3syncer"

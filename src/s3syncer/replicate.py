@@ -13,7 +13,8 @@ order that never lets the destination point at content it does not have:
 A manifest whose closure is not complete (missing source object, permission error, failed
 copy) gets no revision link and no tag, and the run exits 1 with one line per problem.
 
-boto3 is an optional dependency: ``pip install 's3syncer[replicate]'``.
+boto3 is an optional dependency: ``pip install '.[replicate]'`` in a clone of s3syncer
+(the package is on no index), or ``pip install 'boto3>=1.34'`` next to an installed s3syncer.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-INSTALL_HINT = "pip install 's3syncer[replicate]'"
+INSTALL_HINT = (
+    "pip install '.[replicate]' in a clone of s3syncer, "
+    "or pip install 'boto3>=1.34' into the environment s3syncer runs from"
+)
 PROG = "s3syncer replicate"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
