@@ -23,6 +23,11 @@ def fixture_files() -> list[Path]:
     return files
 
 
+def fixture_body(name: str) -> bytes:
+    """One real registry request body, by file name."""
+    return (FIXTURES / name).read_bytes()
+
+
 @pytest.fixture
 def fixture_bodies() -> dict[str, bytes]:
     """File name -> exact body the registry POSTed."""

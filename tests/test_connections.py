@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from conftest import fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
-from test_serve import REGISTRY_HEADERS, TAG_V1, config_for, fixture_body
+from test_serve import REGISTRY_HEADERS, TAG_V1, config_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,24 +6,29 @@ Every test drives a real ``s3syncer serve`` with real signals.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
+import re
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, pid_gone, spawn_s3syncer, start_daemon
 from registry_harness import wait_until
+from s3syncer.reload import CONFIG_POLL
 
 pytestmark = pytest.mark.integration
 
 HEADERS = {"Content-Type": "application/vnd.docker.distribution.events.v1+json"}
 TAG_V1 = (FIXTURES / "02-push-manifest-tag-v1.json").read_bytes()
 TAG_LATEST = (FIXTURES / "05-push-manifest-tag-latest.json").read_bytes()
+RELOADED = re.compile(r"reloaded |reload: no command changed")
 
 
 def _config(state_dir: Path, *commands: str, extra: str = "") -> str:
@@ -138,6 +143,104 @@ def test_sighup_reloads_added_changed_and_removed_commands(tmp_path: Path) -> No
         assert 'commands[0].delay: "3x" is not a duration' in daemon.log_text()
         _post_ok(daemon, "extra", TAG_V1)  # the old configuration still serves
         extra.wait_starts(2, timeout=10)
+
+
+def test_a_storm_of_sighups_under_load_keeps_serving_and_loses_nothing(tmp_path: Path) -> None:
+    """50 SIGHUPs in about 5 s, the file alternating valid and invalid, commands added and
+    removed, while triggers flow: the daemon stays up and runs every event it answered 200."""
+    push, extra = Recorder(tmp_path / "push"), Recorder(tmp_path / "extra", sleep=0.3)
+    state = tmp_path / "state"
+    config_path = tmp_path / "live.yaml"
+
+    def publish(text: str) -> None:
+        fresh = config_path.with_suffix(".new")
+        fresh.write_text(f"stateDir: {state}\ncommands:\n" + text)
+        fresh.replace(config_path)  # never half a file: an editor or the kubelet swaps it
+
+    publish(push.command_yaml("push", delay="100ms"))
+    template = json.loads(TAG_V1)
+    answered: list[str] = []
+    stop = threading.Event()
+
+    with _start_on(tmp_path, config_path) as daemon:
+
+        def post_unique() -> None:
+            while not stop.is_set():
+                event_id = f"storm-{len(answered)}-{threading.get_ident()}"
+                template_event = dict(template["events"][0], id=event_id)
+                body = json.dumps({"events": [template_event]}).encode()
+                status, _, _ = daemon.post("/trigger/push", body, HEADERS)
+                if status == 200:
+                    answered.append(event_id)
+
+        threads = [threading.Thread(target=post_unique) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            for round_ in range(50):
+                commands = push.command_yaml("push", delay=f"{100 + round_ % 3 * 100}ms")
+                if round_ % 2:
+                    commands += extra.command_yaml(f"extra{round_ % 4}", runOnStart=True)
+                publish("  - {name: push, delay: 3x}\n" if round_ % 5 == 4 else commands)
+                daemon.signal(signal.SIGHUP)
+                time.sleep(0.1)  # the storm's pace, not a wait for anything
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        publish(push.command_yaml("push", delay="100ms"))
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: _command_names(daemon) == ["push"])  # one runner a name
+
+        def covered() -> set[str]:
+            return {e["id"] for run in push.starts() for e in run["events"]["events"]}
+
+        assert answered
+        wait_until(lambda: set(answered) <= covered(), timeout=30)
+        assert daemon.returncode is None
+        log_text = daemon.log_text()
+    assert "Traceback" not in log_text and "KeyError" not in log_text
+    _assert_never_twice_at_once(push)
+    _assert_never_twice_at_once(extra)
+
+
+def _command_names(daemon: Daemon) -> list[str]:
+    status, _, body = daemon.get("/status")
+    assert status == 200, body
+    return [command["name"] for command in json.loads(body)["commands"]]
+
+
+def _assert_never_twice_at_once(recorder: Recorder) -> None:
+    """One command never runs twice at the same time, whichever runner a reload made for it."""
+    spans: dict[int, list[Any]] = {}
+    for record in recorder.records():
+        if record["phase"] == "start":
+            spans[record["pid"]] = [record["command"], record["time"], float("inf")]
+        else:
+            spans[record["pid"]][2] = record["time"]
+    by_command: dict[str, list[tuple[float, float]]] = {}
+    for command, began, ended in spans.values():
+        by_command.setdefault(command, []).append((began, ended))
+    for runs in by_command.values():
+        runs.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(runs)), runs
+
+
+def test_an_edit_then_sighup_reloads_once(tmp_path: Path) -> None:
+    push = Recorder(tmp_path / "push")
+    config_path = tmp_path / "live.yaml"
+    config_path.write_text("commands:\n" + push.command_yaml("push"))
+    with _start_on(tmp_path, config_path) as daemon:
+        config_path.write_text("commands:\n" + push.command_yaml("push", delay="1s"))
+        daemon.signal(signal.SIGHUP)  # before the file watcher's next poll
+        first = daemon.wait_for_log("reloaded")
+        # The watcher polls every 2 s: a second reload of the same edit would show by then.
+        time.sleep(2 * CONFIG_POLL)
+        assert not RELOADED.search(daemon.log_text(), first.end()), daemon.log_text()
+        # A SIGHUP with nothing new says so and changes nothing.
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("reload: no command changed", start=first.end())
+        assert len(RELOADED.findall(daemon.log_text())) == 2
 
 
 def _start_on(tmp_path: Path, config_path: Path) -> Daemon:

@@ -24,10 +24,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, TAGGED_PUSHES
+from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
-from s3syncer.config import AuthConfig, CommandConfig, EventRule
+from s3syncer.config import AuthConfig, CommandConfig, Config, EventRule
 from s3syncer.events import EnvelopeError, Event, event_from_document, matching, parse_envelope
 from s3syncer.formats import (
     CONTENT_TYPES,
@@ -36,19 +36,14 @@ from s3syncer.formats import (
     Notification,
     parse_request,
 )
-from s3syncer.metrics import Metrics
 from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
-from s3syncer.web import MAX_BODY, ServiceState, create_app
+from s3syncer.service import Service
+from s3syncer.web import MAX_BODY, create_app
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
 # The content types under which a Distribution envelope is what is expected.
 ENVELOPE_CONTENT_TYPES = DISTRIBUTION_CONTENT_TYPES | {JSON}
 OTHER_FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def fixture_body(name: str) -> bytes:
-    """One real registry request body."""
-    return (FIXTURES / name).read_bytes()
 
 
 def parse_or_reason(body: bytes) -> list[Event] | str:
@@ -583,20 +578,23 @@ class Answer:
 
 @dataclass
 class Harness:
-    """The whole ASGI app from ``create_app``, with a runner that is never started."""
+    """The whole ASGI app from ``create_app``, on a service whose runners are never started."""
 
     auth: bool
     runners: dict[str, Runner] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)  # the kinds of answer given so far
 
     def __post_init__(self) -> None:
-        for name in COMMANDS:
-            command = CommandConfig(
-                name=name, cmd="/bin/true", events=RULES, disable=name == "disabled"
-            )
-            self.runners[name] = Runner(command, never_launch)
-        state = ServiceState(runners=self.runners, ready=True)
-        self.app = create_app(state, Metrics(), AuthConfig(TOKEN) if self.auth else None)
+        commands = tuple(
+            CommandConfig(name=name, cmd="/bin/true", events=RULES, disable=name == "disabled")
+            for name in COMMANDS
+        )
+        service = Service(Config(commands, auth=AuthConfig(TOKEN) if self.auth else None))
+        for command in commands:
+            self.runners[command.name] = Runner(command, never_launch)
+        service.runners = self.runners
+        service.ready = True
+        self.app = create_app(service)
 
     async def call(self, request: Request) -> Answer:
         chunks = request.chunks()

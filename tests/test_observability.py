@@ -47,6 +47,7 @@ RUN_KEYS = {
     "triggers",
     "events",
     "ok",
+    "outcome",
     "exitCode",
     "signal",
     "timedOut",
@@ -344,9 +345,11 @@ def test_status_shows_how_a_run_failed(tmp_path: Path) -> None:
 
         killed = wait_status(daemon, "killed", lambda c: c["runs"] == 1)["lastRun"]
         assert (killed["ok"], killed["exitCode"], killed["signal"]) == (False, None, 9)
+        assert killed["outcome"] == "killed by signal 9"
         assert killed["outputTail"] == "bye\n"
         late = wait_status(daemon, "late", lambda c: c["runs"] == 1)["lastRun"]
         assert (late["ok"], late["timedOut"], late["exitCode"]) == (False, True, None)
+        assert late["outcome"] == "timed out"
         assert 0.3 <= late["durationSeconds"] < 5
         ghost = wait_status(daemon, "ghost", lambda c: c["runs"] == 1)
         assert ghost["state"] == "idle" and ghost["failures"] == 1

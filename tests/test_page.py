@@ -19,6 +19,7 @@ def _status(**last: Any) -> dict[str, Any]:
         "triggers": 3,
         "events": 2,
         "ok": True,
+        "outcome": "exit 0",
         "exitCode": 0,
         "signal": None,
         "timedOut": False,
@@ -51,7 +52,14 @@ def test_output_from_a_process_is_escaped() -> None:
 
 def test_an_error_text_is_escaped_and_shown_as_failed() -> None:
     html = render_status_page(
-        _status(ok=False, exitCode=None, error="cannot start </dd><b>x"), "1.0", NOW
+        _status(
+            ok=False,
+            exitCode=None,
+            error="cannot start </dd><b>x",
+            outcome="cannot start </dd><b>x",
+        ),
+        "1.0",
+        NOW,
     )
     assert 'class="cmd failed"' in html
     assert "cannot start &lt;/dd&gt;&lt;b&gt;x" in html
@@ -77,10 +85,11 @@ def test_relative_times() -> None:
 
 
 def test_durations_read_well_from_seconds_to_hours() -> None:
-    assert duration(0.04) == "0.0 s"
-    assert duration(2.5) == "2.5 s"
-    assert duration(42.7) == "42 s"
-    assert duration(185) == "3 min 5 s"
-    assert duration(2 * 3600 + 5 * 60 + 30) == "2 h 5 min"
+    assert duration(0.04) == "40ms"  # "0.0 s" told an operator nothing
+    assert duration(0.0004) == "0ms"
+    assert duration(2.5) == "2.5s"
+    assert duration(42.7) == "42s"
+    assert duration(185) == "3m5s"
+    assert duration(2 * 3600 + 5 * 60 + 30) == "2h5m"
     html = render_status_page(_status(durationSeconds=3725.2), "1.0", NOW)
-    assert "<dt>took</dt><dd>1 h 2 min</dd>" in html
+    assert "<dt>took</dt><dd>1h2m</dd>" in html

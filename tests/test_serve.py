@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURES, TAGGED_PUSHES, fixture_files
+from conftest import TAGGED_PUSHES, fixture_body, fixture_files
 from daemon import Recorder, pid_gone, run_s3syncer, spawn_s3syncer, start_daemon
 from registry_harness import free_port, wait_until
 
@@ -38,11 +38,6 @@ def config_for(*commands: str, **top: Any) -> str:
     """A config file: top-level keys (as JSON values, which YAML reads) and command items."""
     lines = [f"{key}: {json.dumps(value)}\n" for key, value in top.items()]
     return "".join(lines) + "commands:\n" + "".join(commands)
-
-
-def fixture_body(name: str) -> bytes:
-    """One real registry request body."""
-    return (FIXTURES / name).read_bytes()
 
 
 def fixture_events(name: str) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Serve an ASGI app on Hypercorn's trio worker, for the comparisons.
 
-The Hypercorn settings match those ``s3syncer.server`` gives Hypercorn (no access
-log, no server header, the same graceful timeout). s3syncer itself runs
-Hypercorn's protocol behind its own accept loop and connection rules
+The Hypercorn settings match those ``s3syncer.server.serve_http`` gives Hypercorn
+(no access log, no server header, the same graceful timeout). s3syncer itself
+runs Hypercorn's protocol behind its own accept loop and connection rules
 (``s3syncer.server``, ``s3syncer.connection``), so its figures include those too.
 """
 

@@ -39,7 +39,9 @@ from .leftovers import become_subreaper
 from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import run as replicate_run
-from .service import EarlySignals, Service, StartupError, leaf_errors, watch_signals
+from .server import StartupError, leaf_errors
+from .service import Service
+from .signals import EarlySignals, watch_signals
 
 log = logging.getLogger("s3syncer")
 

@@ -254,15 +254,17 @@ class EventLog:
     an id seen before is dropped. Past ``limit`` events, new ones are counted
     but not kept and ``truncated`` says so: memory stays bounded whatever
     arrives, and a command that sees ``truncated`` knows to sync everything.
+    Each event remembers the ``batch`` it came in, so that the journal can
+    forget the batches a successful run covered.
     """
 
     def __init__(self, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.limit = limit
         self.truncated = False
-        self._events: dict[object, Event] = {}
+        self._events: dict[object, tuple[int, Event]] = {}
         self._anonymous = itertools.count()
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, batch: int = 0) -> None:
         """Keep ``event`` unless its id was seen already or the log is full."""
         key: object = event.id if event.id is not None else ("anonymous", next(self._anonymous))
         if key in self._events:
@@ -270,12 +272,18 @@ class EventLog:
         if len(self._events) >= self.limit:
             self.truncated = True
             return
-        self._events[key] = event
+        self._events[key] = (batch, event)
 
-    def extend(self, events: Iterable[Event]) -> None:
+    def forget_through(self, batch: int) -> None:
+        """Drop the events of batches up to ``batch``; an emptied log is no longer truncated."""
+        self._events = {key: kept for key, kept in self._events.items() if kept[0] > batch}
+        if not self._events:
+            self.truncated = False
+
+    def extend(self, events: Iterable[Event], batch: int = 0) -> None:
         """Add each of ``events`` in order."""
         for event in events:
-            self.add(event)
+            self.add(event, batch)
 
     def merge(self, other: EventLog) -> None:
         """Add the events of ``other`` after ours, keeping its truncation."""
@@ -286,7 +294,7 @@ class EventLog:
         return len(self._events)
 
     def __iter__(self) -> Iterator[Event]:
-        return iter(self._events.values())
+        return (event for _, event in self._events.values())
 
     def to_json(self, command: str, reason: str) -> dict[str, Any]:
         """The events file's document: ``{"command", "reason", "events", "truncated"}``."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from .events import MAX_EVENTS_PER_RUN, Event, event_from_document
+from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document
 
 log = logging.getLogger("s3syncer.journal")
 
@@ -44,11 +44,8 @@ class Journal:
 
     def __init__(self, path: Path, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.path = path
-        self.limit = limit
-        self.truncated = False
-        self._events: dict[object, tuple[int, Event]] = {}
+        self._events = EventLog(limit)
         self._seq = 0
-        self._anonymous = 0
         self._version = 0
         self._saved_version = 0
         self._writing: trio.Event | None = None
@@ -61,31 +58,24 @@ class Journal:
         """The sequence number of the last recorded batch."""
         return self._seq
 
+    @property
+    def truncated(self) -> bool:
+        """Whether events were lost: too many, or an unreadable file at start."""
+        return self._events.truncated
+
     def record(self, events: Iterable[Event], *, truncated: bool = False) -> int:
         """Remember ``events`` (de-duplicated, bounded); return the batch's sequence number."""
         self._seq += 1
-        for event in events:
-            key: object = event.id
-            if key is None:
-                self._anonymous += 1
-                key = ("anonymous", self._anonymous)
-            if key in self._events:
-                continue
-            if len(self._events) >= self.limit:
-                self.truncated = True
-                continue
-            self._events[key] = (self._seq, event)
-        self.truncated = self.truncated or truncated
+        self._events.extend(events, self._seq)
+        self._events.truncated = self._events.truncated or truncated
         self._version += 1
         return self._seq
 
     def settle(self, seq: int) -> None:
         """Forget what batches up to ``seq`` recorded: a run covering them succeeded."""
-        if not self._events and not self.truncated:
+        if not len(self._events) and not self.truncated:
             return
-        self._events = {k: v for k, v in self._events.items() if v[0] > seq}
-        if not self._events:
-            self.truncated = False
+        self._events.forget_through(seq)
         self._version += 1
 
     async def flush(self) -> None:
@@ -101,7 +91,7 @@ class Journal:
         done = trio.Event()
         self._writing = done
         version = self._version
-        events = [event.to_document() for _, event in self._events.values()]
+        events = [event.to_document() for event in self._events]
         document = None
         if events or self.truncated:
             document = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,13 +16,14 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .coalesce import Reason
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Sync runs last from a second to hours; the default buckets stop at 10 s.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
-# The runner's reasons (runner.Reason; a test keeps the two in step) and results. Every
-# combination exists at 0 from the start: increase() cannot see a counter's first step if
-# the series is born at 1, so an alert on the first failure would never fire.
-RUN_REASONS = ("startup", "event", "reconcile", "schedule", "manual", "retry", "recovered")
+# Every reason and result exists at 0 from the start: increase() cannot see a counter's
+# first step if the series is born at 1, so an alert on the first failure would never fire.
+RUN_REASONS: tuple[str, ...] = get_args(Reason)
 RUN_RESULTS = ("success", "failure")
 TRIGGER_OUTCOMES = ("accepted", "ignored", "rejected")
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
+from .config import format_duration
+
 REFRESH_SECONDS = 10
 
 _STYLE = """
@@ -62,15 +64,14 @@ def _span(seconds: float) -> str | None:
 
 
 def duration(seconds: float) -> str:
-    """``"0.4 s"``, ``"42 s"``, ``"3 min 5 s"``, ``"2 h 5 min"``: syncs may take hours."""
+    """``"40ms"``, ``"2.5s"``, ``"42s"``, ``"3m5s"``, ``"2h5m"``: syncs may take hours."""
+    if seconds < 1:
+        return format_duration(round(seconds, 3))
     if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
+        return format_duration(round(seconds, 1))
+    if seconds < 3600:
+        return format_duration(int(seconds))
+    return format_duration(int(seconds) // 60 * 60)
 
 
 def _parse(iso: str | None) -> float | None:
@@ -91,16 +92,6 @@ def _mark(command: Mapping[str, Any]) -> tuple[str, str]:
     if state in ("waiting", "backoff"):
         label += f", {state}"
     return ("ok" if last["ok"] else "failed"), label
-
-
-def _outcome(last: Mapping[str, Any]) -> str:
-    if last.get("error"):
-        return str(last["error"])
-    if last.get("timedOut"):
-        return "timed out"
-    if last.get("signal") is not None:
-        return f"killed by signal {last['signal']}"
-    return f"exit {last.get('exitCode')}"
 
 
 def _rows(pairs: Iterable[tuple[str, str, str | None]]) -> str:
@@ -127,7 +118,7 @@ def _command_card(command: Mapping[str, Any], now: float) -> str:
         if last.get("durationSeconds") is not None:
             pairs.append(("took", duration(last["durationSeconds"]), None))
         if last.get("ok") is not None:
-            pairs.append(("result", _outcome(last), None))
+            pairs.append(("result", str(last.get("outcome")), None))
     for key, name in (("nextReconcile", "reconcile"), ("nextSchedule", "schedule")):
         if command.get(key):
             pairs.append((name, ago(_parse(command[key]), now), command[key]))

@@ -11,6 +11,9 @@ endpoint facing the open network needs:
 - the deadlines of :mod:`s3syncer.connection`;
 - accept errors and framework errors logged at most once a minute, with a
   count, and without tracebacks.
+
+It reports the bound URLs through ``task_status`` only once it listens, and
+turns a failure to bind into a :class:`BindError` that says where and why.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from .throttle import Throttle
 
 log = logging.getLogger("s3syncer.server")
 
+HTTP_GRACE = 3.0
+
 # accept(2) says the machine or the process is out of something; wait and retry.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY = 0.1
@@ -57,7 +62,27 @@ class ServerSettings:
     max_connections: int
     request_timeout: float = REQUEST_TIMEOUT
     keep_alive: float = KEEP_ALIVE
-    shutdown_grace: float = 3.0  # for requests in progress once the listener closes
+    shutdown_grace: float = HTTP_GRACE  # for requests in progress once the listener closes
+
+
+class StartupError(OSError):
+    """Something the daemon needs at start is not there; ``strerror`` says what."""
+
+
+class BindError(StartupError):
+    """The listen address cannot be bound (taken, not ours, no such interface)."""
+
+
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, however deeply exception groups nest them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
+    return [exc]
+
+
+def bind_address(host: str, port: int) -> str:
+    """``HOST:PORT`` as Hypercorn's ``bind`` wants it, brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class QuietHypercornLog(HypercornLogger):
@@ -111,25 +136,26 @@ class ConnectionTable:
             await self._changed.wait()  # every one is being answered: wait for one to end
 
 
-async def serve(
+async def serve_http(
     app: ASGIApp,
     settings: ServerSettings,
-    *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``settings.bind`` until ``shutdown_trigger`` returns.
-
-    ``task_status`` gets the bound URLs. The socket is bound before that, so an
-    address in use raises OSError from here.
-    """
+    """Serve ``app`` on ``settings.bind`` until ``shutdown_trigger`` returns; ``task_status``
+    gets the URLs it listens on. Open connections get ``settings.shutdown_grace`` seconds to
+    finish. An address that cannot be bound raises :class:`BindError`."""
     config = _hypercorn_config(settings)
     app_wrapper = wrap_app(ConnectionRules(app), config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     context = WorkerContext(None)
     table = ConnectionTable(settings.max_connections)
     handler = _Handler(settings, table, app_wrapper, config, context)
     lifespan = Lifespan(app_wrapper, config, handler.lifespan_state)
-    sockets = config.create_sockets()
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        raise BindError(exc.errno, f"cannot listen on {settings.bind}: {exc.strerror}") from exc
     accept_errors = Throttle()
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)

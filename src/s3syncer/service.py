@@ -10,62 +10,37 @@ seconds before its process group is terminated.
 from __future__ import annotations
 
 import logging
-import os
-import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any, Literal
 
 import trio
 
-from . import fd_budget, server
-from .config import DEFAULT_LISTEN, CommandConfig, Config, ConfigError, load_config, parse_listen
+from . import fd_budget
+from .admission import Accepted, Refused
+from .config import DEFAULT_LISTEN, CommandConfig, Config, parse_listen
+from .events import Event, matching
 from .journal import Journal, open_journal
 from .metrics import Metrics
 from .process import KILL_GRACE, ProcessLauncher
+from .reload import CONFIG_POLL, Reloader
 from .run_directory import RunDirectory, default_location
-from .runner import Launch, Runner, Trigger
-from .web import ServiceState, create_app
+from .runner import Launch, Runner, RunRequest, RunResult, Trigger
+from .server import HTTP_GRACE, ServerSettings, StartupError, bind_address, serve_http
+from .status import status_document
+from .web import create_app
 
 log = logging.getLogger("s3syncer")
 
-HTTP_GRACE = 3.0
-CONFIG_POLL = 2.0
-
-
-class StartupError(OSError):
-    """Something the daemon needs at start is not there; ``strerror`` says what."""
+SHUTTING_DOWN = Refused("shutting down", "shutting down, retry", retry_after=1)
+BUSY = Refused("busy", "busy, retry", retry_after=1)
+NOT_DURABLE = Refused("not durable", "cannot record it durably, retry", retry_after=5)
 
 
 class StateDirError(StartupError):
     """``stateDir`` cannot be created or written."""
-
-
-class BindError(StartupError):
-    """The listen address cannot be bound (taken, not ours, no such interface)."""
-
-
-def leaf_errors(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside ``exc``, however deeply exception groups nest them."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
-    return [exc]
-
-
-class _StartedFlag:
-    """Forwards ``started()`` and remembers that it was called."""
-
-    def __init__(self, task_status: trio.TaskStatus[list[str]]) -> None:
-        self.task_status = task_status
-        self.called = False
-
-    def started(self, value: list[str]) -> None:
-        self.called = True
-        self.task_status.started(value)
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass
@@ -75,17 +50,22 @@ class Service:
     config: Config
     listen: str = DEFAULT_LISTEN
     launch: Launch | None = None
-    config_path: str | None = None  # where reload() reads from
+    config_path: str | None = None  # what a reload reads
     watch_interval: float = CONFIG_POLL
 
     def __post_init__(self) -> None:
         self.metrics = Metrics()
-        self.state = ServiceState()
+        self.runners: dict[str, Runner] = {}
+        self.journals: dict[str, Journal] = {}
+        self.ready = False
+        self.shutting_down = False
         self._stop_http = trio.Event()
         self._http_done = trio.Event()
         self._shutdown = trio.Event()
         self._scopes: dict[Runner, trio.CancelScope] = {}
+        self._retired: dict[Runner, trio.Event] = {}
         self._retiring: list[Runner] = []
+        self._run_locks: dict[str, trio.Lock] = {}
         self._root: trio.Nursery | None = None
         self._processes: ProcessLauncher | None = None
         self._run_directory: RunDirectory | None = None
@@ -94,11 +74,102 @@ class Service:
             self._processes = self._launcher = ProcessLauncher()
         else:
             self._launcher = self.launch
+        self._reloader: Reloader | None = None
+        self._reload_scope = trio.CancelScope()
+        if self.config_path is not None:
+            self._reloader = Reloader(self.config_path, self._apply, poll=self.watch_interval)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
-        self.state.shutting_down = True
+        self.shutting_down = True
         self._shutdown.set()
+
+    def request_reload(self) -> None:
+        """Read the config file again soon (what SIGHUP does); folds into a pending reload."""
+        if self._reloader is not None and not self.shutting_down:
+            self._reloader.request()
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document."""
+        return status_document(self.runners.values())
+
+    # --- accepting triggers and manual runs --------------------------------------------
+
+    def formats(self, name: str) -> frozenset[str] | None:
+        """The webhook formats command ``name`` reads; None when there is no such command."""
+        runner = self.runners.get(name)
+        return None if runner is None else runner.command.formats
+
+    async def accept(
+        self,
+        name: str,
+        events: Sequence[Event],
+        reason: Literal["event", "manual"],
+        *,
+        unmapped: int = 0,
+    ) -> Accepted | Refused:
+        """Take ``events`` (or a manual run) for command ``name``; never waits on a command.
+
+        Accepted means the runner has it and, with ``stateDir``, the journal holds it on disk.
+        ``unmapped`` notifications of the request carried no event: they count as ignored.
+        """
+        runner = self.runners.get(name)
+        if runner is None:
+            return Refused("unknown", f"no command named {name!r}")
+        if reason == "manual":
+            return self._accept_manual(name, runner)
+        if self.shutting_down:
+            # The runners are stopping and would drop it: let the registry redeliver it to
+            # the next instance (it retries every non-2xx answer) instead of losing it.
+            self.metrics.rejected(name)
+            return SHUTTING_DOWN
+        command = runner.command
+        accepted = [] if command.disable else matching(command.events, events)
+        if accepted:
+            refused = await self._deliver(name, runner, accepted)
+            if refused is not None:
+                self.metrics.rejected(name)
+                return refused
+        ignored = len(events) - len(accepted) + unmapped
+        self.metrics.triggered(name, len(accepted), ignored)
+        return Accepted(len(accepted), ignored)
+
+    def refuse(self, name: str, detail: str) -> Refused:
+        """Answer a request for ``name`` that could not be read; counts it for a known command."""
+        if name not in self.runners:
+            return Refused("unknown", f"no command named {name!r}")
+        self.metrics.rejected(name)
+        return SHUTTING_DOWN if self.shutting_down else Refused("bad request", detail)
+
+    def _accept_manual(self, name: str, runner: Runner) -> Accepted | Refused:
+        if runner.command.disable:
+            return Refused("disabled", f"{name} is disabled")
+        if self.shutting_down:
+            return SHUTTING_DOWN
+        try:
+            runner.send_channel.send_nowait(Trigger("manual"))
+        except trio.WouldBlock:
+            return BUSY
+        log.info("%s: manual run requested", name, extra={"command": name})
+        return Accepted()
+
+    async def _deliver(self, name: str, runner: Runner, accepted: list[Event]) -> Refused | None:
+        journal = self.journals.get(name)
+        seq = journal.record(accepted) if journal is not None else 0
+        try:
+            runner.send_channel.send_nowait(Trigger("event", tuple(accepted), seq=seq))
+        except trio.WouldBlock:
+            # Never wait on the runner; the registry retries a non-2xx, so nothing is lost.
+            return BUSY
+        if journal is None:
+            return None
+        try:
+            # Accepted means delivered to the registry: only once it is on disk (group commit).
+            await journal.flush()
+        except OSError as exc:
+            log.error("%s: cannot record triggers in %s: %s", name, journal.path, exc.strerror)
+            return NOT_DURABLE
+        return None
 
     async def run(
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
@@ -111,12 +182,12 @@ class Service:
             for command in self.config.commands:
                 await self._start_command(command)
             _warn_about_orphan_state(self.config)
-            binds: list[str] = await root.start(self._serve_http, _bind(host, port))
-            self.state.ready = True
+            binds: list[str] = await root.start(self._serve_http, bind_address(host, port))
+            self.ready = True
             for url in binds:
                 log.info("listening on %s", url)
-            if self.config_path is not None:
-                root.start_soon(self._watch_config_file, self.config_path)
+            if self._reloader is not None:
+                self._reload_scope = await root.start(self._reloader.run)
             task_status.started(binds)
             await self._shutdown.wait()
             await self._shut_down()
@@ -136,18 +207,33 @@ class Service:
     async def _start_command(self, command: CommandConfig) -> None:
         assert self._root is not None
         journal, recovered = self._open_journal(command)
+        retired = trio.Event()
         runner = Runner(
             command,
-            self._launcher,
+            partial(self._launch_alone, retired),
             metrics=self.metrics,
             settle=None if journal is None else partial(_settle, journal),
             recovered=recovered,
         )
         self.metrics.add_command(command.name)
         self._scopes[runner] = await self._root.start(self._supervise, runner)
-        self.state.runners[command.name] = runner
+        self._retired[runner] = retired
+        self.runners[command.name] = runner
         if journal is not None:
-            self.state.journals[command.name] = journal
+            self.journals[command.name] = journal
+
+    async def _launch_alone(
+        self, retired: trio.Event, command: CommandConfig, request: RunRequest
+    ) -> RunResult:
+        # A command removed and added back gets a new runner while the old one may still
+        # be running: the lock keeps its two runs from overlapping all the same, and a run
+        # whose runner was retired while it waited never starts (a storm of reloads would
+        # otherwise queue one run per runner it made).
+        lock = self._run_locks.setdefault(command.name, trio.Lock())
+        async with lock:
+            if retired.is_set():
+                return RunResult(error="not started: the command was removed or replaced")
+            return await self._launcher(command, request)
 
     def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
         if self.config.state_dir is None or command.disable:
@@ -174,20 +260,8 @@ class Service:
 
     # --- reload ----------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        """Read the config file again and apply it; a bad file changes nothing."""
-        if self.config_path is None or self.state.shutting_down:
-            return
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            for error in exc.errors:
-                log.error("reload: %s: %s", exc.source, error)
-            log.error("reload: the file has errors; still running the previous configuration")
-            return
-        await self._apply(new)
-
     async def _apply(self, new: Config) -> None:
+        """Make the running commands match ``new``; the reloader calls this, one at a time."""
         old = self.config
         for key, before, after in (
             ("listen", old.listen, new.listen),
@@ -197,25 +271,13 @@ class Service:
         ):
             if before != after:
                 log.warning("reload: %s changed; that takes a restart to apply", key)
-        before_commands = {c.name: c for c in old.commands}
-        after_commands = {c.name: c for c in new.commands}
-        removed = [name for name in before_commands if name not in after_commands]
-        added = [c for name, c in after_commands.items() if name not in before_commands]
-        changed = [
-            c
-            for name, c in after_commands.items()
-            if name in before_commands and c != before_commands[name]
-        ]
-        for name in removed:
-            await self._retire(name)
-        for command in changed:
-            if command.disable != before_commands[command.name].disable:
-                await self._retire(command.name)
-                await self._start_command(command)
-            else:
-                self.state.runners[command.name].update(command)
-        for command in added:
-            await self._start_command(command)
+        # Compared with the runners themselves, not the last config: a reload that failed
+        # halfway is completed by the next one.
+        live = {name: runner.command for name, runner in self.runners.items()}
+        wanted = {command.name: command for command in new.commands}
+        removed = [name for name in live if name not in wanted]
+        added = [command for name, command in wanted.items() if name not in live]
+        changed = [c for name, c in wanted.items() if name in live and c != live[name]]
         self.config = replace(
             new,
             listen=old.listen,
@@ -223,6 +285,19 @@ class Service:
             state_dir=old.state_dir,
             request_timeout=old.request_timeout,
         )
+        if not (removed or added or changed):
+            log.info("reload: no command changed in %s", self.config_path)
+            return
+        for name in removed:
+            await self._retire(name)
+        for command in changed:
+            if command.disable != live[command.name].disable:
+                await self._retire(command.name)
+                await self._start_command(command)
+            else:
+                self.runners[command.name].update(command)
+        for command in added:
+            await self._start_command(command)
         log.info(
             "reloaded %s: %d added, %d changed, %d removed",
             self.config_path,
@@ -231,12 +306,13 @@ class Service:
 
     async def _retire(self, name: str) -> None:
         """Take a command out of service; a run in progress ends as it would have."""
-        runner = self.state.runners.pop(name)
+        runner = self.runners.pop(name)
         runner.stop()
+        self._retired[runner].set()
         self._retiring.append(runner)
         assert self._root is not None
         self._root.start_soon(self._forget_when_stopped, runner)
-        journal = self.state.journals.pop(name, None)
+        journal = self.journals.pop(name, None)
         if journal is not None:
             await _settle(journal, journal.seq)
 
@@ -244,21 +320,13 @@ class Service:
         await runner.stopped.wait()
         # Every reload that removes a command would otherwise keep its runner forever.
         self._retiring.remove(runner)
-        del self._scopes[runner]
-        if runner.command.name not in self.state.runners:  # not added back meanwhile
-            self.metrics.remove_command(runner.command.name)
-
-    async def _watch_config_file(self, path: str) -> None:
-        # Poll: Kubernetes updates a ConfigMap volume by swapping a symlink, which
-        # inotify on the file itself would miss; stat() follows the link.
-        last = _file_identity(path)
-        while True:
-            await trio.sleep(self.watch_interval)
-            current = _file_identity(path)
-            if current != last and current is not None:
-                last = current
-                log.info("config file %s changed; reloading", path)
-                await self.reload()
+        del self._scopes[runner], self._retired[runner]
+        name = runner.command.name
+        if name not in self.runners:  # not added back meanwhile
+            self.metrics.remove_command(name)
+            lock = self._run_locks.get(name)
+            if lock is not None and not lock.locked():
+                del self._run_locks[name]
 
     async def _supervise(
         self, runner: Runner, *, task_status: trio.TaskStatus[trio.CancelScope]
@@ -271,7 +339,7 @@ class Service:
 
     async def _serve_http(self, bind: str, *, task_status: trio.TaskStatus[list[str]]) -> None:
         limit = fd_budget.open_files_limit()
-        settings = server.ServerSettings(
+        settings = ServerSettings(
             bind=bind,
             max_connections=fd_budget.connection_budget(limit, len(self.config.commands)),
             request_timeout=self.config.request_timeout,
@@ -283,36 +351,28 @@ class Service:
                 limit,
                 settings.max_connections,
             )
-        app = create_app(self.state, self.metrics, self.config.auth)
-        started = _StartedFlag(task_status)
         try:
-            await server.serve(
-                app,
-                settings,
-                shutdown_trigger=self._stop_http.wait,
-                task_status=started,  # type: ignore[arg-type]
+            await serve_http(
+                create_app(self), settings, self._stop_http.wait, task_status=task_status
             )
-        except BaseException as exc:
-            failed = [e for e in leaf_errors(exc) if isinstance(e, OSError)]
-            if started.called or not failed:
-                raise
-            # Hypercorn binds inside its own nursery: the OSError comes wrapped in a group.
-            raise BindError(
-                failed[0].errno, f"cannot listen on {bind}: {failed[0].strerror}"
-            ) from exc
         finally:
             self._http_done.set()
 
     async def _shut_down(self) -> None:
         grace = self.config.shutdown_grace
-        running = [r for r in self.state.runners.values() if r.state == "running"]
+        if self._reloader is not None:
+            # A reload must not start a runner behind our back: end it, and wait until it has.
+            self._reload_scope.cancel()
+            await self._reloader.stopped.wait()
+        running = [r for r in self.runners.values() if r.state == "running"]
         log.info(
             "shutting down: %d command(s) running, waiting up to %gs for them", len(running), grace
         )
         self._stop_http.set()
-        runners = [*self.state.runners.values(), *self._retiring]
+        runners = [*self.runners.values(), *self._retiring]
         for runner in runners:
             runner.stop()
+            self._retired[runner].set()  # a run still waiting for its turn never starts
         with trio.move_on_after(grace) as waiting:
             for runner in runners:
                 await runner.stopped.wait()
@@ -338,14 +398,6 @@ async def _settle(journal: Journal, seq: int) -> None:
         log.error("cannot update state file %s: %s", journal.path, exc.strerror)
 
 
-def _file_identity(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
 def _warn_about_orphan_state(config: Config) -> None:
     if config.state_dir is None:
         return
@@ -353,43 +405,3 @@ def _warn_about_orphan_state(config: Config) -> None:
     for path in sorted(Path(config.state_dir).glob("*.json")):
         if path.stem not in known:
             log.warning("state file %s belongs to no configured command; ignored", path)
-
-
-class EarlySignals:
-    """Remembers SIGTERM/SIGINT that arrive before the event loop listens for them."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        """Catch SIGTERM and SIGINT from now on, instead of dying mid-start."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._note)
-
-    def _note(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
-
-
-async def watch_signals(
-    service: Service,
-    early: EarlySignals | None = None,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """SIGTERM/SIGINT: graceful shutdown; a second one: stop at once. SIGHUP: reload."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        task_status.started()
-        if early is not None and early.received:
-            log.info("%s received while starting", signal.Signals(early.received[0]).name)
-            service.request_shutdown()
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if signum == signal.SIGHUP:
-                log.info("%s received: reloading the configuration", name)
-                await service.reload()
-            elif service.state.shutting_down:
-                log.warning("%s again: stopping now", name)
-                raise KeyboardInterrupt
-            else:
-                log.info("%s received", name)
-                service.request_shutdown()

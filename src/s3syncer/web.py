@@ -4,36 +4,36 @@
 delete, one request at a time. It is answered by :class:`WebhookApp` before
 Quart sees it (measured: a plain ASGI callable answers about 1.4x the rate of
 a Quart route here). Everything else, the probes, metrics, status and manual
-runs, goes to the Quart-Trio app. Neither waits on a command: a trigger is a
-``send_nowait`` into the runner's channel.
+runs, goes to the Quart-Trio app. This layer only parses requests and maps the
+service's answer (:class:`~s3syncer.admission.Accepted` or
+:class:`~s3syncer.admission.Refused`) to HTTP: :meth:`Service.accept` owns the
+rules, the journal and the runners, and never waits on a command.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import hmac
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
 from quart import Response
 from quart_trio import QuartTrio
 
 from . import __version__
+from .admission import Refusal, Refused
 from .config import AuthConfig
-from .events import EnvelopeError, Event, matching
+from .events import EnvelopeError
 from .formats import UnsupportedContentTypeError, check_content_type, parse_request
-from .journal import Journal
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
 from .page import render_status_page
-from .runner import Runner, RunRecord, Trigger
+
+if TYPE_CHECKING:
+    from .service import Service
 
 log = logging.getLogger("s3syncer.web")
 
@@ -41,22 +41,20 @@ MAX_BODY = 1024 * 1024
 TRIGGER_PREFIX = "/trigger/"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 REJECTION_LOG_INTERVAL = 60.0
+# "bad request" is not here: the parser that refused the request knows its status.
+REFUSAL_STATUS: dict[Refusal, int] = {
+    "unknown": 404,
+    "disabled": 409,
+    "shutting down": 503,
+    "busy": 503,
+    "not durable": 503,
+}
 
 Scope = Mapping[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-@dataclass
-class ServiceState:
-    """What the web layer reads about the daemon as a whole."""
-
-    runners: dict[str, Runner] = field(default_factory=dict)
-    journals: dict[str, Journal] = field(default_factory=dict)
-    ready: bool = False
-    shutting_down: bool = False
 
 
 class _RefusedError(Exception):
@@ -90,15 +88,8 @@ class RejectionLog:
 class WebhookApp:
     """ASGI entry point: answers webhooks itself and hands every other request to ``fallback``."""
 
-    def __init__(
-        self,
-        state: ServiceState,
-        metrics: Metrics,
-        auth: AuthConfig | None,
-        fallback: ASGIApp,
-    ) -> None:
-        self.state = state
-        self.metrics = metrics
+    def __init__(self, service: Service, auth: AuthConfig | None, fallback: ASGIApp) -> None:
+        self.service = service
         self.auth = auth
         self.fallback = fallback
         self.rejections = RejectionLog()
@@ -122,57 +113,34 @@ class WebhookApp:
         await self.fallback(scope, receive, send)
 
     async def _trigger(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        runner = self.state.runners.get(name)
-        if runner is None:
-            raise _RefusedError(404, f"no command named {name!r}")
-        if self.state.shutting_down:
-            # The runners are stopping and would drop it: let the registry redeliver it to
-            # the next instance (it retries every non-2xx answer) instead of losing it.
-            self.metrics.rejected(name)
-            raise _RefusedError(503, "shutting down, retry", [(b"retry-after", b"1")])
+        formats = self.service.formats(name)
+        if formats is None:  # answered before the body is read
+            raise _refused(self.service.refuse(name, "unknown"))
         try:
             headers = request_headers(scope)
             check_content_type(headers)
-            body = await read_body(scope, receive)
-            notification = parse_request(headers, body, runner.command.formats)
+            notification = parse_request(headers, await read_body(scope, receive), formats)
         except UnsupportedContentTypeError as exc:
-            self.metrics.rejected(name)
-            raise _RefusedError(415, str(exc)) from None
+            raise _refused(self.service.refuse(name, str(exc)), 415) from None
         except EnvelopeError as exc:
-            self.metrics.rejected(name)
-            raise _RefusedError(400, str(exc)) from None
-        except _RefusedError:
-            self.metrics.rejected(name)
-            raise
-        events = notification.events
-        accepted = [] if runner.command.disable else matching(runner.command.events, events)
-        if accepted:
-            await self._deliver(name, runner, accepted)
-        ignored = len(events) - len(accepted) + notification.unmapped
-        self.metrics.triggered(name, len(accepted), ignored)
-        answer = json.dumps({"accepted": len(accepted), "ignored": ignored}).encode()
-        await respond(send, 200, answer, content_type=b"application/json")
+            raise _refused(self.service.refuse(name, str(exc)), 400) from None
+        except _RefusedError as exc:
+            raise _refused(self.service.refuse(name, exc.reason), exc.status) from None
+        events, unmapped = notification.events, notification.unmapped
+        answer = await self.service.accept(name, events, "event", unmapped=unmapped)
+        if isinstance(answer, Refused):
+            raise _refused(answer)
+        body = json.dumps({"accepted": answer.accepted, "ignored": answer.ignored}).encode()
+        await respond(send, 200, body, content_type=b"application/json")
 
-    async def _deliver(self, name: str, runner: Runner, accepted: list[Event]) -> None:
-        journal = self.state.journals.get(name)
-        seq = journal.record(accepted) if journal is not None else 0
-        try:
-            runner.send_channel.send_nowait(Trigger("event", tuple(accepted), seq=seq))
-        except trio.WouldBlock:
-            # Never wait on the runner; the registry retries a non-2xx, so nothing is lost.
-            self.metrics.rejected(name)
-            raise _RefusedError(503, "busy, retry", [(b"retry-after", b"1")]) from None
-        if journal is None:
-            return
-        try:
-            # 200 means delivered to the registry: only once it is on disk (group commit).
-            await journal.flush()
-        except OSError as exc:
-            self.metrics.rejected(name)
-            log.error("%s: cannot record triggers in %s: %s", name, journal.path, exc.strerror)
-            raise _RefusedError(
-                503, "cannot record it durably, retry", [(b"retry-after", b"5")]
-            ) from None
+
+def _refused(refusal: Refused, bad_request_status: int = 400) -> _RefusedError:
+    """The HTTP answer to ``refusal``; a bad request keeps the status its parser chose."""
+    status = REFUSAL_STATUS.get(refusal.why, bad_request_status)
+    headers = []
+    if refusal.retry_after is not None:
+        headers.append((b"retry-after", str(refusal.retry_after).encode()))
+    return _RefusedError(status, refusal.detail, headers)
 
 
 def check_auth(auth: AuthConfig | None, scope: Scope) -> None:
@@ -262,62 +230,7 @@ async def respond(
     await send({"type": "http.response.body", "body": data})
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
-
-
-def run_status(record: RunRecord | None) -> dict[str, Any] | None:
-    """The status API's view of one run."""
-    if record is None:
-        return None
-    result = record.result
-    return {
-        "runId": record.run_id,
-        "reason": record.reason,
-        "start": _iso(record.started_at),
-        "end": _iso(record.ended_at),
-        "durationSeconds": None if record.duration is None else round(record.duration, 3),
-        "triggers": record.triggers,
-        "events": record.events,
-        "ok": None if result is None else result.ok,
-        "exitCode": None if result is None else result.exit_code,
-        "signal": None if result is None else result.signal,
-        "timedOut": None if result is None else result.timed_out,
-        "error": None if result is None else result.error,
-        "outputTail": None if result is None else result.output_tail,
-    }
-
-
-def _current_run(record: RunRecord | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {
-        "runId": record.run_id,
-        "reason": record.reason,
-        "start": _iso(record.started_at),
-        "triggers": record.triggers,
-        "events": record.events,
-    }
-
-
-def command_status(runner: Runner) -> dict[str, Any]:
-    """The status API's view of one command."""
-    return {
-        "name": runner.command.name,
-        "state": runner.state,
-        "pendingTriggers": runner.pending_triggers,
-        "currentRun": _current_run(runner.current_run),
-        "lastRun": run_status(runner.last_run),
-        "nextReconcile": _iso(runner.next_reconcile()),
-        "nextSchedule": _iso(runner.next_schedule()),
-        "runs": runner.runs,
-        "failures": runner.failures,
-    }
-
-
-def create_app(state: ServiceState, metrics: Metrics, auth: AuthConfig | None) -> WebhookApp:
+def create_app(service: Service) -> WebhookApp:
     """The whole ASGI application: the webhook fast path in front of the Quart-Trio app."""
     app = QuartTrio("s3syncer")
 
@@ -327,41 +240,35 @@ def create_app(state: ServiceState, metrics: Metrics, auth: AuthConfig | None) -
 
     @app.get("/ready")
     async def ready() -> Response:
-        if state.ready and not state.shutting_down:
+        if service.ready and not service.shutting_down:
             return Response("ready\n", content_type="text/plain")
-        why = "shutting down" if state.shutting_down else "starting"
+        why = "shutting down" if service.shutting_down else "starting"
         return Response(f"{why}\n", status=503, content_type="text/plain")
 
     @app.get("/metrics")
     async def metrics_page() -> Response:
-        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
-
-    def status_document() -> dict[str, Any]:
-        return {"commands": [command_status(r) for r in state.runners.values()]}
+        return Response(service.metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/status")
     async def status() -> Response:
-        return Response(json.dumps(status_document()), content_type="application/json")
+        return Response(json.dumps(service.status()), content_type="application/json")
 
     @app.get("/")
     async def page() -> Response:
-        html = render_status_page(status_document(), __version__, time.time())
+        html = render_status_page(service.status(), __version__, time.time())
         return Response(html, content_type="text/html; charset=utf-8")
 
     @app.post("/run/<name>")
     async def run(name: str) -> Response:
-        runner = state.runners.get(name)
-        if runner is None:
-            return Response(f"no command named {name!r}\n", status=404, content_type="text/plain")
-        if runner.command.disable:
-            return Response(f"{name} is disabled\n", status=409, content_type="text/plain")
-        if state.shutting_down:
-            return Response("shutting down, retry\n", status=503, content_type="text/plain")
-        try:
-            runner.send_channel.send_nowait(Trigger("manual"))
-        except trio.WouldBlock:
-            return Response("busy, retry\n", status=503, content_type="text/plain")
-        log.info("%s: manual run requested", name, extra={"command": name})
+        answer = await service.accept(name, (), "manual")
+        if isinstance(answer, Refused):
+            refused = _refused(answer)
+            return Response(
+                refused.reason + "\n",
+                status=refused.status,
+                headers={k.decode(): v.decode() for k, v in refused.headers},
+                content_type="text/plain",
+            )
         return Response(json.dumps({"accepted": True}), status=202, content_type="application/json")
 
-    return WebhookApp(state, metrics, auth, app)  # type: ignore[arg-type]
+    return WebhookApp(service, service.config.auth, app)  # type: ignore[arg-type]
