@@ -65,7 +65,7 @@ def binary_events(headers: Mapping[str, str], body: bytes) -> tuple[list[Event],
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     if body:
-        media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
+        media_type = (content_type or "application/json").split(";", 1)[0].strip(" \t").lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             raise EnvelopeError(
                 f"CloudEvent data of type {media_type!r}: only JSON data is understood"

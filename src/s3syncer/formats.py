@@ -40,6 +40,9 @@ BINARY_MARKER = "ce-specversion"
 SHAPES = {"distribution": '{"events": [...]}', "harbor": '{"type": ..., "event_data": {...}}'}
 
 
+HTTP_WHITESPACE = " \t"
+
+
 class UnsupportedContentTypeError(Exception):
     """The request's content type is one no format uses; ``str()`` is a one-line reason."""
 
@@ -54,7 +57,9 @@ class Notification:
 
 def media_type(headers: Mapping[str, str]) -> str:
     """The request's media type, lower case, without parameters; "" when it sent none."""
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    # HTTP's optional white space is space and tab: str.strip() would also drop control
+    # characters such as \x1e and take a garbage content type for none at all.
+    return headers.get("content-type", "").split(";", 1)[0].strip(HTTP_WHITESPACE).lower()
 
 
 def check_content_type(headers: Mapping[str, str]) -> None:
