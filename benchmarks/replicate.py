@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from registry_harness import make_oci_layout, skopeo_push, wait_until  # noqa: E402
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool  # noqa: E402
-from s3syncer.storage_layout import Layout  # noqa: E402
+from s3syncer.replicate.layout import Layout  # noqa: E402
 
 REPLICATE_SAMPLES = 5
 

@@ -93,7 +93,7 @@ def test_a_failed_run_keeps_the_journal_and_a_corrupt_one_still_runs(tmp_path: P
             "events": [],
             "truncated": True,
         }
-        assert "is corrupt" in daemon.log_text()
+        assert "is unreadable (Expecting property name" in daemon.log_text()
 
 
 def test_an_unusable_state_dir_is_a_clear_error_at_start(tmp_path: Path) -> None:

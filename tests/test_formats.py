@@ -28,7 +28,7 @@ from s3syncer.formats import (
     parse_request,
 )
 from s3syncer.journal import Journal
-from s3syncer.storage_layout import replay
+from s3syncer.replicate.changes import replay
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 STRUCTURED = "application/cloudevents+json"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3syncer import journal as journal_module
 from s3syncer.events import Event
@@ -65,11 +70,22 @@ async def test_a_new_journal_recovers_what_the_last_process_left(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"{not json", b"[]", b'{"events": 3}', b'{"events": [{"action": "push"}]}', b"\xff\xfe"],
+    ("content", "why"),
+    [
+        (b"{not json", "Expecting property name"),
+        (b"[]", "not a JSON object"),
+        (b'{"events": 3}', 'no "events" list'),
+        (b'{"events": [{"action": "push"}]}', 'events[0] has no "target" object'),
+        (b"\xff\xfe", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"events": [], "truncated": "no"}', '"truncated" is not true or false'),
+        (b'{"version": 2, "events": []}', "unknown version 2"),
+        (b'{"events": [{"action": "push", "target": {"size": NaN}}]}', "NaN is not a JSON value"),
+        (b'{"events": [{"action": "push", "target": {"size": 1e999}}]}', "out of range"),
+    ],
 )
-async def test_a_corrupt_file_still_runs_the_command_with_the_list_marked_partial(
-    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+async def test_an_unreadable_file_is_moved_aside_and_the_next_run_covers_everything(
+    tmp_path: Path, content: bytes, why: str
 ) -> None:
     path = tmp_path / "push.json"
     path.write_bytes(content)
@@ -78,10 +94,81 @@ async def test_a_corrupt_file_still_runs_the_command_with_the_list_marked_partia
     assert recovered is not None
     assert recovered.events == ()
     assert recovered.truncated
-    assert "runs anyway" in caplog.text
-    journal.settle(journal.seq)  # the recovery run succeeded: the bad file goes
+    assert recovered.problem is not None
+    assert f"state file {path} is unreadable" in recovered.problem
+    assert why in recovered.problem
+    [aside] = tmp_path.glob("push.json.corrupt-*")  # noqa: ASYNC240
+    assert aside.read_bytes() == content  # kept for a person to look at
+    assert aside.name in recovered.problem
+    # Until a run covers everything, a restart still knows it must.
+    document = saved(journal)
+    assert document is not None and document["truncated"] is True and document["events"] == []
+    again = Journal(path).load()
+    assert again is not None and again.truncated and again.problem is None
+
+    journal.settle(journal.seq)  # the recovery run succeeded
     await journal.flush()
     assert not path.exists()
+    assert not journal.truncated
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+async def test_a_fifo_or_directory_in_place_of_the_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "push.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # opened plainly for reading, it waits for a writer for ever
+    else:
+        path.mkdir()
+    journal = Journal(path)
+    with trio.fail_after(5):
+        recovered = await trio.to_thread.run_sync(journal.load, abandon_on_cancel=True)
+    assert recovered is not None and recovered.truncated
+    assert recovered.problem is not None
+    assert {"fifo": "it is a FIFO", "directory": "it is a directory"}[kind] in recovered.problem
+    assert path.is_file()  # a journal can be written there again
+    journal.record([event("a")])
+    await journal.flush()
+    document = saved(journal)
+    assert document is not None and [e["id"] for e in document["events"]] == ["a"]
+
+
+def test_an_earlier_corrupt_copy_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "push.json"
+    for content in (b"first", b"second"):
+        path.write_bytes(content)
+        Journal(path).load()
+    copies = sorted(p.read_bytes() for p in tmp_path.glob("push.json.corrupt-*"))
+    assert copies == [b"first", b"second"]
+
+
+async def test_a_successful_run_settles_the_truncated_flag_even_with_later_events(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "push.json"
+    path.write_text("garbage")
+    journal = Journal(path)
+    recovered = journal.load()
+    assert recovered is not None and recovered.truncated
+    running = journal.seq  # the recovery run starts
+    journal.record([event("a")])  # a push during it
+    journal.settle(running)  # the recovery run succeeded: it covered everything until then
+    await journal.flush()
+    assert not journal.truncated
+    document = saved(journal)
+    assert document is not None
+    assert document["truncated"] is False and [e["id"] for e in document["events"]] == ["a"]
+
+
+async def test_events_dropped_after_the_run_started_keep_the_flag(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "push.json", limit=2)
+    first = journal.record([event("a"), event("b")])
+    journal.record([event("c")])  # the journal is full: c is dropped
+    journal.settle(first)  # a run covering only a and b succeeded
+    assert journal.truncated  # c is not known to any run yet
+    journal.settle(journal.seq)
+    assert not journal.truncated
 
 
 async def test_the_journal_is_bounded_and_says_when_it_dropped_events(tmp_path: Path) -> None:
@@ -130,3 +217,62 @@ async def test_a_failed_write_reaches_the_caller(tmp_path: Path) -> None:
     journal.record([event("a")])
     with pytest.raises(OSError):
         await journal.flush()
+
+
+def test_a_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        journal_module._replace_file(tmp_path / "push.json", {"events": []})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    stale = [tmp_path / ".push.json.4242.tmp", tmp_path / ".a.b-c.json.7.tmp"]
+    kept = [tmp_path / n for n in ("push.json", "push.json.corrupt-20261129T000000Z", ".x.tmp")]
+    for path in (*stale, *kept):
+        path.write_text("{}")
+    assert sorted(journal_module.remove_stale_temporaries(str(tmp_path))) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert journal_module.remove_stale_temporaries(str(tmp_path / "missing")) == []
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+_JOURNAL_LIKE = st.fixed_dictionaries(
+    {"events": st.lists(_JSON | st.fixed_dictionaries({"action": _JSON, "target": _JSON}))},
+    optional={"version": _JSON, "truncated": _JSON, "format": _JSON, "raw": _JSON},
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    content=st.binary(max_size=200)
+    | _JOURNAL_LIKE.map(lambda d: json.dumps(d).encode())
+    | _JSON.map(lambda d: json.dumps(d).encode())
+)
+def test_whatever_the_file_holds_load_returns_and_a_run_can_proceed(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "push.json"
+        path.write_bytes(content)
+        journal = Journal(path)
+        recovered = journal.load()  # never raises
+        assert recovered is not None
+        if recovered.problem is not None:
+            assert recovered.truncated and recovered.events == ()
+            assert any(p.name.startswith("push.json.corrupt-") for p in Path(directory).iterdir())
+        # Whatever was read back is written as strict JSON, with no NaN or Infinity.
+        journal.record([event("x")])
+        trio.run(journal.flush)
+        json.loads(path.read_text(), parse_constant=pytest.fail)

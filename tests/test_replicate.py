@@ -35,13 +35,9 @@ from registry_harness import (
 )
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate import Location, Replicator
-from s3syncer.storage_layout import (
-    BlobRef,
-    Layout,
-    LayoutError,
-    parse_manifest,
-    replay,
-)
+from s3syncer.replicate.changes import replay
+from s3syncer.replicate.layout import BlobRef, Layout, LayoutError, parse_manifest
+from s3syncer.replicate.sides import Side
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,6 +73,21 @@ def test_layout_keys() -> None:
         Layout().tag_index_link("team/app", "v1", D1)
         == f"{base}/_manifests/tags/v1/index/sha256/{'a' * 64}/link"
     )
+
+
+def test_tag_of_reads_tags_back_from_current_link_keys() -> None:
+    layout = Layout("reg")
+    for repo, tag in (("team/app", "v1"), ("a/b/c", "latest"), ("x", "_tags_")):
+        assert layout.tag_of(layout.tag_current_link(repo, tag)) == (repo, tag)
+    base = layout.repositories
+    for key in (
+        layout.tag_index_link("team/app", "v1", D1),  # history, not the tag
+        layout.revision_link("team/app", D1),
+        Layout("other").tag_current_link("team/app", "v1"),  # another root
+        f"{base}Team/_manifests/tags/v1/current/link",  # not a repository name
+        f"{base}team/_manifests/tags/../current/link",
+    ):
+        assert layout.tag_of(key) is None, key
 
 
 @pytest.mark.parametrize(
@@ -211,10 +222,9 @@ def _image(store: FakeS3, payload: bytes) -> dict[str, Any]:
 
 def _run(store: FakeS3, events: list[Any], **kwargs: Any) -> Replicator:
     client = cast("S3Client", store)
-    replicator = Replicator(
-        client, client, Location("src"), Location("dst"), server_side=True, **kwargs
-    )
-    replicator.replicate(replay(events), delete=True)
+    source, dest = Side(client, Location("src")), Side(client, Location("dst"))
+    with Replicator(source, dest, server_side=True, **kwargs) as replicator:
+        replicator.replicate(replay(events), delete=True)
     return replicator
 
 
@@ -240,9 +250,16 @@ def test_index_copied_in_order_with_current_link_last() -> None:
     assert len([k for k in writes if "/blobs/" in k]) == 7  # 2 x (config, layer, manifest) + index
     revisions = [k for k in writes if "/revisions/" in k]
     assert revisions[-1].endswith(index["digest"].removeprefix("sha256:") + "/link")
-    # a second run copies no blob again, but rewrites every link
+    # a second run copies no blob (manifests included) again, but rewrites every link
+    before = len(store.writes)
     again = _run(store, [_tag_push("team/multi", "v1", index["digest"])])
-    assert again.stats.blobs_skipped == 4 and again.stats.blobs_copied == 3
+    assert again.stats.blobs_skipped == 7 and again.stats.blobs_copied == 0
+    assert again.stats.links_written == len(store.writes) - before == 9  # 4 + 3 + 2
+    # as --all runs it, nothing already right is written again
+    before = len(store.writes)
+    kept = _run(store, [_tag_push("team/multi", "v1", index["digest"])], keep_present=True)
+    assert len(store.writes) == before
+    assert kept.stats.links_kept == 9 and kept.stats.links_written == 0
 
 
 def test_missing_layer_leaves_no_link_to_it() -> None:
@@ -273,19 +290,11 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def test_truncated_events_file_fails_and_suggests_full_sync(tmp_path: Path) -> None:
-    events = tmp_path / "events.json"
-    events.write_text(
-        json.dumps({"command": "x", "reason": "event", "events": [], "truncated": True})
-    )
-    result = _cli(["--source", "s3://a", "--dest", "s3://b"], {"S3SYNCER_EVENTS_FILE": str(events)})
-    assert result.returncode == 1
-    assert "truncated" in result.stderr and "full sync" in result.stderr
-
-
 def test_usage_errors(tmp_path: Path) -> None:
     assert _cli(["--source", "s3://a", "--dest", "s3://b"], {}).returncode == 2
     assert _cli(["--source", "/x", "--dest", "s3://b", "--events", "f"], {}).returncode == 2
+    both = _cli(["--source", "s3://a", "--dest", "s3://b", "--all", "--events", "f"], {})
+    assert both.returncode == 2 and "no --events" in both.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .fd_budget import raise_open_files_limit
 from .leftovers import become_subreaper
 from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
+from .replicate import add_verify_arguments, run_verify
 from .replicate import run as replicate_run
 from .server import StartupError, leaf_errors
 from .service import Service
@@ -46,7 +47,7 @@ from .signals import EarlySignals, watch_signals
 log = logging.getLogger("s3syncer")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = frozenset({"serve", "check", "run", "replicate"})
+SUBCOMMANDS = frozenset({"serve", "check", "run", "replicate", "verify"})
 LEGACY_FLAGS = {"-config": "--config", "-listen": "--listen"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sync command when a container registry reports a change.",
     )
     parser.add_argument("--version", action="version", version=f"s3syncer {__version__}")
-    sub = parser.add_subparsers(dest="subcommand", metavar="{serve,check,run,replicate}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="{serve,check,run,replicate,verify}")
     config_help = f"config file (env S3SYNCER_CONFIG, default {DEFAULT_CONFIG_PATH})"
 
     serve = sub.add_parser("serve", help="run the webhook daemon")
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replicate", help="copy what a run's registry events changed, S3 to S3 (needs boto3)"
     )
     add_replicate_arguments(replicate)
+    verify = sub.add_parser(
+        "verify", help="check that a mirror holds every tag of the source, completely (boto3)"
+    )
+    add_verify_arguments(verify)
     return parser
 
 
@@ -104,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return request_run(args.name, args.url, args.token_file)
     if args.subcommand == "replicate":
         return replicate_run(args)
+    if args.subcommand == "verify":
+        return run_verify(args)
     return serve(args.config, args.listen, args.log_format, args.log_level)
 
 

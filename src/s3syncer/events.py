@@ -134,13 +134,9 @@ def load_json(body: bytes) -> object:
     except UnicodeDecodeError:
         raise EnvelopeError("body is not UTF-8 text") from None
     try:
-        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
-    except RecursionError:
-        raise EnvelopeError("body is not JSON: nested too deeply") from None
+        data = strict_json(text)
     except ValueError as exc:
-        # JSONDecodeError, or e.g. an integer longer than Python's digit limit.
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
-        raise EnvelopeError(f"body is not JSON: {reason}") from None
+        raise EnvelopeError(f"body is not JSON: {exc}") from None
     return data
 
 
@@ -157,6 +153,23 @@ def envelope_events(data: object) -> list[Event]:
     if not isinstance(raw_events, list):
         raise EnvelopeError('body is not a notification envelope: "events" must be a list')
     return [parse_event(index, raw) for index, raw in enumerate(raw_events)]
+
+
+def strict_json(text: str) -> Any:
+    """Parse ``text`` as RFC 8259 JSON, or raise ValueError with a one-line reason.
+
+    Stricter than ``json.loads``: no NaN or Infinity, no number too large for a float,
+    and nesting too deep for the parser is a ValueError too, not a RecursionError.
+    Whatever it returns, ``json.dump`` writes back as JSON that strict parsers accept.
+    """
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, or e.g. an integer longer than Python's digit limit.
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
+        raise ValueError(reason) from None
 
 
 def _finite_float(text: str) -> float:
@@ -255,12 +268,13 @@ class EventLog:
     but not kept and ``truncated`` says so: memory stays bounded whatever
     arrives, and a command that sees ``truncated`` knows to sync everything.
     Each event remembers the ``batch`` it came in, so that the journal can
-    forget the batches a successful run covered.
+    forget the batches a successful run covered; so does the truncation.
     """
 
     def __init__(self, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.limit = limit
         self.truncated = False
+        self._truncated_batch = 0  # the last batch that lost events
         self._events: dict[object, tuple[int, Event]] = {}
         self._anonymous = itertools.count()
 
@@ -270,15 +284,23 @@ class EventLog:
         if key in self._events:
             return
         if len(self._events) >= self.limit:
-            self.truncated = True
+            self.mark_truncated(batch)
             return
         self._events[key] = (batch, event)
 
+    def mark_truncated(self, batch: int = 0) -> None:
+        """Say that events of ``batch`` are not all here: a run must sync everything."""
+        self.truncated = True
+        self._truncated_batch = max(self._truncated_batch, batch)
+
     def forget_through(self, batch: int) -> None:
-        """Drop the events of batches up to ``batch``; an emptied log is no longer truncated."""
+        """Drop the events of batches up to ``batch``: a successful run covered them.
+
+        That run was told the list was incomplete if it was, and synced everything,
+        so the flag goes too, unless a later batch lost events.
+        """
         self._events = {key: kept for key, kept in self._events.items() if kept[0] > batch}
-        if not self._events:
-            self.truncated = False
+        self.truncated = self._truncated_batch > batch
 
     def extend(self, events: Iterable[Event], batch: int = 0) -> None:
         """Add each of ``events`` in order."""
@@ -288,7 +310,8 @@ class EventLog:
     def merge(self, other: EventLog) -> None:
         """Add the events of ``other`` after ours, keeping its truncation."""
         self.extend(other)
-        self.truncated = self.truncated or other.truncated
+        if other.truncated:
+            self.mark_truncated(other._truncated_batch)
 
     def __len__(self) -> int:
         return len(self._events)

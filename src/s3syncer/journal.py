@@ -8,14 +8,21 @@ every request that arrives meanwhile is covered by the next single write, so a
 burst costs a few writes, not one per request. A successful run settles the
 events it covered; at start, a journal that is not empty runs its command at
 once with reason ``recovered``.
+
+A journal that cannot be read, whatever the reason (not UTF-8 or not JSON,
+nested too deeply, NaN, the wrong shape, a FIFO or a directory in its place),
+never stops or stalls the start: it is moved aside as
+``NAME.json.corrupt-<time>`` for a person to look at, and the command runs at
+once marked ``truncated``, so that run covers everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
+import re
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,19 +31,37 @@ from typing import Any
 
 import trio
 
-from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document
-
-log = logging.getLogger("s3syncer.journal")
+from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document, strict_json
 
 FORMAT_VERSION = 1
+
+# What _replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
+_TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
 
 
 @dataclass(frozen=True)
 class Recovered:
-    """What a journal held at start: its events, and whether some were lost or cut."""
+    """What a journal held at start: its events, and whether some were lost or cut.
+
+    ``problem`` says why the file could not be read and where it went, if so.
+    """
 
     events: tuple[Event, ...]
     truncated: bool
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """One log line's worth: what was found, and what the recovery run will do."""
+        if self.problem is not None:
+            return f"{self.problem}; running now, covering everything"
+        count = len(self.events)
+        found = (
+            f"{count} accepted event{' was' if count == 1 else 's were'} not run before the restart"
+        )
+        if self.truncated:
+            found += ", and the list is incomplete"
+            return f"{found}; running now, covering everything"
+        return f"{found}; running now"
 
 
 class Journal:
@@ -67,7 +92,8 @@ class Journal:
         """Remember ``events`` (de-duplicated, bounded); return the batch's sequence number."""
         self._seq += 1
         self._events.extend(events, self._seq)
-        self._events.truncated = self._events.truncated or truncated
+        if truncated:
+            self._events.mark_truncated(self._seq)
         self._version += 1
         return self._seq
 
@@ -91,15 +117,7 @@ class Journal:
         done = trio.Event()
         self._writing = done
         version = self._version
-        events = [event.to_document() for event in self._events]
-        document = None
-        if events or self.truncated:
-            document = {
-                "version": FORMAT_VERSION,
-                "events": events,
-                "truncated": self.truncated,
-                "savedAt": time.time(),
-            }
+        document = self._document()
         try:
             # The write itself cannot be cancelled halfway: the file is replaced whole or not.
             await trio.to_thread.run_sync(_replace_file, self.path, document)
@@ -108,33 +126,107 @@ class Journal:
             self._writing = None
             done.set()
 
+    def _document(self) -> dict[str, Any] | None:
+        """What the file should hold now; None when there is nothing to keep."""
+        if not len(self._events) and not self.truncated:
+            return None
+        return {
+            "version": FORMAT_VERSION,
+            "events": [event.to_document() for event in self._events],
+            "truncated": self.truncated,
+            "savedAt": time.time(),
+        }
+
     def load(self) -> Recovered | None:
-        """Read the file left by a previous process; None when there is nothing to recover."""
+        """Read the file left by a previous process; None when there is nothing to recover.
+
+        Never raises for what the file holds and never blocks on it: an unreadable
+        file is moved aside and reported in ``Recovered.problem``.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            events, truncated = _read(self.path)
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._unreadable(f"cannot read it: {exc}")
-        try:
-            document = json.loads(text)
-            if not isinstance(document, dict) or not isinstance(document.get("events"), list):
-                raise ValueError("no events list")
-            events = [
-                event_from_document(index, raw) for index, raw in enumerate(document["events"])
-            ]
-        except ValueError as exc:
-            return self._unreadable(f"it is corrupt ({exc})")
-        truncated = bool(document.get("truncated", False))
+        except (OSError, ValueError) as exc:
+            return self._set_aside(_reason(exc))
         self.record(events, truncated=truncated)
         self._saved_version = self._version
         return Recovered(tuple(events), truncated)
 
-    def _unreadable(self, why: str) -> Recovered:
-        # A spare sync is cheap, a missed one is not: run anyway, and say the list is partial.
-        log.warning("state file %s: %s; the command runs anyway with no event list", self.path, why)
+    def _set_aside(self, why: str) -> Recovered:
+        # A spare full sync is cheap, a missed change is not: cover everything.
         self.record((), truncated=True)
-        return Recovered((), truncated=True)
+        problem = f"state file {self.path} is unreadable ({why})"
+        try:
+            aside = _move_aside(self.path)
+        except OSError as exc:
+            return Recovered((), True, f"{problem} and cannot be moved aside ({exc.strerror})")
+        problem += f"; moved it to {aside.name}"
+        try:
+            # Keep "cover everything" on disk: a restart before that run must not forget it.
+            _replace_file(self.path, self._document())
+            self._saved_version = self._version
+        except OSError as exc:
+            problem += f"; cannot write a new one ({exc.strerror})"
+        return Recovered((), True, problem)
+
+
+def _read(path: Path) -> tuple[list[Event], bool]:
+    """The events and the truncated flag in ``path``; ValueError if it holds no journal."""
+    # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise ValueError(f"it is {_describe_kind(kind)}, not a file")
+        with open(fd, "rb", closefd=False) as file:
+            text = file.read().decode("utf-8")
+    finally:
+        os.close(fd)
+    document = strict_json(text)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if document.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ValueError(f"unknown version {document['version']!r}")
+    raw_events = document.get("events")
+    if not isinstance(raw_events, list):
+        raise ValueError('no "events" list')
+    truncated = document.get("truncated", False)
+    if not isinstance(truncated, bool):
+        raise ValueError('"truncated" is not true or false')
+    events = [event_from_document(index, raw) for index, raw in enumerate(raw_events)]
+    return events, truncated
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
+
+
+def _describe_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``NAME.corrupt-<UTC time>``, never over an earlier one."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while aside.exists() or aside.is_symlink():
+        number += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    path.rename(aside)
+    _fsync_dir(path.parent)
+    return aside
 
 
 def _replace_file(path: Path, document: dict[str, Any] | None) -> None:
@@ -145,11 +237,17 @@ def _replace_file(path: Path, document: dict[str, Any] | None) -> None:
         _fsync_dir(path.parent)
         return
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        json.dump(document, file, separators=(",", ":"))
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except BaseException:
+        # ENOSPC halfway: a partial temporary file would hold the space for good.
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
     _fsync_dir(path.parent)
 
 
@@ -159,6 +257,22 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(state_dir: str) -> list[Path]:
+    """Remove what writes cut short by a crash left in ``state_dir``; return what went.
+
+    Call it at start, before any journal writes: every temporary file is then stale.
+    """
+    removed = []
+    # No directory, no leftovers: opening the journals reports a bad stateDir.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in Path(state_dir).iterdir():
+            if _TEMPORARY.fullmatch(entry.name):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
 
 
 def open_journal(state_dir: str, command: str) -> Journal:

@@ -22,7 +22,7 @@ from . import fd_budget
 from .admission import Accepted, Refused
 from .config import DEFAULT_LISTEN, CommandConfig, Config, parse_listen
 from .events import Event, matching
-from .journal import Journal, open_journal
+from .journal import Journal, open_journal, remove_stale_temporaries
 from .metrics import Metrics
 from .process import KILL_GRACE, ProcessLauncher
 from .reload import CONFIG_POLL, Reloader
@@ -179,6 +179,7 @@ class Service:
         async with trio.open_nursery() as root:
             self._root = root
             await self._claim_run_directory()
+            _remove_stale_temporaries(self.config)
             for command in self.config.commands:
                 await self._start_command(command)
             _warn_about_orphan_state(self.config)
@@ -247,10 +248,10 @@ class Service:
         found = journal.load()
         if found is None:
             return journal, None
-        log.info(
-            "%s: %d accepted events were not run before the restart; running now",
-            command.name,
-            len(found.events),
+        log.log(
+            logging.INFO if found.problem is None else logging.WARNING,
+            "%s: %s",
+            *(command.name, found.describe()),
             extra={"command": command.name, "events": len(found.events)},
         )
         trigger = Trigger(
@@ -396,6 +397,19 @@ async def _settle(journal: Journal, seq: int) -> None:
     except OSError as exc:
         # The run succeeded; a stale journal only costs a spare run after a restart.
         log.error("cannot update state file %s: %s", journal.path, exc.strerror)
+
+
+def _remove_stale_temporaries(config: Config) -> None:
+    # Before any journal is opened: no write of ours can be in flight yet.
+    if config.state_dir is None:
+        return
+    try:
+        removed = remove_stale_temporaries(config.state_dir)
+    except OSError as exc:
+        log.warning("cannot clean stateDir %s: %s", config.state_dir, exc.strerror)
+        return
+    for path in removed:
+        log.info("removed %s, left by a write that a stop cut short", path)
 
 
 def _warn_about_orphan_state(config: Config) -> None:

@@ -1,4 +1,4 @@
-"""Distribution's storage layout and what a registry event needs copied: pure logic, no I/O.
+"""Distribution's storage layout and what a manifest references: pure logic, no I/O.
 
 A CNCF Distribution registry (2.x, 3.x) stores everything under
 ``[ROOTDIRECTORY/]docker/registry/v2/``:
@@ -20,22 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 V2_PREFIX = "docker/registry/v2"
-
-MANIFEST_MEDIA_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-    }
-)
 
 _HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
@@ -44,6 +33,7 @@ _REPO_RE = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAGS, _CURRENT = "/_manifests/tags/", "/current/link"
 
 
 class LayoutError(ValueError):
@@ -95,6 +85,21 @@ class Layout:
         root = self.root.strip("/")
         return f"{root}/{V2_PREFIX}" if root else V2_PREFIX
 
+    @property
+    def repositories(self) -> str:
+        """The prefix (ending in ``/``) of every repository's links: what ``--all`` lists."""
+        return f"{self.base}/repositories/"
+
+    def tag_of(self, key: str) -> tuple[str, str] | None:
+        """``(repository, tag)`` when ``key`` is a tag's ``current/link``, else None."""
+        if not key.startswith(self.repositories) or not key.endswith(_CURRENT):
+            return None
+        repo, sep, tag = key[len(self.repositories) : -len(_CURRENT)].rpartition(_TAGS)
+        try:
+            return (check_repository(repo), check_tag(tag)) if sep else None
+        except LayoutError:
+            return None
+
     def blob_data(self, digest: str) -> str:
         """The key of a blob's content."""
         alg, hexpart = check_digest(digest)
@@ -115,11 +120,11 @@ class Layout:
 
     def tag_dir(self, repository: str, tag: str) -> str:
         """The prefix (ending in ``/``) holding everything about one tag."""
-        return f"{self._repo(repository)}/_manifests/tags/{check_tag(tag)}/"
+        return f"{self._repo(repository)}{_TAGS}{check_tag(tag)}/"
 
     def tag_current_link(self, repository: str, tag: str) -> str:
         """The key holding the digest a tag points at."""
-        return f"{self.tag_dir(repository, tag)}current/link"
+        return f"{self.tag_dir(repository, tag)}{_CURRENT[1:]}"
 
     def tag_index_link(self, repository: str, tag: str, digest: str) -> str:
         """The key recording that ``tag`` pointed at ``digest``."""
@@ -208,110 +213,3 @@ def parse_manifest(data: bytes) -> ManifestRefs:
     if not refs:
         raise LayoutError("manifest references neither manifests, a config nor layers")
     return ManifestRefs(blobs=tuple(dict.fromkeys(refs)))
-
-
-# --------------------------------------------------------------------------------------------
-# Events -> changes
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Changes:
-    """The net effect of a list of registry events, replayed in order.
-
-    ``tags`` maps ``(repository, tag)`` to the digest it points at, or None once deleted;
-    ``manifests`` maps ``(repository, digest)`` to True (pushed) or False (deleted). The last
-    event about a tag or a manifest wins, so a push then a delete in one batch is a delete.
-    """
-
-    tags: dict[tuple[str, str], str | None] = field(default_factory=dict)
-    manifests: dict[tuple[str, str], bool] = field(default_factory=dict)
-    ignored: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def pushed_manifests(self) -> list[tuple[str, str]]:
-        """``(repository, digest)`` of every manifest to copy, in first-seen order."""
-        wanted = dict.fromkeys(key for key, present in self.manifests.items() if present)
-        for (repo, _tag), digest in self.tags.items():
-            if digest is not None:
-                wanted[(repo, digest)] = None
-        return list(wanted)
-
-    def tag_pushes(self) -> list[tuple[str, str, str]]:
-        """``(repository, tag, digest)`` for every tag to write."""
-        return [(r, t, d) for (r, t), d in self.tags.items() if d is not None]
-
-    def tag_deletes(self) -> list[tuple[str, str]]:
-        """``(repository, tag)`` for every tag to remove."""
-        return [key for key, digest in self.tags.items() if digest is None]
-
-    def manifest_deletes(self) -> list[tuple[str, str]]:
-        """``(repository, digest)`` for every revision link to remove."""
-        return [key for key, present in self.manifests.items() if not present]
-
-
-def _is_manifest_target(target: Mapping[str, Any]) -> bool:
-    # s3syncer's events file says "kind" for every format (a Harbor push names no media type).
-    kind = target.get("kind")
-    if isinstance(kind, str) and kind in ("manifest", "blob"):
-        return kind == "manifest"
-    media_type = target.get("mediaType")
-    if isinstance(media_type, str) and media_type in MANIFEST_MEDIA_TYPES:
-        return True
-    url = target.get("url")
-    return isinstance(url, str) and "/manifests/" in url
-
-
-def replay(events: Iterable[Any]) -> Changes:
-    """Reduce raw registry events (as in the events file) to :class:`Changes`.
-
-    * push of a manifest (by tag or by digest): the manifest, and the tag if any;
-    * delete with a tag: the tag is deleted;
-    * delete with a digest and no tag: the manifest's revision is deleted (Distribution 2.8
-      sends the same shape for a blob deleted through the API; only the revision link is
-      touched, which a blob never has);
-    * blob pushes, pulls, mounts and anything else: ignored (a manifest push brings its blobs).
-
-    An event that names an invalid repository, tag or digest is a problem, not an exception.
-    """
-    changes = Changes()
-    for index, event in enumerate(events):
-        target = event.get("target") if isinstance(event, Mapping) else None
-        action = event.get("action") if isinstance(event, Mapping) else None
-        if not isinstance(target, Mapping) or not isinstance(action, str):
-            changes.problems.append(f"event {index}: no action or target")
-            continue
-        repo, tag, digest = target.get("repository"), target.get("tag"), target.get("digest")
-        try:
-            if not isinstance(repo, str):
-                raise LayoutError("no repository")
-            check_repository(repo)
-            if tag is not None and tag != "":
-                if not isinstance(tag, str):
-                    raise LayoutError("tag is not a string")
-                check_tag(tag)
-            else:
-                tag = None
-            if digest is not None and digest != "":
-                if not isinstance(digest, str):
-                    raise LayoutError("digest is not a string")
-                check_digest(digest)
-            else:
-                digest = None
-        except LayoutError as exc:
-            changes.problems.append(f"event {index} ({action}): {exc}")
-            continue
-        if action == "push" and digest and _is_manifest_target(target):
-            changes.manifests[(repo, digest)] = True
-            if tag:
-                changes.tags[(repo, tag)] = digest
-        elif action == "delete" and tag:
-            changes.tags[(repo, tag)] = None
-        elif action == "delete" and digest:
-            changes.manifests[(repo, digest)] = False
-            for key, tagged in list(changes.tags.items()):
-                if key[0] == repo and tagged == digest:
-                    changes.tags[key] = None
-        else:
-            changes.ignored += 1
-    return changes

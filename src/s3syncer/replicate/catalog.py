@@ -1,0 +1,39 @@
+"""The tags a registry storage holds, from one listing of its ``repositories/`` tree.
+
+``replicate --all`` and ``verify`` start here. The listing never touches ``blobs/`` (the bulk
+of a bucket); each tag's digest is one small GET of its ``current/link``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .plan import read_link
+from .sides import Side, describe
+
+Tag = tuple[str, str]
+Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str | None]]
+
+
+def list_tags(side: Side) -> list[Tag]:
+    """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted."""
+    layout = side.layout
+    found = (layout.tag_of(key) for key in side.list_keys(layout.repositories))
+    return sorted(tag for tag in found if tag is not None)
+
+
+def read_tags(side: Side, tags: list[Tag], map_: Mapper) -> tuple[dict[Tag, str], dict[Tag, str]]:
+    """The digest each tag points at on ``side``, and why the others cannot be read."""
+    problems: dict[Tag, str] = {}
+
+    def read(tag: Tag) -> str | None:
+        key = side.layout.tag_current_link(*tag)
+        try:
+            return read_link(side, key)
+        except Exception as exc:
+            problems[tag] = f"cannot read {side}/{key}: {describe(exc)}"
+            return None
+
+    digests = map_(read, tags, None)
+    found = {tag: digest for tag, digest in zip(tags, digests, strict=True) if digest}
+    return found, problems

@@ -1,0 +1,143 @@
+"""``s3syncer replicate``: the command line, from flags to exit code.
+
+Without ``--all``: read the run's events file, replay it (:mod:`.changes`) and copy what it
+changed. With ``--all``, or when the events file says ``truncated`` (events were dropped, so
+the changes are not all known): copy every tag of the source instead, skipping blobs already
+in the mirror; with ``--delete`` also remove the mirror's tags the source no longer has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .arguments import SIDES, Sides, UsageError, parse_sides
+from .catalog import list_tags, read_tags
+from .changes import Changes, replay
+from .copier import Replicator
+from .sides import INSTALL_HINT, RequestCounter, Side, boto3_missing, describe, make_client
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+PROG = "s3syncer replicate"
+
+
+def load_events(path: str) -> tuple[list[Any], bool]:
+    """Read an events file: ``(events, truncated)``. A bare registry envelope also works."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise ValueError("not an events file: no 'events' list")
+    return data["events"], bool(data.get("truncated", False))
+
+
+def connect(sides: Sides, counters: Mapping[str, RequestCounter]) -> tuple[Side, Side, bool]:
+    """Both sides' clients, and whether they are one identity (server-side copy possible)."""
+    src_client, src_id = make_client(sides.configs["source"], sides.jobs, counters["source"])
+    dst_client, dst_id = make_client(sides.configs["dest"], sides.jobs, counters["dest"])
+    return Side(src_client, sides.source), Side(dst_client, sides.dest), src_id == dst_id
+
+
+def _say(line: str) -> None:
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[Any], bool]:
+    """The run's events and whether to copy everything instead; raise UsageError or OSError."""
+    if args.all:
+        if args.events:
+            raise UsageError("--all copies every tag: it takes no --events file")
+        return [], True
+    path = args.events or env.get("S3SYNCER_EVENTS_FILE")
+    if not path:
+        raise UsageError("no events: pass --events FILE, set S3SYNCER_EVENTS_FILE, or use --all")
+    try:
+        events, truncated = load_events(path)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read events file {path}: {exc}") from None
+    if truncated:
+        _say(
+            f"the events file {path} is marked truncated (the {len(events)} events it holds are "
+            "not all that happened): copying every tag of the source instead, as --all does"
+        )
+    return events, truncated
+
+
+def all_changes(replicator: Replicator, *, delete: bool) -> Changes:
+    """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes."""
+    source_tags = list_tags(replicator.source)
+    found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
+    lines = [f"{repo}:{tag}: {problem}" for (repo, tag), problem in problems.items()]
+    tags: dict[tuple[str, str], str | None] = dict(found)
+    changes = Changes(tags=tags, problems=lines)
+    extra = 0
+    if delete:  # a tag the source has but could not be read is kept
+        for tag in list_tags(replicator.dest):
+            if tag not in problems and tag not in found:
+                changes.tags[tag] = None
+                extra += 1
+    _say(
+        f"--all: {len(source_tags)} tags in {replicator.source}"
+        + (f", {extra} tags only in {replicator.dest} to delete" if delete else "")
+    )
+    return changes
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """``s3syncer replicate`` with parsed ``args``; returns the exit code."""
+    env = os.environ if environ is None else environ
+    try:
+        sides = parse_sides(args, env)
+        events, everything = _read_events(args, env)
+    except UsageError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        _say(str(exc))
+        return EXIT_FAILURE
+    if boto3_missing():
+        _say(f"boto3 is not installed; install it with: {INSTALL_HINT}")
+        return EXIT_USAGE
+    counters = {side: RequestCounter() for side in SIDES}
+    try:
+        source, dest, same_identity = connect(sides, counters)
+    except Exception as exc:
+        _say(f"cannot set up S3 clients: {describe(exc)}")
+        return EXIT_FAILURE
+    server_side = args.copy == "server" or (args.copy == "auto" and same_identity)
+    with Replicator(
+        source,
+        dest,
+        jobs=sides.jobs,
+        server_side=server_side,
+        dry_run=args.dry_run,
+        verbose=args.verbose,
+        keep_present=everything,
+    ) as replicator:
+        try:
+            changes = all_changes(replicator, delete=args.delete) if everything else replay(events)
+        except Exception as exc:
+            _say(f"cannot list the tags: {describe(exc)}")
+            return EXIT_FAILURE
+        ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
+    for problem in (*changes.problems, *replicator.problems):
+        _say(problem)
+    deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
+    if deletes and not args.delete:
+        _say(f"{deletes} delete(s) not applied (no --delete)")
+    stats = replicator.stats
+    scope = "all tags" if everything else f"{len(events)} events"
+    print(
+        f"{PROG}: {'dry run: ' if args.dry_run else ''}{scope}, "
+        f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
+        f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
+        f"{stats.blobs_skipped} already there, {stats.links_written} links written"
+        f"{f' ({stats.links_kept} already there)' if everything else ''}, "
+        f"{stats.links_deleted} deleted, {counters['source'].count + counters['dest'].count} "
+        f"S3 requests; {'ok' if ok else 'FAILED'}",
+        flush=True,
+    )
+    return EXIT_OK if ok else EXIT_FAILURE

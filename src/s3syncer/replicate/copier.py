@@ -1,0 +1,313 @@
+"""The copy itself: manifests' closures and the links that serve them, in a safe order.
+
+From the source registry storage to the destination, in an order that never lets the
+destination point at content it does not have:
+
+1. every blob (child manifests, configs, layers; each manifest's own bytes);
+2. the repository's ``_layers`` links for those blobs;
+3. ``_manifests/revisions`` links, children before the index that lists them;
+4. the tag's ``index`` link, and 5. the tag's ``current/link`` last.
+
+A manifest whose closure is not complete (missing source object, permission error, failed
+copy) gets no revision link and no tag; each problem is one line in :attr:`Replicator.problems`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO
+
+from .changes import Changes
+from .layout import BlobRef, link_body
+from .plan import Plan, discover
+from .pool import Pool
+from .sides import Side, describe
+from .transfer import CopyMismatchError, Transfers
+
+
+@dataclass
+class Stats:
+    """What a run did."""
+
+    manifests: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+    links_written: int = 0
+    links_kept: int = 0
+    links_deleted: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class Replicator:
+    """Copies manifests' closures and their links from one registry storage to another.
+
+    A context manager: it owns the run's worker pool and its transfer manager.
+    """
+
+    def __init__(
+        self,
+        source: Side,
+        dest: Side,
+        *,
+        jobs: int = 8,
+        server_side: bool = False,
+        dry_run: bool = False,
+        verbose: bool = False,
+        keep_present: bool = False,
+        out: IO[str] | None = None,
+    ) -> None:
+        self.source, self.dest = source, dest
+        # --all rewrites nothing already right: a HEAD is as cheap as a PUT, and a PUT makes a
+        # new version in a versioned bucket on every run
+        self.keep_present = keep_present
+        self.server_side = server_side
+        self.dry_run = dry_run
+        self.verbose = verbose or dry_run
+        self.out = out or sys.stdout
+        self.problems: list[str] = []
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self.pool = Pool(
+            jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
+        )
+        self.transfers = Transfers(source, dest, server_side=server_side, jobs=jobs)
+
+    def __enter__(self) -> Replicator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.transfers.close()
+        self.pool.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _problem(self, line: str) -> None:
+        with self._lock:
+            self.problems.append(line)
+
+    def _say(self, line: str) -> None:
+        if self.verbose:
+            with self._lock:
+                print(("would " if self.dry_run else "") + line, file=self.out, flush=True)
+
+    def _put(self, key: str, body: bytes, what: str) -> bool:
+        self._say(f"write {what}")
+        if self.dry_run:
+            return True
+        try:
+            self.dest.put(key, body)
+        except Exception as exc:
+            self._problem(f"{what}: cannot write {self.dest}/{key}: {describe(exc)}")
+            return False
+        return True
+
+    def _present(self, key: str, body: bytes) -> bool:
+        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest)."""
+        try:
+            if key.endswith("/current/link"):
+                return self.dest.read_small(key, len(body) + 1) == body
+            return self.dest.head_size(key) == len(body)
+        except Exception:
+            return False  # absent, unreadable or larger: write it
+
+    def _link(self, key: str, digest: str, what: str) -> bool:
+        """Write a link file unless ``keep_present`` and it already points at ``digest``."""
+        body = link_body(digest)
+        if self.keep_present and self._present(key, body):
+            self.stats.add(links_kept=1)
+            return True
+        ok = self._put(key, body, what)
+        if ok:
+            self.stats.add(links_written=1)
+        return ok
+
+    # -- the run -------------------------------------------------------------------------
+
+    def replicate(self, changes: Changes, *, delete: bool = False) -> bool:
+        """Apply ``changes`` to the destination. True when everything succeeded."""
+        pushed = changes.pushed_manifests()
+        plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
+        for manifest in plan.manifests.values():
+            if manifest.error:
+                self._problem(manifest.error)
+        plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
+        self._copy_blobs(plan)  # 1.
+        self._write_layer_links(plan)  # 2.
+        self._write_revision_links(plan)  # 3.
+        for repo, digest, closure in plan.wanted:
+            if closure is not None and not plan.revision_ok.get((repo, digest)):
+                self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
+        self._write_tags(plan, changes.tag_pushes())  # 4. and 5.
+        if delete:
+            self.pool.map(self._delete_tag, changes.tag_deletes(), False)
+            self.pool.map(self._delete_revision, changes.manifest_deletes(), False)
+        return not self.problems
+
+    def _copy_blob(self, ref: BlobRef) -> str:
+        """Copy one blob unless present with the same size: "ok", "failed" or "absent".
+
+        "absent" is an optional (foreign) layer that the source does not have either.
+        """
+        digest = ref.digest
+        src_key, dst_key = self.source.layout.blob_data(digest), self.dest.layout.blob_data(digest)
+        try:
+            dst_size = self.dest.head_size(dst_key)
+            size = ref.size
+            if size is None or dst_size != size:
+                size = self.source.head_size(src_key)
+                if size is None:
+                    if ref.optional:
+                        return "absent"
+                    self._problem(f"blob {digest}: source {src_key} does not exist")
+                    return "failed"
+            if dst_size == size:
+                self.stats.add(blobs_skipped=1)
+                return "ok"
+            self._say(f"copy blob {digest} ({size} bytes)")
+            if self.dry_run:
+                return "ok"
+            self.transfers.copy(digest, size)
+        except CopyMismatchError as exc:
+            self._problem(f"blob {digest}: {exc}")
+            return "failed"
+        except Exception as exc:
+            self._problem(f"blob {digest}: copy {src_key}: {describe(exc)}")
+            return "failed"
+        self.stats.add(blobs_copied=1, bytes_copied=size)
+        return "ok"
+
+    def _copy_blobs(self, plan: Plan) -> None:
+        manifest_digests = plan.manifest_digests()
+        self.stats.manifests = len(manifest_digests)
+
+        def put_manifest(digest: str) -> bool:
+            data = plan.manifests[digest].data
+            assert data is not None
+            key = self.dest.layout.blob_data(digest)
+            if self._present(key, data):  # content-addressed: the same size is the same bytes
+                self.stats.add(blobs_skipped=1)
+                return True
+            ok = self._put(key, data, f"manifest blob {digest}")
+            if ok:
+                self.stats.add(blobs_copied=1, bytes_copied=len(data))
+            return ok
+
+        refs = plan.blob_refs()
+        results = self.pool.map(self._copy_blob, refs, "failed")
+        plan.blob_state = {ref.digest: state for ref, state in zip(refs, results, strict=True)}
+        manifest_results = self.pool.map(put_manifest, manifest_digests, False)
+        for digest, ok in zip(manifest_digests, manifest_results, strict=True):
+            plan.blob_state[digest] = "ok" if ok else "failed"
+
+    def _write_layer_links(self, plan: Plan) -> None:
+        layer_links = sorted(
+            {
+                (repo, ref.digest)
+                for repo, _d, c in plan.wanted
+                if c
+                for ref in c[1]
+                if plan.blob_state[ref.digest] != "absent"
+            }
+        )
+
+        def write_layer_link(item: tuple[str, str]) -> bool:
+            repo, digest = item
+            if plan.blob_state[digest] != "ok":
+                return False
+            key = self.dest.layout.layer_link(repo, digest)
+            return self._link(key, digest, f"layer link {repo}@{digest}")
+
+        results = self.pool.map(write_layer_link, layer_links, False)
+        plan.link_ok = dict(zip(layer_links, results, strict=True))
+
+    def _write_revision_links(self, plan: Plan) -> None:
+        """Leaves first, then each index once all its children are linked."""
+        pending = sorted({(repo, m) for repo, _d, c in plan.wanted if c for m in c[0]})
+
+        def write_revision(item: tuple[str, str]) -> bool:
+            repo, digest = item
+            children = plan.manifests[digest].children
+            if not (all(plan.revision_ok[(repo, c)] for c in children) and plan.complete(item)):
+                return False
+            key = self.dest.layout.revision_link(repo, digest)
+            return self._link(key, digest, f"revision link {repo}@{digest}")
+
+        while pending:
+            ready = [
+                (repo, m)
+                for repo, m in pending
+                if all((repo, child) in plan.revision_ok for child in plan.manifests[m].children)
+            ]
+            if not ready:  # closure() refuses cycles, so this cannot happen; be safe anyway
+                break
+            results = self.pool.map(write_revision, ready, False)
+            plan.revision_ok.update(zip(ready, results, strict=True))
+            pending = [item for item in pending if item not in plan.revision_ok]
+
+    def _write_tags(self, plan: Plan, tag_pushes: list[tuple[str, str, str]]) -> None:
+        tags = []
+        for repo, tag, digest in tag_pushes:
+            if plan.revision_ok.get((repo, digest)):
+                tags.append((repo, tag, digest))
+            else:
+                self._problem(f"{repo}:{tag}: not updated, {digest} is not complete")
+
+        def write_tag_index(item: tuple[str, str, str]) -> bool:
+            repo, tag, digest = item
+            key = self.dest.layout.tag_index_link(repo, tag, digest)
+            return self._link(key, digest, f"tag index link {repo}:{tag}@{digest}")
+
+        def write_tag_current(item: tuple[str, str, str]) -> bool:
+            repo, tag, digest = item
+            key = self.dest.layout.tag_current_link(repo, tag)
+            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}")
+
+        index_ok = self.pool.map(write_tag_index, tags, False)
+        current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
+        self.pool.map(write_tag_current, current, False)
+
+    def _delete_tag(self, item: tuple[str, str]) -> bool:
+        repo, tag = item
+        prefix = self.dest.layout.tag_dir(repo, tag)
+        try:
+            keys = self.dest.list_keys(prefix)
+            # current/link first: the tag disappears before its history does.
+            keys.sort(key=lambda k: (not k.endswith("/current/link"), k))
+            self._say(f"delete tag {repo}:{tag} ({len(keys)} objects)")
+            if self.dry_run:
+                return True
+            for key in keys:
+                self.dest.delete(key)
+        except Exception as exc:
+            self._problem(f"{repo}:{tag}: cannot delete {prefix}: {describe(exc)}")
+            return False
+        self.stats.add(links_deleted=len(keys))
+        return True
+
+    def _delete_revision(self, item: tuple[str, str]) -> bool:
+        repo, digest = item
+        key = self.dest.layout.revision_link(repo, digest)
+        self._say(f"delete revision link {repo}@{digest}")
+        if self.dry_run:
+            return True
+        try:
+            self.dest.delete(key)
+        except Exception as exc:
+            self._problem(f"{repo}@{digest}: cannot delete {key}: {describe(exc)}")
+            return False
+        self.stats.add(links_deleted=1)
+        return True

@@ -1,0 +1,153 @@
+"""The two S3 sides: a boto3 client each, and the few reads every step shares.
+
+boto3 is imported here, lazily, so that ``s3syncer serve`` never loads it: it is the optional
+``replicate`` extra.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .arguments import Location, SideConfig
+from .layout import Layout
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+INSTALL_HINT = (
+    "pip install '.[replicate]' in a clone of s3syncer, "
+    "or pip install 'boto3>=1.34' into the environment s3syncer runs from"
+)
+
+
+class RequestCounter:
+    """Counts the HTTP requests a boto3 client sends (retries included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, **_kwargs: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def boto3_missing() -> bool:
+    """Whether the optional boto3 is absent (the caller says how to install it)."""
+    try:
+        import boto3  # noqa: F401, PLC0415
+    except ImportError:
+        return True
+    return False
+
+
+def make_client(config: SideConfig, jobs: int, counter: RequestCounter) -> tuple[S3Client, Any]:
+    """A boto3 S3 client for one side, and an identity (endpoint, credentials) to compare."""
+    import boto3  # noqa: PLC0415 - optional dependency
+    from botocore.config import Config  # noqa: PLC0415
+
+    session = boto3.session.Session(
+        profile_name=config.profile,
+        aws_access_key_id=config.access_key,
+        aws_secret_access_key=config.secret_key,
+        aws_session_token=config.session_token,
+    )
+    client_config = Config(
+        region_name=config.region,
+        # the run's request pool and its transfer pool each hold up to `jobs` requests
+        max_pool_connections=max(10, jobs * 2),
+        retries={"max_attempts": 5, "mode": "standard"},
+        s3={"addressing_style": "path"} if config.path_style else None,
+    )
+    client = session.client("s3", endpoint_url=config.endpoint, config=client_config)
+    client.meta.events.register("before-send", counter)
+    creds = session.get_credentials()
+    frozen = creds.get_frozen_credentials() if creds is not None else None
+    identity = (client.meta.endpoint_url, client.meta.region_name, frozen)
+    return client, identity
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for an S3 or network error."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return "does not exist"
+        if code in ("403", "AccessDenied", "Forbidden"):
+            return f"permission denied ({code}, HTTP {status})"
+        if code in ("NoSuchBucket",):
+            return "bucket does not exist"
+        message = error.get("Message") or ""
+        return f"{code or 'error'} (HTTP {status}){': ' + message if message else ''}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether an S3 error says the object is not there."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class TooLargeError(Exception):
+    """An object that should be small (a manifest, a link) is not."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One registry storage: a client, the bucket and root, and its key layout."""
+
+    client: S3Client
+    location: Location
+    layout: Layout = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", Layout(self.location.root))
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name."""
+        return self.location.bucket
+
+    def head_size(self, key: str) -> int | None:
+        """The size of ``key``, or None when it does not exist; other errors raise."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def read_small(self, key: str, limit: int) -> bytes:
+        """The whole of a small object; TooLargeError above ``limit`` bytes."""
+        obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        if obj["ContentLength"] > limit:
+            raise TooLargeError(f"{key} is larger than {limit} bytes")
+        data: bytes = obj["Body"].read()
+        return data
+
+    def put(self, key: str, body: bytes) -> None:
+        """Write a small object."""
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def delete(self, key: str) -> None:
+        """Remove one object."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (one paginated listing)."""
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+    def __str__(self) -> str:
+        return str(self.location)

@@ -1,0 +1,224 @@
+"""``s3syncer verify``: can the mirror be restored from? Read-only on both sides.
+
+For every tag of the source, the mirror must have the same ``current/link`` digest and the
+whole closure: each manifest's bytes, every config and layer blob at the right size, every
+layer link, every revision link and the tag's index link. ``--deep`` also hashes each blob.
+
+Its cost is one listing of the source's ``repositories/`` tree, a small GET per tag and per
+manifest, and HEAD requests; never a listing of ``blobs/``. Each object is checked once, however
+many tags share it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .arguments import SIDES, UsageError, parse_sides
+from .catalog import Tag, list_tags, read_tags
+from .command import connect
+from .layout import BlobRef
+from .plan import Closure, Plan, discover, fetch_manifest
+from .pool import Pool
+from .sides import INSTALL_HINT, RequestCounter, Side, boto3_missing, describe
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+PROG = "s3syncer verify"
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass
+class Report:
+    """What verify found: how much it checked, and what each broken tag misses."""
+
+    tags: int = 0
+    manifests: int = 0
+    blobs: int = 0
+    deep: bool = False
+    broken: dict[Tag, list[str]] = field(default_factory=dict)
+    requests: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every tag of the source can be pulled from the mirror."""
+        return not self.broken
+
+    def lines(self) -> list[str]:
+        """One line per broken ``repo:tag``, naming what is missing."""
+        return [
+            f"{repo}:{tag}: {'; '.join(missing)}" for (repo, tag), missing in self.broken.items()
+        ]
+
+    def summary(self) -> str:
+        """The last line: what was checked, and the verdict."""
+        verdict = "complete" if self.complete else f"INCOMPLETE, {len(self.broken)} tags broken"
+        return (
+            f"{PROG}: {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs "
+            f"checked{' (sha256)' if self.deep else ''}, {self.requests} S3 requests; {verdict}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The report for machines (``--json``)."""
+        return {
+            "complete": self.complete,
+            "tags": self.tags,
+            "manifests": self.manifests,
+            "blobs": self.blobs,
+            "deep": self.deep,
+            "requests": self.requests,
+            "broken": [
+                {"repository": repo, "tag": tag, "missing": missing}
+                for (repo, tag), missing in self.broken.items()
+            ],
+        }
+
+
+class Verifier:
+    """Checks the mirror against the source; every check runs once on the pool."""
+
+    def __init__(self, source: Side, dest: Side, pool: Pool, *, deep: bool = False) -> None:
+        self.source, self.dest, self.pool, self.deep = source, dest, pool, deep
+
+    def _each(self, check: Callable[[K], str | None], items: Iterable[K]) -> dict[K, str]:
+        """Run ``check`` over unique ``items``; the problems found, by item."""
+        unique = list(dict.fromkeys(items))
+        failed: str | None = "an object could not be checked (error above)"
+        results = self.pool.map(check, unique, failed)
+        return {item: problem for item, problem in zip(unique, results, strict=True) if problem}
+
+    def verify(self) -> Report:
+        """Check every tag of the source."""
+        tags = list_tags(self.source)
+        want, unreadable = read_tags(self.source, tags, self.pool.map)
+        have, _ = read_tags(self.dest, list(want), self.pool.map)
+        plan = Plan(discover(self.source, set(want.values()), self.pool.map))
+        closures = {tag: plan.closure(digest) for tag, digest in want.items()}
+        complete = {tag: c for tag, c in closures.items() if c is not None}
+        manifests = {m for c in complete.values() for m in c[0]}
+        blobs = {ref for c in complete.values() for ref in c[1]}
+        bad_manifests = self._each(lambda m: self._check_manifest(plan, m), manifests)
+        bad_blobs = self._each(self._check_blob, blobs)
+        links = self._each(
+            self._check_link,
+            (
+                key
+                for (repo, tag), c in complete.items()
+                for key in self._link_keys(repo, tag, want[(repo, tag)], c)
+            ),
+        )
+        report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
+        for bad, problem in unreadable.items():
+            report.broken[bad] = [f"unreadable in the source ({problem})"]
+        for (repo, tag), digest in want.items():
+            missing = self._tag_problems(digest, have.get((repo, tag)), closures[(repo, tag)], plan)
+            if missing is None:
+                c = complete[(repo, tag)]
+                missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
+                missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
+                keys = self._link_keys(repo, tag, digest, c)
+                missing += [links[k] for k in keys if k in links]
+            if missing:
+                report.broken[(repo, tag)] = missing
+        report.broken = dict(sorted(report.broken.items()))
+        return report
+
+    def _tag_problems(
+        self, digest: str, mirrored: str | None, closure: Closure | None, plan: Plan
+    ) -> list[str] | None:
+        """What is wrong with a tag itself; None when its closure is to be checked."""
+        problems = []
+        if mirrored is None:
+            problems.append(f"tag (no current/link; source has {digest})")
+        elif mirrored != digest:
+            problems.append(f"tag points at {mirrored}, source at {digest}")
+        if closure is None:
+            errors = "; ".join(plan.errors(digest)) or "a manifest lists itself"
+            problems.append(f"cannot read its closure in the source: {errors}")
+            return problems
+        return problems or None
+
+    def _link_keys(self, repo: str, tag: str, digest: str, closure: Closure) -> list[str]:
+        layout = self.dest.layout
+        keys = [layout.layer_link(repo, ref.digest) for ref in sorted(closure[1], key=str)]
+        keys += [layout.revision_link(repo, m) for m in sorted(closure[0])]
+        keys.append(layout.tag_index_link(repo, tag, digest))
+        return keys
+
+    def _check_manifest(self, plan: Plan, digest: str) -> str | None:
+        mirrored = fetch_manifest(self.dest, digest)
+        if mirrored.error:
+            return f"manifest {digest} ({mirrored.error.rpartition(': ')[2]})"
+        if mirrored.data != plan.manifests[digest].data:
+            return f"manifest {digest} (bytes differ)"
+        return None
+
+    def _check_blob(self, ref: BlobRef) -> str | None:
+        key = self.dest.layout.blob_data(ref.digest)
+        size = self.dest.head_size(key)
+        want = ref.size
+        if want is None or (size is None and ref.optional):  # the source says what is right
+            want = self.source.head_size(self.source.layout.blob_data(ref.digest))
+        if size is None:
+            return None if ref.optional and want is None else f"blob {ref.digest}"
+        if size != want:
+            return f"blob {ref.digest} ({size} bytes, source has {want})"
+        if self.deep and not self._hash_matches(key, ref.digest):
+            return f"blob {ref.digest} (content does not match its digest)"
+        return None
+
+    def _hash_matches(self, key: str, digest: str) -> bool:
+        algorithm, _, expected = digest.partition(":")
+        body = self.dest.client.get_object(Bucket=self.dest.bucket, Key=key)["Body"]
+        hasher = hashlib.new(algorithm)
+        for chunk in body.iter_chunks(1024 * 1024):
+            hasher.update(chunk)
+        return hasher.hexdigest() == expected
+
+    def _check_link(self, key: str) -> str | None:
+        if self.dest.head_size(key) is not None:
+            return None
+        kind = "layer link" if "/_layers/" in key else "revision link"
+        if "/_manifests/tags/" in key:
+            kind = "tag index link"
+        digest = "sha256:" + key.rsplit("/", 2)[-2] if "/sha256/" in key else key
+        return f"{kind} {digest}"
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """``s3syncer verify`` with parsed ``args``; returns the exit code."""
+    env = os.environ if environ is None else environ
+    try:
+        sides = parse_sides(args, env)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if boto3_missing():
+        print(f"{PROG}: boto3 is not installed; install it with: {INSTALL_HINT}", file=sys.stderr)
+        return EXIT_USAGE
+    counters = {side: RequestCounter() for side in SIDES}
+    problems: list[str] = []
+    try:
+        source, dest, _same = connect(sides, counters)
+        with Pool(
+            sides.jobs, lambda item, exc: problems.append(f"{item}: {describe(exc)}")
+        ) as pool:
+            report = Verifier(source, dest, pool, deep=args.deep).verify()
+    except Exception as exc:
+        print(f"{PROG}: cannot verify: {describe(exc)}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    report.requests = counters["source"].count + counters["dest"].count
+    if args.json:
+        print(json.dumps(report.as_json(), indent=1))
+    else:
+        for line in report.lines():
+            print(line)
+        print(report.summary(), flush=True)
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE

@@ -1,0 +1,237 @@
+"""A mirror that is seeded from nothing, proven complete, and repaired: ``replicate --all``
+and ``verify`` against real SeaweedFS, a real ``docker-registry`` on S3 and skopeo pushes.
+
+The source registry gets its images before any replicate runs (as when replicate is
+configured on an existing registry); each test mirrors into its own root of the mirror bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry_harness import (
+    _run_skopeo,
+    make_oci_layout,
+    manifest_digest,
+    require_tools,
+    skopeo_push,
+)
+from registry_storage import put_blob_file, put_image, put_tag, random_file
+from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from s3syncer.replicate.layout import Layout
+from test_replicate import make_index_layout
+
+pytestmark = pytest.mark.integration
+
+MULTIPART_LAYER = 70 * 1024 * 1024  # above the 64 MiB part of a server-side copy
+
+
+@dataclass
+class Source:
+    s3: S3Server
+    tmp: Path
+    addr: str
+    tags: dict[str, str]  # repo:tag -> manifest digest
+    layout: Path
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
+    require_tools()
+    tmp = tmp_path_factory.mktemp("proof")
+    with (
+        run_seaweedfs(tmp / "s3", ["seed", "mirror", "big"]) as s3,
+        run_s3_registry(tmp / "seed-reg", s3, "seed", root="reg") as reg,
+    ):
+        layout = tmp / "layout"
+        make_oci_layout(layout, tag="one", payload=b"first image")
+        make_oci_layout(layout, tag="two", payload=b"second image")
+        index = make_index_layout(layout, "multi")
+        skopeo_push(layout, reg.addr, "team/app:v1", src_tag="one")
+        skopeo_push(layout, reg.addr, "team/app:v2", src_tag="two")
+        _run_skopeo(
+            ["copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+             "--dest-no-creds", f"oci:{layout}:multi", f"docker://{reg.addr}/team/multi:v1"],
+            timeout=60,
+        )  # fmt: skip
+        tags = {
+            "team/app:v1": manifest_digest(layout, "one"),
+            "team/app:v2": manifest_digest(layout, "two"),
+            "team/multi:v1": index,
+        }
+        yield Source(s3, tmp, reg.addr, tags, layout)
+
+
+def _tool(source: Source, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+    env = {**base, **source.s3.env("source"), **source.s3.env("dest")}
+    return subprocess.run(
+        [sys.executable, "-m", "s3syncer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _replicate_all(source: Source, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    result = _tool(
+        source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, *extra
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+def _verify(source: Source, dest: str, *extra: str, src: str = "s3://seed/reg") -> Any:
+    return _tool(source, "verify", "--source", src, "--dest", dest, *extra)
+
+
+def _layer_of(source: Source, src_tag: str) -> str:
+    manifest_path = source.layout / "blobs/sha256" / manifest_digest(source.layout, src_tag)[7:]
+    return str(json.loads(manifest_path.read_bytes())["layers"][0]["digest"])
+
+
+def test_replicate_all_seeds_an_empty_mirror(source: Source) -> None:
+    result = _replicate_all(source, "s3://mirror/seeded")
+    assert "all tags" in result.stdout and "; ok" in result.stdout
+    assert "3 tags in s3://seed/reg" in result.stderr
+    verified = _verify(source, "s3://mirror/seeded")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1].endswith("; complete")
+    assert "3 tags, 5 manifests" in verified.stdout  # two images, an index and its two children
+    with run_s3_registry(source.tmp / "seeded-reg", source.s3, "mirror", root="seeded") as dst:
+        for ref, digest in source.tags.items():
+            raw = subprocess.run(
+                [tool("skopeo"), "inspect", "--raw", "--tls-verify=false", "--no-creds",
+                 f"docker://{dst.addr}/{ref}"],
+                capture_output=True, timeout=60, check=True,
+            ).stdout  # fmt: skip
+            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest, ref
+        _run_skopeo(
+            ["copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--src-no-creds",
+             f"docker://{dst.addr}/team/multi:v1", f"oci:{source.tmp / 'pulled'}:multi"],
+            timeout=60,
+        )  # fmt: skip
+    # a second run finds everything there: nothing copied or written again
+    again = _replicate_all(source, "s3://mirror/seeded")
+    assert " 0 blobs copied" in again.stdout
+    assert "13 already there, 0 links written (19 already there)" in again.stdout
+
+
+def test_verify_names_the_broken_tag_and_replicate_all_repairs_it(source: Source) -> None:
+    dest, client = "s3://mirror/repair", source.s3.client()
+    _replicate_all(source, dest)
+    layer = _layer_of(source, "two")
+    client.delete_object(Bucket="mirror", Key=Layout("repair").blob_data(layer))
+
+    broken = _verify(source, dest)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    lines = broken.stdout.splitlines()
+    assert lines[:-1] == [f"team/app:v2: blob {layer}"]
+    assert "INCOMPLETE, 1 tags broken" in lines[-1]
+    as_json = json.loads(_verify(source, dest, "--json").stdout)
+    assert as_json["complete"] is False
+    assert as_json["broken"] == [
+        {"repository": "team/app", "tag": "v2", "missing": [f"blob {layer}"]}
+    ]
+
+    repaired = _replicate_all(source, dest)
+    assert " 1 blobs copied" in repaired.stdout
+    assert _verify(source, dest).returncode == 0
+
+    # same size, other bytes: only --deep sees it; removing the blob lets --all copy it again
+    key = Layout("repair").blob_data(layer)
+    size = client.head_object(Bucket="mirror", Key=key)["ContentLength"]
+    client.put_object(Bucket="mirror", Key=key, Body=b"x" * size)
+    assert _verify(source, dest).returncode == 0
+    deep = _verify(source, dest, "--deep")
+    assert deep.returncode == 1
+    assert f"team/app:v2: blob {layer} (content does not match its digest)" in deep.stdout
+    client.delete_object(Bucket="mirror", Key=key)
+    _replicate_all(source, dest)
+    assert _verify(source, dest, "--deep").returncode == 0
+
+
+def test_verify_names_missing_links_and_a_moved_tag(source: Source) -> None:
+    dest, client, layout = "s3://mirror/links", source.s3.client(), Layout("links")
+    _replicate_all(source, dest)
+    layer = _layer_of(source, "one")
+    client.delete_object(Bucket="mirror", Key=layout.layer_link("team/app", layer))
+    put_tag(client, "mirror", layout, "team/multi:v1", source.tags["team/app:v2"])
+    result = _verify(source, dest)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()[:-1]
+    # the layer is shared by no other tag of team/app, so only v1 is broken by its link
+    assert lines[0] == f"team/app:v1: layer link {layer}", lines
+    assert lines[1].startswith(f"team/multi:v1: tag points at {source.tags['team/app:v2']}")
+    assert len(lines) == 2
+
+
+def test_replicate_all_delete_removes_tags_the_source_lost(source: Source) -> None:
+    dest, client, layout = "s3://mirror/pruned", source.s3.client(), Layout("pruned")
+    _replicate_all(source, dest)
+    put_tag(client, "mirror", layout, "team/app:gone", source.tags["team/app:v1"])
+    assert _verify(source, dest).returncode == 0  # a tag only the mirror has is no gap
+    kept = _replicate_all(source, dest)
+    assert client.list_objects_v2(Bucket="mirror", Prefix=layout.tag_dir("team/app", "gone"))[
+        "KeyCount"
+    ]
+    assert "delete" not in kept.stderr
+    pruned = _replicate_all(source, dest, "--delete")
+    assert "1 tags only in s3://mirror/pruned to delete" in pruned.stderr
+    listed = client.list_objects_v2(Bucket="mirror", Prefix=layout.tag_dir("team/app", "gone"))
+    assert listed["KeyCount"] == 0
+    assert _verify(source, dest).returncode == 0
+
+
+def test_a_truncated_events_file_copies_every_tag(source: Source) -> None:
+    events = source.tmp / "truncated.json"
+    one_event = {"action": "push", "target": {"repository": "team/app", "tag": "v1"}}
+    body = {"command": "replicate", "reason": "event", "events": [one_event], "truncated": True}
+    events.write_text(json.dumps(body))
+    dest = "s3://mirror/truncated"
+    result = _tool(
+        source, "replicate", "--source", "s3://seed/reg", "--dest", dest, "--events", str(events)
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "is marked truncated" in result.stderr
+    assert "copying every tag of the source instead" in result.stderr
+    assert _verify(source, dest).returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["stream", "server"])
+def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> None:
+    client, layout = source.s3.client(), Layout("big")
+    key_of = layout.blob_data
+    if not client.list_objects_v2(Bucket="big", Prefix=layout.repositories)["KeyCount"]:
+        path = source.tmp / "layer.bin"
+        layer = random_file(path, MULTIPART_LAYER)
+        put_blob_file(client, "big", layout, path, layer)
+        path.unlink()
+        put_image(client, "big", layout, "big/app", tags=["v1"], layers=[layer])
+    dest = f"s3://mirror/{mode}"
+    result = _tool(
+        source, "replicate", "--all", "--copy", mode, "--source", "s3://big/big", "--dest", dest
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert ("server-side" if mode == "server" else "streamed") in result.stdout
+    tag_key = layout.tag_current_link("big/app", "v1")
+    manifest = client.get_object(Bucket="big", Key=tag_key)["Body"].read().decode()
+    body = client.get_object(Bucket="big", Key=key_of(manifest))["Body"].read()
+    layer_digest = json.loads(body)["layers"][0]["digest"]
+    head = client.head_object(Bucket="mirror", Key=Layout(mode).blob_data(layer_digest))
+    assert head["ContentLength"] == MULTIPART_LAYER
+    assert "-" in head["ETag"], head["ETag"]  # a multipart object's ETag ends in -PARTS
+    deep = _verify(source, dest, "--deep", src="s3://big/big")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
