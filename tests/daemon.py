@@ -328,17 +328,19 @@ def spawn_s3syncer(
     env: Mapping[str, str] | None = None,
     wait_listening: bool = True,
     ready_timeout: float = READY_TIMEOUT,
+    argv_prefix: Sequence[str] = (),
 ) -> Daemon:
     """Start ``python -m s3syncer *cli_args`` with its output in a log file under ``tmp_path``.
 
     With ``wait_listening`` (the default) it returns once the daemon logged its address; if
-    that fails, the process is stopped before the error propagates."""
+    that fails, the process is stopped before the error propagates. ``argv_prefix`` is a
+    command that execs the rest, e.g. ``prlimit --nofile=1024:1024 --``."""
     log_dir = tmp_path / "daemon-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"s3syncer-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            _s3syncer_argv(cli_args),
+            [*argv_prefix, *_s3syncer_argv(cli_args)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -363,12 +365,15 @@ def start_daemon(
     env: Mapping[str, str] | None = None,
     listen: str = "127.0.0.1:0",
     wait_listening: bool = True,
+    argv_prefix: Sequence[str] = (),
 ) -> Daemon:
     """Write ``config_text`` to a file and serve it: ``serve --config F --listen 127.0.0.1:0``."""
     config_path = tmp_path / f"config-{time.monotonic_ns()}.yaml"
     config_path.write_text(textwrap.dedent(config_text), encoding="utf-8")
     cli_args = ["serve", "--config", str(config_path), "--listen", listen, *args]
-    return spawn_s3syncer(tmp_path, cli_args, env=env, wait_listening=wait_listening)
+    return spawn_s3syncer(
+        tmp_path, cli_args, env=env, wait_listening=wait_listening, argv_prefix=argv_prefix
+    )
 
 
 # --- a command that records its runs -----------------------------------------------------

@@ -196,6 +196,24 @@ def test_summarise_never_contains_secrets() -> None:
     assert "MC_PASSWORD" in summary
 
 
+def test_check_warns_about_a_byte_order_mark_in_the_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\n")
+    config = write(
+        tmp_path, "c.yaml", f"auth: {{tokenFile: {token_file}}}\ncommands: [{{name: a, cmd: x}}]\n"
+    )
+    assert main(["check", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "auth: token required" in out
+    assert err == (
+        f"{config}: warning: auth.tokenFile: {token_file} starts with a UTF-8 byte order mark;"
+        " ignored\n"
+    )
+    assert SECRET not in out + err
+
+
 def test_check_bad_config_prints_every_error_and_exits_2(
     bad: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -687,6 +687,27 @@ def test_auth_token_file_is_read_and_stripped(tmp_path: Path) -> None:
     assert config.auth.token == SECRET
 
 
+def test_token_file_with_a_byte_order_mark_is_read_without_it(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\r\n")
+    config = parse(f"auth: {{tokenFile: {token_file}}}\n" + MINIMAL)
+    assert config.auth is not None
+    assert config.auth.token == SECRET
+    assert config.warnings == (
+        f"auth.tokenFile: {token_file} starts with a UTF-8 byte order mark; ignored",
+    )
+
+
+def test_token_file_with_one_final_newline_gives_no_warning(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET + "\n")
+    assert parse(f"auth: {{tokenFile: {token_file}}}\n" + MINIMAL).warnings == ()
+    token_file.write_text(f" {SECRET}\n\n")
+    assert parse(f"auth: {{tokenFile: {token_file}}}\n" + MINIMAL).warnings == (
+        f"auth.tokenFile: {token_file} has whitespace around the token; ignored",
+    )
+
+
 def test_env_token_wins_over_token_and_token_file(tmp_path: Path) -> None:
     env = {"S3SYNCER_TOKEN": " from-env\n"}
     token_file = tmp_path / "token"

@@ -224,7 +224,7 @@ def test_run_ids_and_history_go_on_across_restarts_with_state_dir(tmp_path: Path
         _wait_status(daemon, "push", lambda c: c["runs"] == 1)
         assert daemon.post("/run/push", b"", BEARER)[0] == 202
         _wait_status(daemon, "push", lambda c: c["runs"] == 2)
-    assert (state / "runs" / "push.json").is_file()
+    assert (state / "history" / "push.json").is_file()
     with start_daemon(tmp_path, config) as daemon:
         before = _status(daemon)["push"]
         assert [run["runId"] for run in before["recentRuns"]] == [2, 1]

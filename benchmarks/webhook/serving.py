@@ -1,8 +1,9 @@
-"""Serve an ASGI app on Hypercorn's trio worker the way s3syncer does, for the comparisons.
+"""Serve an ASGI app on Hypercorn's trio worker, for the comparisons.
 
-The Hypercorn settings match ``s3syncer.server.serve_http`` (no access
-log, no server header, the same graceful timeout), so the only difference
-between the baseline, the Quart-Trio route and s3syncer is the application.
+The Hypercorn settings match those ``s3syncer.server.serve_http`` gives Hypercorn
+(no access log, no server header, the same graceful timeout). s3syncer itself
+runs Hypercorn's protocol behind its own accept loop and connection rules
+(``s3syncer.server``, ``s3syncer.connection``), so its figures include those too.
 """
 
 from __future__ import annotations

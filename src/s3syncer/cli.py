@@ -30,10 +30,13 @@ from .config import (
     ConfigError,
     EventRule,
     ListenError,
+    clean_token,
     format_duration,
     load_config,
     parse_listen,
 )
+from .fd_budget import raise_open_files_limit
+from .leftovers import become_subreaper
 from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import add_verify_arguments, run_verify
@@ -131,6 +134,8 @@ def check(config_flag: str | None) -> int:
     if config is None:
         return EXIT_USAGE
     print(summarise(config))
+    for warning in config.warnings:
+        print(f"{config.source}: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -144,6 +149,7 @@ def summarise(config: Config) -> str:
     if config.state_dir:
         lines.append(f"  stateDir: {config.state_dir}")
     lines.append(f"  shutdownGrace: {format_duration(config.shutdown_grace)}")
+    lines.append(f"  requestTimeout: {format_duration(config.request_timeout)}")
     for command in config.commands:
         lines.extend(_summarise_command(command))
     return "\n".join(lines)
@@ -206,6 +212,8 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     config = _load(config_flag)
     if config is None:
         return EXIT_USAGE
+    for warning in config.warnings:
+        log.warning("%s: %s", config.source, warning)
     override = listen_flag or os.environ.get("S3SYNCER_LISTEN")
     listen = override or config.listen or DEFAULT_LISTEN
     try:
@@ -213,6 +221,8 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     except ListenError as exc:
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    raise_open_files_limit()
+    become_subreaper()  # orphans of a run come to us, not to init: see leftovers.py
     service = Service(
         config, listen, config_path=_config_path(config_flag), listen_override=override
     )
@@ -251,7 +261,7 @@ def request_run(name: str, url: str | None, token_file: str | None) -> int:
     token = os.environ.get("S3SYNCER_TOKEN", "")
     if token_file:
         try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
+            token = clean_token(Path(token_file).read_text(encoding="utf-8"))
         except OSError as exc:
             print(f"s3syncer: cannot read {token_file}: {exc.strerror}", file=sys.stderr)
             return EXIT_USAGE

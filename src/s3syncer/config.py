@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 import yaml
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
+BOM = "\ufeff"  # the UTF-8 byte order mark, as text
 DEFAULT_CONFIG_PATH = "/etc/s3syncer/config.yaml"
 DEFAULT_LISTEN = "localhost:9999"
 DEFAULT_DELAY = 5.0
 MIN_DEFAULT_MAX_DELAY = 60.0
 DEFAULT_SHUTDOWN_GRACE = 25.0
+DEFAULT_REQUEST_TIMEOUT = 10.0  # for a request's headers and body to arrive
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
 # The webhook formats a command can accept (see formats.py), in the order they are tried.
@@ -144,7 +146,10 @@ class Config:
     auth: AuthConfig | None = None
     state_dir: str | None = None
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     source: str = "<config>"
+    # What was accepted but looks like a mistake; `check` prints it, `serve` logs it.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def command(self, name: str) -> CommandConfig | None:
         """The command called ``name``, if there is one."""
@@ -231,10 +236,14 @@ class _Checker:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def error(self, path: str, message: str) -> None:
         # The document itself has the empty path; name it so no line starts with ": ".
         self.errors.append(f"{path or 'top level'}: {message}")
+
+    def warning(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}")
 
     def mapping(self, path: str, value: object, known: frozenset[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
@@ -294,7 +303,7 @@ def _show(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
-_TOP_KEYS = frozenset({"listen", "auth", "stateDir", "shutdownGrace", "commands"})
+_TOP_KEYS = frozenset({"listen", "auth", "stateDir", "shutdownGrace", "requestTimeout", "commands"})
 _COMMAND_KEYS = frozenset(
     {
         "name",
@@ -359,6 +368,9 @@ def _read_config(
         top, "stateDir", "", lambda p, v: checker.typed(p, v, str, "a string")
     )
     grace = checker.optional(top, "shutdownGrace", "", checker.duration)
+    request_timeout = checker.optional(top, "requestTimeout", "", checker.duration)
+    if request_timeout == 0:
+        checker.error("requestTimeout", "must be more than 0s")
     # A bare `auth:` (its settings commented out) must not silently turn auth off:
     # read it as an empty mapping, which asks for a token.
     auth_value = {} if "auth" in top and top["auth"] is None else top.get("auth")
@@ -370,7 +382,9 @@ def _read_config(
         auth=auth,
         state_dir=state_dir,
         shutdown_grace=DEFAULT_SHUTDOWN_GRACE if grace is None else grace,
+        request_timeout=request_timeout or DEFAULT_REQUEST_TIMEOUT,
         source=source,
+        warnings=tuple(checker.warnings),
     )
 
 
@@ -418,15 +432,26 @@ def _read_auth(checker: _Checker, value: object, env: Mapping[str, str]) -> Auth
 
 def _read_token_file(checker: _Checker, path: str) -> str | None:
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
+        raw = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         checker.error("auth.tokenFile", f"cannot read {path}: {reason}")
         return None
+    token = clean_token(raw)
     if not token:
         checker.error("auth.tokenFile", f"{path} is empty")
         return None
+    if raw.startswith(BOM):
+        # Editors on Windows add one; a registry never sends it, so the token would never match.
+        checker.warning("auth.tokenFile", f"{path} starts with a UTF-8 byte order mark; ignored")
+    if raw.lstrip(BOM) not in (token, token + "\n", token + "\r\n"):
+        checker.warning("auth.tokenFile", f"{path} has whitespace around the token; ignored")
     return token
+
+
+def clean_token(text: str) -> str:
+    """A token as read from a file: without a UTF-8 byte order mark or surrounding whitespace."""
+    return text.lstrip(BOM).strip()
 
 
 def _read_commands(checker: _Checker, value: object) -> tuple[CommandConfig, ...]:

@@ -1,6 +1,6 @@
 """A command's recent runs: the last 20, its last success, and the id the next run gets.
 
-With ``stateDir`` the history lives in ``STATEDIR/runs/NAME.json`` (replaced
+With ``stateDir`` the history lives in ``STATEDIR/history/NAME.json`` (replaced
 atomically, once when a run starts and once when it ends), so run ids go on
 across restarts and the page still shows what ran before one. Without it, the
 history is kept in memory only. The runner only records; :meth:`RunHistory.keep_saved`,
@@ -28,7 +28,8 @@ log = logging.getLogger("s3syncer.history")
 
 KEEP_RUNS = 20
 FORMAT_VERSION = 1
-HISTORY_DIR = "runs"
+# Not runs/: that holds the runs' events files, and is emptied at every start.
+HISTORY_DIR = "history"
 
 
 @dataclass(frozen=True)

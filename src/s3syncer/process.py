@@ -2,8 +2,9 @@
 
 The process gets a session (and so a process group) of its own. Whatever
 ends a run, a clean exit, a timeout or a shutdown, every process left in the
-group gets SIGTERM and, after ``kill_grace`` seconds, SIGKILL: no process of
-a run outlives it.
+group gets SIGTERM and, after ``kill_grace`` seconds, SIGKILL; so do the
+orphans the daemon adopted as a subreaper once no run is left that could own
+them. No process of a run outlives it (see :mod:`s3syncer.leftovers`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,24 @@ import json
 import logging
 import math
 import os
+import resource
 import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 
 import trio
 
 from .config import CommandConfig
+from .fd_budget import limits_at_start
+from .leftovers import (
+    adopted_children,
+    end_group,
+    end_processes,
+    is_subreaper,
+    set_parent_death_signal,
+)
 from .output import OutputTail
 from .runner import RunRequest, RunResult
 
@@ -32,8 +41,9 @@ output_log = logging.getLogger("s3syncer.output")
 KILL_GRACE = 10.0
 MAX_LINE_BYTES = 8 * 1024
 MAX_LOGGED_BYTES = 1024 * 1024  # per run; the tail still keeps the end of the output
-GROUP_POLL = 0.05
+EXIT_POLL = 0.05  # without pidfd_open (Linux before 5.3)
 DRAIN_AFTER_EXIT = 1.0
+PARENT_DEATH_SIGNAL = signal.SIGTERM
 
 
 class OutputSink:
@@ -109,64 +119,6 @@ async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink
         sink.feed(name, bytes(partial_line))
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs; zombies do not count."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # kill() also reaches zombies, which wait for init to reap them (slowly, on some
-    # machines); they hold nothing open and cannot run, so look past them.
-    return _live_member_in_proc(pgid)
-
-
-def _live_member_in_proc(pgid: int) -> bool:
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True  # no /proc to ask: trust kill()
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue  # it ended while we looked
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
-async def _wait_group_gone(pgid: int) -> None:
-    # The kernel offers no event for "this process group is empty"; poll it.
-    while _group_alive(pgid):  # noqa: ASYNC110
-        await trio.sleep(GROUP_POLL)
-
-
-async def end_group(pgid: int, kill_grace: float = KILL_GRACE) -> None:
-    """SIGTERM every process in group ``pgid``, then SIGKILL what is left after the grace."""
-    if not _group_alive(pgid):
-        return
-    _signal_group(pgid, signal.SIGTERM)
-    with trio.move_on_after(kill_grace):
-        await _wait_group_gone(pgid)
-        return
-    log.warning("process group %d outlived SIGTERM by %gs; sending SIGKILL", pgid, kill_grace)
-    _signal_group(pgid, signal.SIGKILL)
-    with trio.move_on_after(kill_grace):
-        await _wait_group_gone(pgid)
-
-
 class ProcessLauncher:
     """Launches commands for runners: ``await launcher(command, request)``."""
 
@@ -180,6 +132,8 @@ class ProcessLauncher:
         self.kill_grace = kill_grace
         self.events_dir = events_dir
         self.base_env = base_env
+        self._leaders: set[int] = set()  # our children that are runs' leaders, not orphans
+        self._nofile = limits_at_start()
 
     async def __call__(self, command: CommandConfig, request: RunRequest) -> RunResult:
         """Run ``command`` once for ``request`` and say how it ended."""
@@ -206,6 +160,7 @@ class ProcessLauncher:
             sink.close()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_remove, events_file)
+                await self._end_orphans()
         return RunResult(
             exit_code=result.exit_code,
             signal=result.signal,
@@ -242,43 +197,92 @@ class ProcessLauncher:
     async def _execute(
         self, command: CommandConfig, env: dict[str, str], sink: OutputSink
     ) -> RunResult:
-        run = partial(
-            trio.run_process,
-            command.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            # One pipe for both: lines keep the order the command wrote them in, which two
-            # pipes read side by side cannot promise.
-            stderr=subprocess.STDOUT,
-            check=False,
-            cwd=command.workdir,
-            env=env,
-            start_new_session=True,
-            deliver_cancel=partial(_deliver_cancel, kill_grace=self.kill_grace),
-        )
-        async with trio.open_nursery() as nursery:
-            try:
-                process: trio.Process = await nursery.start(run)
-            except OSError as exc:
-                return RunResult(error=_start_error(command, exc))
-            assert process.stdout is not None
+        try:
+            process, output = self._spawn(command, env)
+        except OSError as exc:
+            return RunResult(error=_start_error(command, exc))
+        except subprocess.SubprocessError as exc:
+            return RunResult(error=f"cannot start {command.cmd}: {exc}")
+        self._leaders.add(process.pid)
+        try:
             async with trio.open_nursery() as readers:
-                readers.start_soon(pump_lines, process.stdout, "output", sink)
+                readers.start_soon(pump_lines, output, "output", sink)
                 try:
-                    returncode = await process.wait()
+                    returncode = await _wait_exit(process)
                 finally:
                     # The leader is gone (or being killed): its children must not outlive it.
                     with trio.CancelScope(shield=True):
                         await end_group(process.pid, self.kill_grace)
+                        returncode = await _wait_exit(process)
                 # A grandchild that held the pipes is dead now: read what it left, briefly.
                 readers.cancel_scope.deadline = trio.current_time() + DRAIN_AFTER_EXIT
+        finally:
+            self._leaders.discard(process.pid)
         if returncode < 0:
             return RunResult(signal=-returncode)
         return RunResult(exit_code=returncode)
 
+    def _spawn(
+        self, command: CommandConfig, env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], trio.lowlevel.FdStream]:
+        # One pipe for both stdout and stderr: lines keep the order the command wrote them
+        # in, which two pipes read side by side cannot promise.
+        out_read, out_write = os.pipe()
+        try:
+            # In the event loop's own thread, not a worker thread: the parent-death signal
+            # fires when the thread that forked ends, and trio's idle workers end after 10 s.
+            # Forking takes a few milliseconds, once a run.
+            process = subprocess.Popen(
+                command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=out_write,
+                cwd=command.workdir,
+                env=env,
+                start_new_session=True,
+                # Two system calls between fork and exec, no lock taken: safe with threads.
+                preexec_fn=self._prepare_child,  # noqa: PLW1509
+            )
+        except BaseException:
+            os.close(out_read)
+            raise
+        finally:
+            os.close(out_write)
+        return process, trio.lowlevel.FdStream(out_read)
 
-async def _deliver_cancel(process: trio.Process, *, kill_grace: float) -> None:
-    await end_group(process.pid, kill_grace)
+    def _prepare_child(self) -> None:
+        # Runs in the child between fork and exec. If the daemon dies without cleaning up,
+        # the leader hears of it; the next start ends the rest (see leftovers.py).
+        set_parent_death_signal(PARENT_DEATH_SIGNAL)
+        # The daemon raised its soft open-files limit for its connections; a command that
+        # still uses select() needs the usual one, as Go does for the processes it starts.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
+
+    async def _end_orphans(self) -> None:
+        # As a subreaper we adopt what a run's processes orphaned. Which run it came from
+        # cannot be told, so the last run to end ends them: never a running run's helper.
+        if self._leaders or not is_subreaper():
+            return
+        orphans = await trio.to_thread.run_sync(adopted_children, self._leaders)
+        await end_processes(orphans, self.kill_grace, "that runs left behind", reap=True)
+
+
+async def _wait_exit(process: subprocess.Popen[bytes]) -> int:
+    """The exit status of ``process``, waited for without blocking the event loop."""
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:
+        while (code := process.poll()) is None:  # noqa: ASYNC110
+            await trio.sleep(EXIT_POLL)
+        return code
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    return process.wait()
 
 
 def _start_error(command: CommandConfig, exc: OSError) -> str:

@@ -19,16 +19,18 @@ from typing import Any, Literal
 
 import trio
 
+from . import fd_budget
 from .admission import Accepted, Refused
 from .config import DEFAULT_LISTEN, CommandConfig, Config, parse_listen
 from .events import Event, matching
 from .history import RunHistory, open_history
 from .journal import Journal, open_journal, remove_stale_temporaries
 from .metrics import Metrics
-from .process import ProcessLauncher
+from .process import KILL_GRACE, ProcessLauncher
 from .reload import CONFIG_POLL, Reloader
+from .run_directory import RunDirectory, default_location
 from .runner import Launch, Runner, RunRequest, RunResult, Trigger
-from .server import HTTP_GRACE, StartupError, bind_address, serve_http
+from .server import HTTP_GRACE, ServerSettings, StartupError, bind_address, serve_http
 from .status import status_document
 from .web import create_app
 
@@ -68,7 +70,13 @@ class Service:
         self._retiring: list[Runner] = []
         self._run_locks: dict[str, trio.Lock] = {}
         self._root: trio.Nursery | None = None
-        self._launcher: Launch = self.launch or ProcessLauncher()
+        self._processes: ProcessLauncher | None = None
+        self._run_directory: RunDirectory | None = None
+        self._launcher: Launch
+        if self.launch is None:
+            self._processes = self._launcher = ProcessLauncher()
+        else:
+            self._launcher = self.launch
         self._reloader: Reloader | None = None
         self._reload_scope = trio.CancelScope()
         if self.config_path is not None:
@@ -173,6 +181,7 @@ class Service:
         host, port = parse_listen(self.listen)
         async with trio.open_nursery() as root:
             self._root = root
+            await self._claim_run_directory()
             _remove_stale_temporaries(self.config)
             for command in self.config.commands:
                 await self._start_command(command)
@@ -186,7 +195,18 @@ class Service:
             task_status.started(binds)
             await self._shutdown.wait()
             await self._shut_down()
+            if self._run_directory is not None:
+                self._run_directory.release()
             root.cancel_scope.cancel()
+
+    async def _claim_run_directory(self) -> None:
+        if self._processes is None:
+            return  # an injected launcher keeps its own files
+        directory = RunDirectory(default_location(self.config.state_dir, self.config_path))
+        await trio.to_thread.run_sync(directory.claim)
+        await directory.clear(KILL_GRACE)
+        self._processes.events_dir = directory.path
+        self._run_directory = directory  # its lock lasts as long as we do
 
     async def _start_command(self, command: CommandConfig) -> None:
         assert self._root is not None
@@ -263,6 +283,7 @@ class Service:
             ("listen", parse_listen(self.listen), parse_listen(listen)),
             ("auth", old.auth, new.auth),
             ("stateDir", old.state_dir, new.state_dir),
+            ("requestTimeout", old.request_timeout, new.request_timeout),
         ):
             if before != after:
                 log.warning("reload: %s changed; that takes a restart to apply", key)
@@ -273,7 +294,13 @@ class Service:
         removed = [name for name in live if name not in wanted]
         added = [command for name, command in wanted.items() if name not in live]
         changed = [c for name, c in wanted.items() if name in live and c != live[name]]
-        self.config = replace(new, listen=old.listen, auth=old.auth, state_dir=old.state_dir)
+        self.config = replace(
+            new,
+            listen=old.listen,
+            auth=old.auth,
+            state_dir=old.state_dir,
+            request_timeout=old.request_timeout,
+        )
         if not (removed or added or changed):
             log.info("reload: no command changed in %s", self.config_path)
             return
@@ -327,8 +354,23 @@ class Service:
                 task_status.started(scope)
 
     async def _serve_http(self, bind: str, *, task_status: trio.TaskStatus[list[str]]) -> None:
+        limit = fd_budget.open_files_limit()
+        settings = ServerSettings(
+            bind=bind,
+            max_connections=fd_budget.connection_budget(limit, len(self.config.commands)),
+            request_timeout=self.config.request_timeout,
+            shutdown_grace=HTTP_GRACE,
+        )
+        if settings.max_connections < fd_budget.MAX_CONNECTIONS:
+            log.info(
+                "open files limit %d: at most %d connections at once",
+                limit,
+                settings.max_connections,
+            )
         try:
-            await serve_http(create_app(self), bind, self._stop_http.wait, task_status=task_status)
+            await serve_http(
+                create_app(self), settings, self._stop_http.wait, task_status=task_status
+            )
         finally:
             self._http_done.set()
 
