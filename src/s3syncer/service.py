@@ -32,6 +32,7 @@ from .run_directory import RunDirectory, default_location
 from .runner import Launch, Runner, RunRequest, RunResult, Trigger
 from .server import HTTP_GRACE, ServerSettings, StartupError, bind_address, serve_http
 from .status import status_document
+from .throttle import Throttle
 from .web import create_app
 
 log = logging.getLogger("s3syncer")
@@ -69,6 +70,8 @@ class Service:
         self._retired: dict[Runner, trio.Event] = {}
         self._retiring: list[Runner] = []
         self._run_locks: dict[str, trio.Lock] = {}
+        # A full disk fails every request's flush: one line a minute says so, not one a request.
+        self._journal_errors = Throttle()
         self._root: trio.Nursery | None = None
         self._processes: ProcessLauncher | None = None
         self._run_directory: RunDirectory | None = None
@@ -170,7 +173,14 @@ class Service:
             # Accepted means delivered to the registry: only once it is on disk (group commit).
             await journal.flush()
         except OSError as exc:
-            log.error("%s: cannot record triggers in %s: %s", name, journal.path, exc.strerror)
+            self._journal_errors.log(
+                log,
+                logging.ERROR,
+                "%s: cannot record triggers in %s: %s",
+                name,
+                journal.path,
+                exc.strerror,
+            )
             return NOT_DURABLE
         return None
 

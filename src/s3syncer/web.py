@@ -31,6 +31,7 @@ from .events import EnvelopeError
 from .formats import UnsupportedContentTypeError, check_content_type, parse_request
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .page import render_status_page
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from .service import Service
@@ -40,7 +41,6 @@ log = logging.getLogger("s3syncer.web")
 MAX_BODY = 1024 * 1024
 TRIGGER_PREFIX = "/trigger/"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
-REJECTION_LOG_INTERVAL = 60.0
 # One challenge per header, Basic first: Chromium offers Basic credentials (also those in
 # the URL) only when Basic comes first in a header of its own; registries send Bearer.
 AUTH_CHALLENGES = [
@@ -71,26 +71,6 @@ class _RefusedError(Exception):
         self.headers = headers or []
 
 
-class RejectionLog:
-    """Logs refused requests at most once a minute, so a misbehaving client cannot flood it."""
-
-    def __init__(self, interval: float = REJECTION_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._last = -float("inf")
-        self._suppressed = 0
-
-    def note(self, status: int, reason: str, path: str) -> None:
-        """Record one refused request; log it if the last log line is old enough."""
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        # The path is the client's: repr() keeps a %0A in it from forging a log line.
-        log.warning("refused %r: %d %s%s", path, status, reason, more)
-        self._last, self._suppressed = now, 0
-
-
 class WebhookApp:
     """ASGI entry point: answers webhooks itself and hands every other request to ``fallback``."""
 
@@ -98,7 +78,7 @@ class WebhookApp:
         self.service = service
         self.auth = auth
         self.fallback = fallback
-        self.rejections = RejectionLog()
+        self.rejections = Throttle()  # a misbehaving client must not flood the log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection."""
@@ -113,7 +93,10 @@ class WebhookApp:
                 await self._trigger(scope, receive, send, path[len(TRIGGER_PREFIX) :].rstrip("/"))
                 return
         except _RefusedError as rejection:
-            self.rejections.note(rejection.status, rejection.reason, path)
+            # The path is the client's: repr() keeps a %0A in it from forging a log line.
+            self.rejections.log(
+                log, logging.WARNING, "refused %r: %d %s", path, rejection.status, rejection.reason
+            )
             await respond(send, rejection.status, rejection.reason + "\n", rejection.headers)
             return
         await self.fallback(scope, receive, send)
