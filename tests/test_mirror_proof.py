@@ -34,6 +34,7 @@ from test_replicate import make_index_layout
 pytestmark = pytest.mark.integration
 
 MULTIPART_LAYER = 70 * 1024 * 1024  # above the 64 MiB part of a server-side copy
+PART_COPY_ABOVE = 64 * 1024 * 1024  # below 5 GiB a server copy is one CopyObject, unless told
 
 
 @dataclass
@@ -221,8 +222,18 @@ def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> N
         path.unlink()
         put_image(client, "big", layout, "big/app", tags=["v1"], layers=[layer])
     dest = f"s3://mirror/{mode}"
+    limit = ["--server-copy-limit", str(PART_COPY_ABOVE)]
     result = _tool(
-        source, "replicate", "--all", "--copy", mode, "--source", "s3://big/big", "--dest", dest
+        source,
+        "replicate",
+        "--all",
+        "--copy",
+        mode,
+        *limit,
+        "--source",
+        "s3://big/big",
+        "--dest",
+        dest,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert ("server-side" if mode == "server" else "streamed") in result.stdout
