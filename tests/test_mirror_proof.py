@@ -246,3 +246,23 @@ def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> N
     assert "-" in head["ETag"], head["ETag"]  # a multipart object's ETag ends in -PARTS
     deep = _verify(source, dest, "--deep", src="s3://big/big")
     assert deep.returncode == 0, deep.stdout + deep.stderr
+
+
+def test_below_5_gib_a_server_copy_is_one_copy_object(source: Source) -> None:
+    client, layout = source.s3.client(), Layout("big")
+    if not client.list_objects_v2(Bucket="big", Prefix=layout.repositories)["KeyCount"]:
+        test_a_layer_above_64_mib_is_copied_in_parts(source, "server")
+    dest = "s3://mirror/whole"
+    result = _tool(
+        source, "replicate", "--all", "--copy", "server", "--source", "s3://big/big", "--dest", dest
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    tag_key = layout.tag_current_link("big/app", "v1")
+    manifest = client.get_object(Bucket="big", Key=tag_key)["Body"].read().decode()
+    body = client.get_object(Bucket="big", Key=layout.blob_data(manifest))["Body"].read()
+    layer_digest = json.loads(body)["layers"][0]["digest"]
+    head = client.head_object(Bucket="mirror", Key=Layout("whole").blob_data(layer_digest))
+    assert head["ContentLength"] == MULTIPART_LAYER
+    assert "-" not in head["ETag"], head["ETag"]  # one CopyObject: a plain MD5 ETag
+    deep = _verify(source, dest, "--deep", src="s3://big/big")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
