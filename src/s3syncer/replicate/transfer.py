@@ -7,7 +7,7 @@ GET whose bytes are hashed before the PUT. Larger ones go to one s3transfer
 
 * server-side, one ``CopyObject`` up to ``server_copy_limit`` (5 GiB, S3's largest; like
   ``rclone copy``: one request, no part bookkeeping), ``UploadPartCopy`` of 64 MiB parts above;
-* streamed, the source body is read in 8 MiB parts and hashed as it passes; about ``jobs``
+* streamed, the source body is read in 5 MiB parts and hashed as it passes; about ``jobs``
   parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB one. The
   digest is known only at the end: a mismatch deletes what was written.
 """
@@ -125,7 +125,9 @@ class Transfers:
             self.dest.put(dst_key, data)
             return
         upload = self._transfer_manager().upload
-        future = upload(reader, self.dest.bucket, dst_key)  # type: ignore[arg-type]
+        # the known size lets s3transfer grow the part past 5 MiB when 10,000 would not do
+        known = [cast("BaseSubscriber", _KnownSize(size))]
+        future = upload(reader, self.dest.bucket, dst_key, subscribers=known)  # type: ignore[arg-type]
         future.result()
         try:
             reader.check(digest, size)
