@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .layout import MANIFEST_MEDIA_TYPES, LayoutError, check_digest, check_repository, check_tag
+from ..events import MANIFEST_MEDIA_TYPES
+from .layout import LayoutError, check_digest, check_repository, check_tag
 
 
 @dataclass

@@ -26,17 +26,6 @@ from typing import Any
 
 V2_PREFIX = "docker/registry/v2"
 
-MANIFEST_MEDIA_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-    }
-)
-
 _HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
 # distribution/reference: path components of lowercase alphanumerics and separators.
