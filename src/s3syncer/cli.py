@@ -16,8 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-
-import trio
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import (
@@ -37,9 +36,10 @@ from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import add_verify_arguments, run_verify
 from .replicate import run as replicate_run
-from .server import StartupError, leaf_errors
-from .service import Service
-from .signals import EarlySignals, watch_signals
+
+if TYPE_CHECKING:
+    from .service import Service
+    from .signals import EarlySignals
 
 log = logging.getLogger("s3syncer")
 
@@ -191,6 +191,13 @@ def _describe_rule(rule: EventRule) -> str:
 
 def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str) -> int:
     """``s3syncer serve``: run until SIGTERM or SIGINT."""
+    # the daemon's stack (trio, Quart, Hypercorn) loads here, not with the module: it costs
+    # `replicate` and `verify`, which a command runs on every push, 1-2 s of start each
+    import trio  # noqa: PLC0415
+
+    from .service import Service  # noqa: PLC0415
+    from .signals import EarlySignals  # noqa: PLC0415
+
     early = EarlySignals()
     early.install()
     configure_logging(fmt, level)
@@ -212,6 +219,10 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
 
 
 async def _serve(service: Service, early: EarlySignals) -> None:
+    import trio  # noqa: PLC0415
+
+    from .signals import watch_signals  # noqa: PLC0415
+
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_signals, service, early)
         await service.run()
@@ -219,6 +230,8 @@ async def _serve(service: Service, early: EarlySignals) -> None:
 
 
 def _exit_code_for(exc: BaseException) -> int:
+    from .server import StartupError, leaf_errors  # noqa: PLC0415
+
     leaves = leaf_errors(exc)
     if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         log.warning("stopped without a graceful shutdown")
