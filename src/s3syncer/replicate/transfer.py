@@ -8,8 +8,8 @@ GET whose bytes are hashed before the PUT. Larger ones go to one s3transfer
 * server-side, one ``CopyObject`` up to ``server_copy_limit`` (5 GiB, S3's largest; like
   ``rclone copy``: one request, no part bookkeeping), ``UploadPartCopy`` of 64 MiB parts above;
 * streamed, the source body is read in 5 MiB parts and hashed as it passes; about twice
-  ``jobs`` parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB one. The
-  digest is known only at the end: a mismatch deletes what was written.
+  ``jobs`` parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB
+  one. The digest is known only at the end: a mismatch deletes what was written.
 """
 
 from __future__ import annotations
