@@ -325,7 +325,9 @@ def started(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[Star
     record: list[Started] = []
 
     class FakeService:
-        def __init__(self, config: Config, listen: str, config_path: str) -> None:
+        def __init__(
+            self, config: Config, listen: str, config_path: str, listen_override: str | None
+        ) -> None:
             record.append(Started(config, listen))
 
     async def serve_nothing(service: object, early: object) -> None:

@@ -649,11 +649,6 @@ def test_event_rules() -> None:
 @pytest.mark.parametrize(
     ("events", "error"),
     [
-        (
-            "[]",
-            "commands[0].events: is empty and nothing else starts the command "
-            "(reconcile, runAt or runOnStart)",
-        ),
         ("{action: push}", "commands[0].events: must be a list of rules, not a mapping"),
         ("[push]", "commands[0].events[0]: must be a mapping, not a string"),
         (

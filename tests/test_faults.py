@@ -288,7 +288,7 @@ def test_invalid_utf8_output_is_logged_replaced(tmp_path: Path) -> None:
         # Every log line is still one JSON document, with the bad bytes replaced.
         daemon.wait_for_log("cut short, no newline")
         records = [json.loads(line) for line in daemon.log_text().splitlines()]
-        output = [r["message"] for r in records if r.get("stream") in ("stdout", "stderr")]
+        output = [r["message"] for r in records if r.get("stream") == "output"]
         assert any(m.startswith("utf8 | caf\ufffd") and m.endswith(" end") for m in output)
         assert any("\ufffd cut short, no newline \ufffd" in m for m in output), output
         # The status page renders it.

@@ -28,7 +28,8 @@ import trio
 from s3syncer import process
 from s3syncer.config import CommandConfig
 from s3syncer.events import Event, EventLog, parse_envelope
-from s3syncer.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, TAIL_BYTES, ProcessLauncher
+from s3syncer.output import TAIL_BYTES
+from s3syncer.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, ProcessLauncher
 from s3syncer.runner import Reason, RunRequest, RunResult
 
 PY = sys.executable
@@ -365,17 +366,20 @@ async def test_output_is_logged_as_it_comes(
     assert records.lines() == ["first", "second"]
 
 
-async def test_both_streams_are_tagged(events_dir: Path, records: Records) -> None:
+async def test_stdout_and_stderr_keep_their_order(events_dir: Path, records: Records) -> None:
     script = """
         import sys
-        print("to out", flush=True)
-        print("to err", file=sys.stderr, flush=True)
+        for i in range(50):
+            stream = sys.stdout if i % 2 else sys.stderr
+            stream.write(f"line {i} to {stream.name}\\n")
+            stream.flush()
         sys.stdout.write("crlf\\r\\n")
     """
     result = await launch(python(script), events_dir)
     assert result.ok, result
-    assert records.lines("stdout") == ["to out", "crlf"]
-    assert records.lines("stderr") == ["to err"]
+    expected = [f"line {i} to {'<stdout>' if i % 2 else '<stderr>'}" for i in range(50)]
+    assert records.lines("output") == [*expected, "crlf"]
+    assert result.output_tail == "\n".join([*expected, "crlf"]) + "\n"
     for record in records.output:
         assert getattr(record, "command", None) == "job"
         assert getattr(record, "run_id", None) == 7

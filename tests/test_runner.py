@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -602,3 +603,60 @@ async def test_update_that_adds_run_at_during_a_run_folds_the_tick_into_the_foll
     assert launch.starts() == [pytest.approx(3.0), pytest.approx(104.0)]
     assert launch.reasons() == ["event", "schedule"]
     assert launch.runs[1].triggers == 2
+
+
+# What an operator reads: the lag, the next run, the history.
+
+
+def lag(runner: Runner) -> tuple[int, float]:
+    """Events waiting and the age of the oldest, to the millisecond."""
+    return runner.waiting_events(), round(runner.pending_event_age(), 3)
+
+
+async def test_the_lag_counts_from_the_oldest_event_no_success_covered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=2.0, results=[FAILED, FAILED, OK])
+    cmd = command(delay=3.0)
+    async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
+        assert lag(runner) == (0, 0.0)
+        send(runner, trigger(event("a")))  # accepted at 0; runs 3..5 and fails
+        await at(launch, 2)
+        assert lag(runner) == (1, 2.0)
+        await at(launch, 4)  # running: still not covered
+        assert lag(runner) == (1, 4.0)
+        await at(launch, 50)  # failed, nothing pending: the event still waits, and ages
+        assert runner.state == "idle" and runner.pending_triggers == 0
+        assert lag(runner) == (1, 50.0)
+        send(runner, trigger(event("b")))  # runs 53..55 with a and b, fails again
+        await at(launch, 100)
+        assert lag(runner) == (2, 100.0)
+        send(runner, trigger(event("c")))  # 103..105 succeeds: all three covered
+        await at(launch, 104)
+        assert runner.pending_event_age() == pytest.approx(104.0)
+        await at(launch, 106)
+        assert lag(runner) == (0, 0.0)
+        assert runner.history.last_success is not None
+        assert [run.ok for run in runner.history] == [False, False, True]
+        assert [run.run_id for run in runner.history] == [1, 2, 3]
+
+
+async def test_next_run_says_when_the_pending_run_or_retry_falls_due(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=1.0, results=[FAILED])
+    cmd = command(delay=3.0, retry=Retry(attempts=1, backoff=10.0))
+    async with running(launch, cmd) as [runner]:
+        assert runner.next_run() is None
+        send(runner, trigger(event("a")))
+        await at(launch, 1)
+        wall_now = runner.next_run()
+        assert wall_now is not None
+        due_in = wall_now - time.time()
+        assert due_in == pytest.approx(2.0, abs=0.5)  # the quiet period ends at 3
+        await at(launch, 5)  # failed at 4: the retry falls due at 14
+        assert runner.state == "backoff"
+        retry_at = runner.next_run()
+        assert retry_at is not None and retry_at - time.time() == pytest.approx(9.0, abs=0.5)
+        await at(launch, 20)
+        assert runner.next_run() is None

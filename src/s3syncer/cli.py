@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import urllib.error
 import urllib.parse
@@ -163,9 +164,9 @@ def _summarise_command(command: CommandConfig) -> list[str]:
         backoff = format_duration(command.retry.backoff)
         timing.append(f"retry {command.retry.attempts}x from {backoff}")
     lines = [
-        f"  {command.name}{' (disabled)' if command.disable else ''}: {' '.join(command.argv)}",
+        f"  {command.name}{' (disabled)' if command.disable else ''}: {shlex.join(command.argv)}",
         f"    {', '.join(timing)}",
-        f"    on: {'; '.join(_describe_rule(r) for r in command.events) or 'no events'}",
+        f"    on: {_describe_starts(command)}",
         f"    formats: {', '.join(f for f in FORMATS if f in command.formats)}",
     ]
     if command.workdir:
@@ -173,6 +174,14 @@ def _summarise_command(command: CommandConfig) -> list[str]:
     if command.env:
         lines.append(f"    env: {', '.join(sorted(command.env))}")
     return lines
+
+
+def _describe_starts(command: CommandConfig) -> str:
+    if command.events:
+        return "; ".join(_describe_rule(r) for r in command.events)
+    if command.reconcile is not None or command.run_at or command.run_on_start:
+        return "no events"
+    return f"no events; manual runs only (s3syncer run {shlex.quote(command.name)})"
 
 
 def _describe_rule(rule: EventRule) -> str:
@@ -204,13 +213,16 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     config = _load(config_flag)
     if config is None:
         return EXIT_USAGE
-    listen = listen_flag or os.environ.get("S3SYNCER_LISTEN") or config.listen or DEFAULT_LISTEN
+    override = listen_flag or os.environ.get("S3SYNCER_LISTEN")
+    listen = override or config.listen or DEFAULT_LISTEN
     try:
         parse_listen(listen)
     except ListenError as exc:
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    service = Service(config, listen, config_path=_config_path(config_flag))
+    service = Service(
+        config, listen, config_path=_config_path(config_flag), listen_override=override
+    )
     try:
         trio.run(partial(_serve, service, early))
     except BaseException as exc:

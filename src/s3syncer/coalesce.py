@@ -12,11 +12,12 @@ its inputs; :mod:`s3syncer.runner` drives it on trio's clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .config import CommandConfig
 from .events import Event, EventLog
+from .output import OutputTail
 
 Reason = Literal["startup", "event", "reconcile", "schedule", "manual", "retry", "recovered"]
 
@@ -41,6 +42,7 @@ class RunRequest:
     events: EventLog
     triggers: int
     seq: int = 0
+    output: OutputTail = field(default_factory=OutputTail)  # filled by the launcher as it runs
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,14 @@ class Coalescer:
     the run and ``finish`` records how it ended. Times are the caller's clock.
     """
 
-    def __init__(self, command: CommandConfig) -> None:
+    def __init__(self, command: CommandConfig, *, last_run_id: int = 0) -> None:
         self.command = command
         self._pending: _Pending | None = None
         # A failed run's events when nothing is pending yet: the next run takes them.
         self._carry: EventLog | None = None
         self._carry_seq = 0
         self._attempt = 0
-        self._runs = 0
+        self._runs = last_run_id  # run ids go on from the history's
 
     @property
     def pending_triggers(self) -> int:
@@ -106,11 +108,19 @@ class Coalescer:
         """The reason the next run will have, or None when no run is pending."""
         return None if self._pending is None else self._pending.reason
 
+    def unsettled(self) -> list[EventLog]:
+        """The events waiting for the next run, or left by failed runs (not the running one)."""
+        pending = [] if self._pending is None else [self._pending.events]
+        carried = [] if self._carry is None else [self._carry]
+        return [*pending, *carried]
+
     def add(self, trigger: Trigger, now: float) -> None:
         """Fold ``trigger`` into the pending run, which it starts or joins."""
         pending = self._ensure_pending(trigger.reason, now)
         pending.triggers += 1
         pending.events.extend(trigger.events)
+        if trigger.events or trigger.truncated:
+            pending.events.accepted_at(now)  # the lag counts from here until a run succeeds
         pending.events.truncated = pending.events.truncated or trigger.truncated
         pending.seq = max(pending.seq, trigger.seq)
         if trigger.immediate:

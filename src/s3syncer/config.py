@@ -488,12 +488,6 @@ def _read_command(checker: _Checker, path: str, value: object) -> CommandConfig 
         checker.error(f"{path}.reconcile", "must be longer than 0 (leave it out to turn it off)")
     if timeout == 0:
         checker.error(f"{path}.timeout", "must be longer than 0 (leave it out for no timeout)")
-    if data.get("events") == [] and reconcile is None and run_at is None and not run_on_start:
-        # No rules is how a reconcile-only command says so; with nothing else it is a typo.
-        checker.error(
-            f"{path}.events",
-            "is empty and nothing else starts the command (reconcile, runAt or runOnStart)",
-        )
     if len(checker.errors) > errors_before or name is None or cmd is None:
         return None
     return CommandConfig(

@@ -274,6 +274,7 @@ class EventLog:
     def __init__(self, limit: int = MAX_EVENTS_PER_RUN) -> None:
         self.limit = limit
         self.truncated = False
+        self.oldest_at: float | None = None  # when the oldest was accepted, on the runner's clock
         self._truncated_batch = 0  # the last batch that lost events
         self._events: dict[object, tuple[int, Event]] = {}
         self._anonymous = itertools.count()
@@ -307,11 +308,18 @@ class EventLog:
         for event in events:
             self.add(event, batch)
 
+    def accepted_at(self, when: float) -> None:
+        """Note that events added now were accepted at ``when`` (on the caller's clock)."""
+        if self.oldest_at is None or when < self.oldest_at:
+            self.oldest_at = when
+
     def merge(self, other: EventLog) -> None:
-        """Add the events of ``other`` after ours, keeping its truncation."""
+        """Add the events of ``other`` after ours, keeping its truncation and its age."""
         self.extend(other)
         if other.truncated:
             self.mark_truncated(other._truncated_batch)
+        if other.oldest_at is not None:
+            self.accepted_at(other.oldest_at)
 
     def __len__(self) -> int:
         return len(self._events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import get_args
 
 from prometheus_client import (
@@ -80,6 +81,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.pending_event_age = Gauge(
+            "s3syncer_pending_event_age_seconds",
+            "Age of the oldest accepted event no successful run has covered yet (0: none).",
+            ["command"],
+            registry=self.registry,
+        )
+
     def add_command(self, name: str) -> None:
         """Make a command's series exist (at zero) before anything happens to it."""
         self.last_success.labels(name)
@@ -97,12 +105,17 @@ class Metrics:
         for gauge in (self.last_success, self.last_run_success, self.running_gauge):
             _remove(gauge, name)
         _remove(self.pending_gauge, name)
+        _remove(self.pending_event_age, name)
         _remove(self.duration, name)
         for outcome in TRIGGER_OUTCOMES:
             _remove(self.triggers, name, outcome)
         for reason in RUN_REASONS:
             for result in RUN_RESULTS:
                 _remove(self.runs, name, reason, result)
+
+    def track_pending_event_age(self, name: str, age: Callable[[], float]) -> None:
+        """Read the command's event lag from ``age`` at each scrape: it grows between events."""
+        self.pending_event_age.labels(name).set_function(age)
 
     def triggered(self, name: str, accepted: int, ignored: int) -> None:
         """Count the events of one webhook request."""

@@ -23,13 +23,13 @@ from pathlib import Path
 import trio
 
 from .config import CommandConfig
+from .output import OutputTail
 from .runner import RunRequest, RunResult
 
 log = logging.getLogger("s3syncer.process")
 output_log = logging.getLogger("s3syncer.output")
 
 KILL_GRACE = 10.0
-TAIL_BYTES = 64 * 1024
 MAX_LINE_BYTES = 8 * 1024
 MAX_LOGGED_BYTES = 1024 * 1024  # per run; the tail still keeps the end of the output
 GROUP_POLL = 0.05
@@ -39,19 +39,16 @@ DRAIN_AFTER_EXIT = 1.0
 class OutputSink:
     """Logs a run's output line by line, within a budget, and keeps its last bytes."""
 
-    def __init__(self, command: str, run_id: int, *, tail_bytes: int = TAIL_BYTES) -> None:
+    def __init__(self, command: str, run_id: int, tail: OutputTail | None = None) -> None:
         self.command = command
         self.run_id = run_id
-        self._tail = bytearray()
-        self._tail_bytes = tail_bytes
+        self._tail = tail if tail is not None else OutputTail()
         self._logged = 0
         self._dropped_lines = 0
 
     def feed(self, stream: str, line: bytes) -> None:
         """Take one line (without its newline) of ``stream``."""
-        self._tail += line + b"\n"
-        if len(self._tail) > self._tail_bytes:
-            del self._tail[: len(self._tail) - self._tail_bytes]
+        self._tail.append(line)
         if self._logged >= MAX_LOGGED_BYTES:
             self._dropped_lines += 1
             return
@@ -87,7 +84,7 @@ class OutputSink:
     @property
     def tail(self) -> str:
         """The last bytes of output, as text."""
-        return bytes(self._tail).decode("utf-8", "replace")
+        return self._tail.text
 
 
 async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink) -> None:
@@ -186,7 +183,7 @@ class ProcessLauncher:
 
     async def __call__(self, command: CommandConfig, request: RunRequest) -> RunResult:
         """Run ``command`` once for ``request`` and say how it ended."""
-        sink = OutputSink(command.name, request.run_id)
+        sink = OutputSink(command.name, request.run_id, request.output)
         try:
             events_file = await trio.to_thread.run_sync(self._write_events, command, request)
         except OSError as exc:
@@ -250,7 +247,9 @@ class ProcessLauncher:
             command.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # One pipe for both: lines keep the order the command wrote them in, which two
+            # pipes read side by side cannot promise.
+            stderr=subprocess.STDOUT,
             check=False,
             cwd=command.workdir,
             env=env,
@@ -262,10 +261,9 @@ class ProcessLauncher:
                 process: trio.Process = await nursery.start(run)
             except OSError as exc:
                 return RunResult(error=_start_error(command, exc))
-            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout is not None
             async with trio.open_nursery() as readers:
-                readers.start_soon(pump_lines, process.stdout, "stdout", sink)
-                readers.start_soon(pump_lines, process.stderr, "stderr", sink)
+                readers.start_soon(pump_lines, process.stdout, "output", sink)
                 try:
                     returncode = await process.wait()
                 finally:

@@ -25,7 +25,10 @@ import trio
 
 from .coalesce import Coalescer, Reason, Retrying, RunRequest, Trigger
 from .config import CommandConfig
+from .events import EventLog
+from .history import PastRun, RunHistory
 from .metrics import Metrics
+from .output import OutputTail
 from .schedule import Schedule, system_wall_clock
 
 __all__ = [
@@ -88,6 +91,7 @@ class RunRecord:
     triggers: int = 0
     events: int = 0
     result: RunResult | None = None
+    output: OutputTail | None = None  # while it runs: what it wrote so far
 
     @property
     def duration(self) -> float | None:
@@ -108,18 +112,21 @@ class Runner:
         buffer: int = TRIGGER_BUFFER,
         settle: Settle | None = None,
         recovered: Trigger | None = None,
+        history: RunHistory | None = None,
     ) -> None:
         self.command = command
+        self.history = history if history is not None else RunHistory()
         self._launch = launch
         self._settle = settle
         self._recovered = recovered
         self._metrics = metrics or Metrics()
         self._wall_clock = wall_clock
         self.send_channel, self._receive = trio.open_memory_channel[Trigger](buffer)
-        self._next_run = Coalescer(command)
+        self._next_run = Coalescer(command, last_run_id=self.history.last_run_id)
         self._schedule = Schedule(command)
         self._scope: trio.CancelScope | None = None  # the wait for triggers, if one is on
         self._running: RunRecord | None = None
+        self._in_flight: EventLog | None = None  # the events of the run in progress
         self._stopping = False
         self.last_run: RunRecord | None = None
         self.runs = 0
@@ -170,6 +177,24 @@ class Runner:
         """Triggers accepted and not yet covered by a started run."""
         return self._next_run.pending_triggers
 
+    def waiting_events(self) -> int:
+        """Accepted events no successful run has covered yet: pending, running or failed."""
+        return sum(len(log) for log in self._unsettled())
+
+    def pending_event_age(self) -> float:
+        """Seconds since the oldest event no successful run has covered was accepted; 0: none."""
+        accepted = [log.oldest_at for log in self._unsettled() if log.oldest_at is not None]
+        return max(0.0, trio.current_time() - min(accepted)) if accepted else 0.0
+
+    def _unsettled(self) -> list[EventLog]:
+        in_flight = [] if self._in_flight is None else [self._in_flight]
+        return [*in_flight, *self._next_run.unsettled()]
+
+    def next_run(self) -> float | None:
+        """Wall-clock time (epoch seconds) the pending run or retry falls due, if any."""
+        at = self._next_run.due()
+        return None if math.isinf(at) else time.time() + (at - trio.current_time())
+
     def next_reconcile(self) -> float | None:
         """Wall-clock time (epoch seconds) of the next reconcile run, if reconcile is on."""
         at = self._schedule.reconcile_at()
@@ -204,6 +229,7 @@ class Runner:
                     await self._wake()
         finally:
             _log_dropped(self.command.name, self._next_run.pending_triggers)
+            self.history.close()
             self.stopped.set()
 
     async def _collect(self) -> None:
@@ -275,8 +301,11 @@ class Runner:
             started_at=time.time(),
             triggers=request.triggers,
             events=len(request.events),
+            output=request.output,
         )
         self._running = record
+        self._in_flight = request.events
+        self.history.started(request.run_id)  # saved at once: the id is taken, whatever happens
         self._metrics.pending(self.command.name, 0)
         self._metrics.running(self.command.name, True)
         _log_start(self.command.name, request)
@@ -288,12 +317,14 @@ class Runner:
                 nursery.cancel_scope.cancel()
         finally:
             self._running = None
+            self._in_flight = None
             self._metrics.running(self.command.name, False)
         ended = trio.current_time()
         self._schedule.ran(ended)
         record.ended_at = record.started_at + (ended - started)
         record.result = result
         self.last_run = record
+        self.history.add(PastRun.of(record))
         self._finish(request, result, ended - started)
         if result.ok and self._settle is not None:
             await self._settle(request.seq)

@@ -2,9 +2,10 @@
 
 The runners belong to our nursery, not to the web app's, so an error in a
 runner ends the daemon loudly instead of vanishing. Shutdown is graceful:
-``/ready`` turns 503, the server stops accepting and finishes what it has,
-pending delays are dropped, and a running command gets ``shutdownGrace``
-seconds before its process group is terminated.
+``/ready`` turns 503 (and webhooks and manual runs 503 with ``Retry-After``)
+while ``/health`` stays 200, pending delays are dropped, a running command
+gets ``shutdownGrace`` seconds before its process group is terminated, and
+only then does the server stop accepting.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import trio
 from .admission import Accepted, Refused
 from .config import DEFAULT_LISTEN, CommandConfig, Config, parse_listen
 from .events import Event, matching
+from .history import RunHistory, open_history
 from .journal import Journal, open_journal, remove_stale_temporaries
 from .metrics import Metrics
 from .process import ProcessLauncher
@@ -50,6 +52,7 @@ class Service:
     launch: Launch | None = None
     config_path: str | None = None  # what a reload reads
     watch_interval: float = CONFIG_POLL
+    listen_override: str | None = None  # --listen or S3SYNCER_LISTEN: the file's has no say
 
     def __post_init__(self) -> None:
         self.metrics = Metrics()
@@ -195,8 +198,11 @@ class Service:
             metrics=self.metrics,
             settle=None if journal is None else partial(_settle, journal),
             recovered=recovered,
+            history=self._open_history(command),
         )
         self.metrics.add_command(command.name)
+        self.metrics.track_pending_event_age(command.name, runner.pending_event_age)
+        self._root.start_soon(runner.history.keep_saved)
         self._scopes[runner] = await self._root.start(self._supervise, runner)
         self._retired[runner] = retired
         self.runners[command.name] = runner
@@ -215,6 +221,14 @@ class Service:
             if retired.is_set():
                 return RunResult(error="not started: the command was removed or replaced")
             return await self._launcher(command, request)
+
+    def _open_history(self, command: CommandConfig) -> RunHistory:
+        try:
+            return open_history(self.config.state_dir, command.name)
+        except OSError as exc:
+            raise StateDirError(
+                exc.errno, f"cannot use stateDir {self.config.state_dir}: {exc.strerror}"
+            ) from exc
 
     def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
         if self.config.state_dir is None or command.disable:
@@ -244,8 +258,9 @@ class Service:
     async def _apply(self, new: Config) -> None:
         """Make the running commands match ``new``; the reloader calls this, one at a time."""
         old = self.config
+        listen = self.listen_override or new.listen or DEFAULT_LISTEN
         for key, before, after in (
-            ("listen", old.listen, new.listen),
+            ("listen", parse_listen(self.listen), parse_listen(listen)),
             ("auth", old.auth, new.auth),
             ("stateDir", old.state_dir, new.state_dir),
         ):
@@ -327,7 +342,8 @@ class Service:
         log.info(
             "shutting down: %d command(s) running, waiting up to %gs for them", len(running), grace
         )
-        self._stop_http.set()
+        # The server keeps answering through the grace: /health 200 keeps a liveness probe
+        # from killing us, /ready, /trigger and /run say 503. It closes once runs are over.
         runners = [*self.runners.values(), *self._retiring]
         for runner in runners:
             runner.stop()
@@ -343,7 +359,10 @@ class Service:
                 self._scopes[runner].cancel()
             for runner in late:
                 await runner.stopped.wait()
+        self._stop_http.set()
         with trio.move_on_after(HTTP_GRACE):
+            for runner in runners:
+                await runner.history.done.wait()  # the last runs are on disk
             await self._http_done.wait()
         log.info("shut down cleanly")
 

@@ -1,5 +1,6 @@
 """The status document of ``GET /status`` (and of the page at ``GET /``): per command, its
-state, pending triggers, current and last run, and next reconcile and schedule."""
+state, pending triggers and events (and the age of the oldest), current and last run, the
+recent runs, the last success, and the next run, reconcile and schedule."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from .history import PastRun
 from .runner import Runner, RunRecord
 
 
@@ -48,17 +50,38 @@ def _current_run(record: RunRecord | None) -> dict[str, Any] | None:
         "start": _iso(record.started_at),
         "triggers": record.triggers,
         "events": record.events,
+        "outputTail": "" if record.output is None else record.output.text,
+    }
+
+
+def past_run_status(run: PastRun) -> dict[str, Any]:
+    """The status API's view of a run in the history."""
+    return {
+        "runId": run.run_id,
+        "reason": run.reason,
+        "start": _iso(run.started_at),
+        "durationSeconds": round(run.duration, 3),
+        "ok": run.ok,
+        "result": run.outcome,
+        "triggers": run.triggers,
+        "events": run.events,
     }
 
 
 def command_status(runner: Runner) -> dict[str, Any]:
     """The status API's view of one command."""
+    last_success = runner.history.last_success
     return {
         "name": runner.command.name,
         "state": runner.state,
         "pendingTriggers": runner.pending_triggers,
+        "pendingEvents": runner.waiting_events(),
+        "pendingEventAgeSeconds": round(runner.pending_event_age(), 3),
         "currentRun": _current_run(runner.current_run),
         "lastRun": run_status(runner.last_run),
+        "lastSuccess": _iso(last_success.ended_at if last_success is not None else None),
+        "recentRuns": [past_run_status(run) for run in reversed(list(runner.history))],
+        "nextRun": _iso(runner.next_run()),
         "nextReconcile": _iso(runner.next_reconcile()),
         "nextSchedule": _iso(runner.next_schedule()),
         "runs": runner.runs,

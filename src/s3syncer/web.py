@@ -41,6 +41,12 @@ MAX_BODY = 1024 * 1024
 TRIGGER_PREFIX = "/trigger/"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 REJECTION_LOG_INTERVAL = 60.0
+# One challenge per header, Basic first: Chromium offers Basic credentials (also those in
+# the URL) only when Basic comes first in a header of its own; registries send Bearer.
+AUTH_CHALLENGES = [
+    (b"www-authenticate", b'Basic realm="s3syncer", charset="UTF-8"'),
+    (b"www-authenticate", b'Bearer realm="s3syncer"'),
+]
 # "bad request" is not here: the parser that refused the request knows its status.
 REFUSAL_STATUS: dict[Refusal, int] = {
     "unknown": 404,
@@ -150,11 +156,7 @@ def check_auth(auth: AuthConfig | None, scope: Scope) -> None:
     presented = _presented_token(_header(scope, b"authorization"))
     # Compare in constant time, whatever was presented.
     if not hmac.compare_digest(presented or b"", auth.token.encode()) or presented is None:
-        raise _RefusedError(
-            401,
-            "missing or wrong token",
-            [(b"www-authenticate", b'Bearer realm="s3syncer", Basic realm="s3syncer"')],
-        )
+        raise _RefusedError(401, "missing or wrong token", AUTH_CHALLENGES)
 
 
 def _presented_token(header: bytes | None) -> bytes | None:

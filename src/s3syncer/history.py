@@ -1,0 +1,222 @@
+"""A command's recent runs: the last 20, its last success, and the id the next run gets.
+
+With ``stateDir`` the history lives in ``STATEDIR/runs/NAME.json`` (replaced
+atomically, once when a run starts and once when it ends), so run ids go on
+across restarts and the page still shows what ran before one. Without it, the
+history is kept in memory only. The runner only records; :meth:`RunHistory.keep_saved`,
+a task of the service, does the writing, so no run waits on the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from .runner import RunRecord
+
+log = logging.getLogger("s3syncer.history")
+
+KEEP_RUNS = 20
+FORMAT_VERSION = 1
+HISTORY_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One finished run, as the history keeps it (its output stays with the last run only)."""
+
+    run_id: int
+    reason: str
+    started_at: float
+    ended_at: float
+    triggers: int
+    events: int
+    ok: bool
+    outcome: str  # "exit 0", "exit 3", "timed out", "killed by signal 9", "cannot start ..."
+
+    @property
+    def duration(self) -> float:
+        """Seconds the run took."""
+        return max(0.0, self.ended_at - self.started_at)
+
+    @classmethod
+    def of(cls, record: RunRecord) -> PastRun:
+        """The history's view of a finished run."""
+        assert record.result is not None and record.ended_at is not None
+        return cls(
+            run_id=record.run_id,
+            reason=record.reason,
+            started_at=record.started_at,
+            ended_at=record.ended_at,
+            triggers=record.triggers,
+            events=record.events,
+            ok=record.result.ok,
+            outcome=record.result.describe(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "runId": self.run_id,
+            "reason": self.reason,
+            "start": self.started_at,
+            "end": self.ended_at,
+            "triggers": self.triggers,
+            "events": self.events,
+            "ok": self.ok,
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PastRun:
+        """Read the stored form back; ``ValueError`` if it is not one."""
+        try:
+            run = cls(
+                run_id=int(data["runId"]),
+                reason=str(data["reason"]),
+                started_at=float(data["start"]),
+                ended_at=float(data["end"]),
+                triggers=int(data["triggers"]),
+                events=int(data["events"]),
+                ok=bool(data["ok"]),
+                outcome=str(data["outcome"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a run: {exc}") from None
+        return run
+
+
+class RunHistory:
+    """The last ``keep`` runs of one command and the id of the latest; saved to ``path``."""
+
+    def __init__(self, path: Path | None = None, keep: int = KEEP_RUNS) -> None:
+        self.path = path
+        self.last_run_id = 0
+        self.last_success: PastRun | None = None
+        self._runs: deque[PastRun] = deque(maxlen=keep)
+        self._failed_to_save = False
+        self._changed = trio.Event()
+        self._closed = False
+        self._dirty = False
+        self._lock = trio.Lock()
+        self.done = trio.Event()  # set once the last change is on disk after close()
+
+    def __iter__(self) -> Iterator[PastRun]:
+        """Oldest first."""
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def started(self, run_id: int) -> None:
+        """Note the id of a run that starts now: the next start goes on from it."""
+        self.last_run_id = max(self.last_run_id, run_id)
+        self._dirty = True
+        self._changed.set()
+
+    def add(self, run: PastRun) -> None:
+        """Remember a finished run."""
+        self._runs.append(run)
+        if run.ok:
+            self.last_success = run
+        self._dirty = True
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more runs: :meth:`keep_saved` writes what is left and ends."""
+        self._closed = True
+        self._changed.set()
+
+    async def keep_saved(self) -> None:
+        """Write the history each time it changed, until :meth:`close`; then set ``done``."""
+        try:
+            while True:
+                if not self._changed.is_set():
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                if self._dirty:
+                    self._dirty = False
+                    with trio.CancelScope(shield=True):  # a write is never left half done
+                        await self.save()
+                if self._closed:
+                    return
+        finally:
+            self.done.set()
+
+    def load(self) -> None:
+        """Read what a previous process saved; a missing file is a first start."""
+        if self.path is None:
+            return
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+                raise ValueError("no runs list")
+            runs = [PastRun.from_json(run) for run in document["runs"]]
+            success = document.get("lastSuccess")
+            last_success = None if success is None else PastRun.from_json(success)
+            last_id = int(document["lastRunId"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Only the page's past is lost; the runs themselves are not affected.
+            log.warning("run history %s cannot be read (%s); starting a new one", self.path, exc)
+            return
+        self._runs.extend(runs)
+        self.last_success = last_success
+        self.last_run_id = max([last_id, *(run.run_id for run in runs)])
+
+    async def save(self) -> None:
+        """Write the history to ``path`` (if any); a failure is logged once, never raised."""
+        if self.path is None:
+            return
+        document = {
+            "version": FORMAT_VERSION,
+            "lastRunId": self.last_run_id,
+            "lastSuccess": None if self.last_success is None else self.last_success.to_json(),
+            "runs": [run.to_json() for run in self._runs],
+        }
+        try:
+            async with self._lock:
+                await trio.to_thread.run_sync(_replace_file, self.path, document)
+        except OSError as exc:
+            if not self._failed_to_save:
+                log.error("cannot save run history %s: %s", self.path, exc.strerror)
+            self._failed_to_save = True
+        else:
+            self._failed_to_save = False
+
+
+def _replace_file(path: Path, document: dict[str, Any]) -> None:
+    # Write, fsync, rename: a crash leaves the old history or the new one, never half of one.
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def open_history(state_dir: str | None, command: str) -> RunHistory:
+    """The history of ``command``: kept in ``state_dir`` if given, else in memory."""
+    if state_dir is None:
+        return RunHistory()
+    # The directory is made by the first write: a command that never ran leaves nothing.
+    history = RunHistory(Path(state_dir) / HISTORY_DIR / f"{command}.json")
+    history.load()
+    return history

@@ -1,0 +1,55 @@
+"""A small inline SVG of a command's recent runs: when each ran, how long, ok or failed.
+
+Plain SVG, no script: each bar carries a ``<title>`` that a browser shows on
+hover. Bars have a minimum width, so a run of 20 ms among hours is still seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+WIDTH = 600
+HEIGHT = 24
+MIN_BAR = 3.0
+
+
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def _bar(run: Mapping[str, Any], start: float, end: float, x0: float, scale: float) -> str:
+    css = "running" if run.get("ok") is None else ("ok" if run["ok"] else "failed")
+    x = (start - x0) * scale
+    width = max(MIN_BAR, (end - start) * scale)
+    x = min(x, WIDTH - width)
+    title = f"#{run['runId']} {run['reason']}: {run.get('result') or 'running'}, {run['start']}"
+    return (
+        f'<rect class="bar {css}" x="{x:.1f}" y="2" width="{width:.1f}" height="{HEIGHT - 4}" '
+        f'rx="1"><title>{escape(title)}</title></rect>'
+    )
+
+
+def render_timeline(
+    runs: Sequence[Mapping[str, Any]], current: Mapping[str, Any] | None, now: float
+) -> str:
+    """The SVG for ``recentRuns`` (any order) and the run in progress; empty with no run."""
+    spans: list[tuple[Mapping[str, Any], float, float]] = []
+    for run in runs:
+        start = _epoch(run["start"])
+        spans.append((run, start, start + float(run.get("durationSeconds") or 0.0)))
+    if current is not None:
+        spans.append((current, _epoch(current["start"]), now))
+    if not spans:
+        return ""
+    x0 = min(start for _, start, _ in spans)
+    scale = WIDTH / max(now - x0, 1.0)
+    bars = "".join(_bar(run, start, end, x0, scale) for run, start, end in spans)
+    label = f"timeline of the last {len(spans)} runs"
+    return (
+        f'<svg class="timeline" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" '
+        f'role="img" aria-label="{label}"><title>{label}</title>'
+        f'<rect class="track" x="0" y="0" width="{WIDTH}" height="{HEIGHT}"/>{bars}</svg>'
+    )
