@@ -10,7 +10,9 @@ source bucket (tests/registry_storage.py): one with a single 1 GiB layer, one wi
 * ``rclone copy`` of the same blobs with its defaults: between two remotes on the same endpoint
   (rclone streams) and within one remote (rclone copies server-side).
 
-The ratio is replicate's MB/s over rclone's in the same mode, measured back to back in one run.
+The ratio is replicate's MB/s over rclone's in the same mode, measured back to back in one run:
+with ``--repeat N``, replicate and rclone alternate N times into fresh targets (each emptied
+after its sample, so the disk holds one copy at a time) and the table shows the medians.
 Targets (issue 13): peak RSS at most 200 MB, throughput at least 1.0x rclone.
 
 Run: ``.venv/bin/python benchmarks/replicate_resources.py [--workdir DIR] [--out FILE]``.
@@ -23,13 +25,14 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,6 +40,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from registry_storage import put_blob_file, put_image, random_file  # noqa: E402
 from s3_harness import S3Server, run_seaweedfs, tool  # noqa: E402
 from s3syncer.replicate.layout import Layout  # noqa: E402
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 MIB = 1024 * 1024
 SCENARIOS = {"one 1 GiB layer": [1024 * MIB], "20 layers of 50 MiB": [50 * MIB] * 20}
@@ -103,37 +109,62 @@ def rclone_env(server: S3Server) -> dict[str, str]:
     return env
 
 
-def bench(server: S3Server, workdir: Path, scenario: str, root: str, scale: int) -> list[Sample]:
+def empty(server: S3Server, bucket: str, prefix: str) -> None:
+    """Delete everything under ``prefix``: the next sample starts from an empty target again."""
+    client = server.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys: list[ObjectIdentifierTypeDef] = [
+            {"Key": item["Key"]} for item in page.get("Contents", [])
+        ]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def bench(
+    server: S3Server, workdir: Path, scenario: str, root: str, *, scale: int, repeat: int
+) -> list[Sample]:
     total = fill(server, workdir, root, [size // scale for size in SCENARIOS[scenario]])
     samples = []
     env = {**os.environ, **server.env("source"), **server.env("dest")}
-    for mode in ("stream", "server"):
-        args = [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", mode]
-        args += ["--source", f"s3://src/{root}", "--dest", f"s3://dst/{root}-{mode}"]
-        seconds, rss, output = timed(args, env)
-        copied = re.search(r"blobs copied \((\d+) bytes", output)
-        assert copied and int(copied.group(1)) >= total, output
-        samples.append(Sample(scenario, "replicate", mode, total, seconds, rss))
     blobs = f"src/{root}/{Layout().base}/blobs"
-    for mode, target in (
-        ("stream", f"b:dst/rclone-{root}-stream"),
-        ("server", f"a:dst/rclone-{root}-server"),
-    ):
-        seconds, rss, _ = timed([tool("rclone"), "copy", f"a:{blobs}", target], rclone_env(server))
-        samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss))
+    for run in range(repeat):
+        for mode in ("stream", "server"):
+            target = f"{root}-{mode}-{run}"
+            args = [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", mode]
+            args += ["--source", f"s3://src/{root}", "--dest", f"s3://dst/{target}"]
+            seconds, rss, output = timed(args, env)
+            copied = re.search(r"blobs copied \((\d+) bytes", output)
+            assert copied and int(copied.group(1)) >= total, output
+            samples.append(Sample(scenario, "replicate", mode, total, seconds, rss))
+            empty(server, "dst", target + "/")
+            # rclone streams between two remotes and copies server-side within one
+            remote = "b" if mode == "stream" else "a"
+            command = [tool("rclone"), "copy", f"a:{blobs}", f"{remote}:dst/rclone-{target}"]
+            seconds, rss, _ = timed(command, rclone_env(server))
+            samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss))
+            empty(server, "dst", f"rclone-{target}/")
     return samples
+
+
+def median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> Sample:
+    """The sample of median time among the runs of one tool, mode and scenario."""
+    runs = [s for s in samples if (s.scenario, s.tool, s.mode) == (scenario, tool_name, mode)]
+    seconds = statistics.median_low(s.seconds for s in runs)
+    chosen = next(s for s in runs if s.seconds == seconds)
+    peak = max(s.peak_rss_mb or 0.0 for s in runs)
+    return Sample(scenario, tool_name, mode, chosen.bytes, seconds, peak)
 
 
 def report(samples: list[Sample]) -> str:
     lines = [
-        "| scenario | mode | replicate | rclone copy | ratio | replicate peak RSS |",
+        "| scenario | mode | replicate (median) | rclone copy (median) | ratio "
+        "| replicate peak RSS (max) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         for mode in ("stream", "server"):
             ours, theirs = (
-                next(s for s in samples if (s.scenario, s.tool, s.mode) == (scenario, t, mode))
-                for t in ("replicate", "rclone copy")
+                median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
             )
             lines.append(
                 f"| {scenario} | {mode} | {ours.mb_per_s:.0f} MB/s ({ours.seconds:.1f} s) "
@@ -147,19 +178,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir")
     parser.add_argument("--scale", type=int, default=1, help="divide every size (a smoke test)")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs (median)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/replicate_resources.json"))
     args = parser.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="s3syncer-bench-"))
     samples: list[Sample] = []
     with run_seaweedfs(base / "s3", ["src", "dst"]) as server:
         for i, scenario in enumerate(SCENARIOS):
-            samples += bench(server, base, scenario, f"s{i}", args.scale)
+            samples += bench(server, base, scenario, f"s{i}", scale=args.scale, repeat=args.repeat)
     table = report(samples)
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = [{**asdict(s), "mb_per_s": s.mb_per_s} for s in samples]
-    out.write_text(json.dumps({"rss_target_mb": RSS_TARGET_MB, "samples": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"rss_target_mb": RSS_TARGET_MB, "repeat": args.repeat, "samples": rows}, indent=1
+        )
+    )
     print(f"results: {out}", file=sys.stderr)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from s3syncer import __version__, cli
+from s3syncer import __version__, cli, service
 from s3syncer.cli import main, normalise_argv, summarise
 from s3syncer.config import Config, parse_config
 
@@ -351,7 +351,8 @@ def started(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[Star
     async def serve_nothing(service: object, early: object) -> None:
         return None
 
-    monkeypatch.setattr(cli, "Service", FakeService)
+    # serve imports the service when it runs (replicate never loads it): patch it at its home
+    monkeypatch.setattr(service, "Service", FakeService)
     monkeypatch.setattr(cli, "_serve", serve_nothing)
     return record
 

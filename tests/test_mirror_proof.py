@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from test_replicate import make_index_layout
 pytestmark = pytest.mark.integration
 
 MULTIPART_LAYER = 70 * 1024 * 1024  # above the 64 MiB part of a server-side copy
+PART_COPY_ABOVE = 64 * 1024 * 1024  # below 5 GiB a server copy is one CopyObject, unless told
 
 
 @dataclass
@@ -221,8 +223,18 @@ def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> N
         path.unlink()
         put_image(client, "big", layout, "big/app", tags=["v1"], layers=[layer])
     dest = f"s3://mirror/{mode}"
+    limit = ["--server-copy-limit", str(PART_COPY_ABOVE)]
     result = _tool(
-        source, "replicate", "--all", "--copy", mode, "--source", "s3://big/big", "--dest", dest
+        source,
+        "replicate",
+        "--all",
+        "--copy",
+        mode,
+        *limit,
+        "--source",
+        "s3://big/big",
+        "--dest",
+        dest,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert ("server-side" if mode == "server" else "streamed") in result.stdout
@@ -234,4 +246,36 @@ def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> N
     assert head["ContentLength"] == MULTIPART_LAYER
     assert "-" in head["ETag"], head["ETag"]  # a multipart object's ETag ends in -PARTS
     deep = _verify(source, dest, "--deep", src="s3://big/big")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+
+
+def _requests(source: Source, dest: str, *flags: str) -> int:
+    """Run a server-side ``replicate --all`` of the big image to ``dest``: its S3 requests."""
+    result = _tool(
+        source,
+        "replicate",
+        "--all",
+        "--copy",
+        "server",
+        *flags,
+        "--source",
+        "s3://big/big",
+        "--dest",
+        dest,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    found = re.search(r"(\d+) S3 requests", result.stdout)
+    assert found, result.stdout
+    return int(found.group(1))
+
+
+def test_below_5_gib_a_server_copy_is_one_copy_object(source: Source) -> None:
+    client, layout = source.s3.client(), Layout("big")
+    if not client.list_objects_v2(Bucket="big", Prefix=layout.repositories)["KeyCount"]:
+        test_a_layer_above_64_mib_is_copied_in_parts(source, "server")
+    parts = _requests(source, "s3://mirror/parts", "--server-copy-limit", str(PART_COPY_ABOVE))
+    whole = _requests(source, "s3://mirror/whole")
+    # 2 UploadPartCopy between CreateMultipartUpload and Complete, against one CopyObject
+    assert parts - whole >= 3, (parts, whole)
+    deep = _verify(source, "s3://mirror/whole", "--deep", src="s3://big/big")
     assert deep.returncode == 0, deep.stdout + deep.stderr

@@ -295,6 +295,15 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert _cli(["--source", "/x", "--dest", "s3://b", "--events", "f"], {}).returncode == 2
     both = _cli(["--source", "s3://a", "--dest", "s3://b", "--all", "--events", "f"], {})
     assert both.returncode == 2 and "no --events" in both.stderr
+    over = _cli(
+        ["--source", "s3://a", "--dest", "s3://b", "--all", "--server-copy-limit", "6g"], {}
+    )
+    assert over.returncode == 2 and "--server-copy-limit" in over.stderr
+    huge = str(5 * 1024**3 + 1)  # past what one CopyObject may copy
+    too_big = _cli(
+        ["--source", "s3://a", "--dest", "s3://b", "--all", "--server-copy-limit", huge], {}
+    )
+    assert too_big.returncode == 2 and "must be from" in too_big.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ import urllib.request
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-
-import trio
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import (
@@ -41,9 +40,10 @@ from .logs import LOG_FORMATS, configure_logging
 from .replicate import add_arguments as add_replicate_arguments
 from .replicate import add_verify_arguments, run_verify
 from .replicate import run as replicate_run
-from .server import StartupError, leaf_errors
-from .service import Service
-from .signals import EarlySignals, watch_signals
+
+if TYPE_CHECKING:
+    from .service import Service
+    from .signals import EarlySignals
 
 log = logging.getLogger("s3syncer")
 
@@ -206,6 +206,13 @@ def _describe_rule(rule: EventRule) -> str:
 
 def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str) -> int:
     """``s3syncer serve``: run until SIGTERM or SIGINT."""
+    # the daemon's stack (trio, Quart, Hypercorn) loads here, not with the module: it costs
+    # `replicate` and `verify`, which a command runs on every push, 1-2 s of start each
+    import trio  # noqa: PLC0415
+
+    from .service import Service  # noqa: PLC0415
+    from .signals import EarlySignals  # noqa: PLC0415
+
     early = EarlySignals()
     early.install()
     configure_logging(fmt, level)
@@ -234,6 +241,10 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
 
 
 async def _serve(service: Service, early: EarlySignals) -> None:
+    import trio  # noqa: PLC0415
+
+    from .signals import watch_signals  # noqa: PLC0415
+
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_signals, service, early)
         await service.run()
@@ -241,6 +252,8 @@ async def _serve(service: Service, early: EarlySignals) -> None:
 
 
 def _exit_code_for(exc: BaseException) -> int:
+    from .server import StartupError, leaf_errors  # noqa: PLC0415
+
     leaves = leaf_errors(exc)
     if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         log.warning("stopped without a graceful shutdown")

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .sizes import MIB, MIN_PART, SERVER_COPY_LIMIT, SERVER_PART
+
 SIDES = ("source", "dest")
 DEFAULT_JOBS = 8
 
@@ -96,7 +98,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="server-side copy or stream through this process (default auto: server-side "
         "when both sides have the same endpoint and credentials)",
     )
+    parser.add_argument(
+        "--server-copy-limit",
+        type=_copy_limit,
+        default=SERVER_COPY_LIMIT,
+        metavar="BYTES",
+        help="largest blob a server-side copy moves in one CopyObject; larger ones are copied "
+        f"in {SERVER_PART // MIB} MiB parts (default and most {SERVER_COPY_LIMIT}, 5 GiB)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per object")
+
+
+def _copy_limit(text: str) -> int:
+    """A ``--server-copy-limit``: bytes, from the smallest part S3 takes to CopyObject's limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if not MIN_PART <= value <= SERVER_COPY_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_PART} to {SERVER_COPY_LIMIT} bytes")
+    return value
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:

@@ -113,6 +113,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         dest,
         jobs=sides.jobs,
         server_side=server_side,
+        server_copy_limit=args.server_copy_limit,
         dry_run=args.dry_run,
         verbose=args.verbose,
         keep_present=everything,

@@ -25,6 +25,7 @@ from .layout import BlobRef, link_body
 from .plan import Plan, discover
 from .pool import Pool
 from .sides import Side, describe
+from .sizes import SERVER_COPY_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
 
@@ -60,6 +61,7 @@ class Replicator:
         *,
         jobs: int = 8,
         server_side: bool = False,
+        server_copy_limit: int = SERVER_COPY_LIMIT,
         dry_run: bool = False,
         verbose: bool = False,
         keep_present: bool = False,
@@ -79,7 +81,9 @@ class Replicator:
         self.pool = Pool(
             jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
         )
-        self.transfers = Transfers(source, dest, server_side=server_side, jobs=jobs)
+        self.transfers = Transfers(
+            source, dest, server_side=server_side, jobs=jobs, server_copy_limit=server_copy_limit
+        )
 
     def __enter__(self) -> Replicator:
         return self

@@ -5,10 +5,11 @@ GET whose bytes are hashed before the PUT. Larger ones go to one s3transfer
 ``TransferManager`` for the whole run, so multipart parts of every blob share its
 ``jobs`` request threads instead of each blob starting a pool of its own:
 
-* server-side, ``UploadPartCopy`` of 64 MiB parts (required above 5 GB);
-* streamed, the source body is read in 8 MiB parts and hashed as it passes; about ``jobs``
-  parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB one. The
-  digest is known only at the end: a mismatch deletes what was written.
+* server-side, one ``CopyObject`` up to ``server_copy_limit`` (5 GiB, S3's largest; like
+  ``rclone copy``: one request, no part bookkeeping), ``UploadPartCopy`` of 64 MiB parts above;
+* streamed, the source body is read in 5 MiB parts and hashed as it passes; about twice
+  ``jobs`` parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB
+  one. The digest is known only at the end: a mismatch deletes what was written.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .layout import check_digest
 from .sides import Side
+from .sizes import SERVER_COPY_LIMIT, SERVER_PART, STREAM_PART
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
     from s3transfer.futures import TransferFuture
     from s3transfer.manager import TransferManager
     from s3transfer.subscribers import BaseSubscriber
-
-SERVER_PART = 64 * 1024 * 1024
-STREAM_PART = 8 * 1024 * 1024
 
 
 class CopyMismatchError(Exception):
@@ -77,9 +76,18 @@ class _KnownSize:
 class Transfers:
     """Copies blob bodies from ``source`` to ``dest``; :meth:`close` once the run is over."""
 
-    def __init__(self, source: Side, dest: Side, *, server_side: bool, jobs: int) -> None:
+    def __init__(
+        self,
+        source: Side,
+        dest: Side,
+        *,
+        server_side: bool,
+        jobs: int,
+        server_copy_limit: int = SERVER_COPY_LIMIT,
+    ) -> None:
         self.source, self.dest = source, dest
         self.server_side = server_side
+        self.server_copy_limit = min(server_copy_limit, SERVER_COPY_LIMIT)
         self.part = SERVER_PART if server_side else STREAM_PART
         self.jobs = max(1, jobs)
         self._manager: TransferManager | None = None
@@ -95,7 +103,7 @@ class Transfers:
 
     def _server_copy(self, src_key: str, dst_key: str, size: int) -> None:
         source: CopySourceTypeDef = {"Bucket": self.source.bucket, "Key": src_key}
-        if size < self.part:
+        if size <= self.server_copy_limit:
             self.dest.client.copy_object(Bucket=self.dest.bucket, Key=dst_key, CopySource=source)
             return
         future = self._transfer_manager().copy(
@@ -117,7 +125,9 @@ class Transfers:
             self.dest.put(dst_key, data)
             return
         upload = self._transfer_manager().upload
-        future = upload(reader, self.dest.bucket, dst_key)  # type: ignore[arg-type]
+        # the known size lets s3transfer grow the part past 5 MiB when 10,000 would not do
+        known = [cast("BaseSubscriber", _KnownSize(size))]
+        future = upload(reader, self.dest.bucket, dst_key, subscribers=known)  # type: ignore[arg-type]
         future.result()
         try:
             reader.check(digest, size)
@@ -136,17 +146,23 @@ class Transfers:
 
                 # A streamed blob holds a submission thread for its whole transfer, and each
                 # such thread needs about two parts while it reads one (http.client copies);
-                # the parts waiting for a request thread are the rest. So about `jobs` parts
-                # are in memory at most, whatever the size and number of blobs.
+                # the parts read and not yet sent are the rest. An upload waits on its
+                # requests, not on the CPU, so `jobs` parts in flight from `jobs / 2` blobs
+                # (rclone: 4 x 4 of 5 MiB) keep the link busy in about 2 x jobs parts of
+                # memory, whatever the size and number of blobs.
                 config = TransferConfig(
-                    multipart_threshold=self.part,
+                    multipart_threshold=self._multipart_threshold(),
                     multipart_chunksize=self.part,
                     max_request_concurrency=self.jobs,
-                    max_submission_concurrency=max(1, self.jobs // 4),
-                    max_in_memory_upload_chunks=max(1, self.jobs // 2),
+                    max_submission_concurrency=max(1, self.jobs // 2),
+                    max_in_memory_upload_chunks=self.jobs,
                 )
                 self._manager = TransferManager(self.dest.client, config)
             return self._manager
+
+    def _multipart_threshold(self) -> int:
+        """Where s3transfer starts cutting parts: past one CopyObject, or past one part."""
+        return self.server_copy_limit + 1 if self.server_side else self.part
 
     def close(self) -> None:
         """Wait for transfers in flight and stop the manager's threads."""
