@@ -24,8 +24,8 @@ async def test_a_saved_history_comes_back_with_its_ids_and_last_success(tmp_path
         history.started(run_id)
         history.add(past(run_id, ok=run_id != KEEP_RUNS + 5))
     await history.save()
-    assert (tmp_path / "runs" / "push.json").is_file()
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["push.json"]  # no temporary left
+    assert (tmp_path / "history" / "push.json").is_file()
+    assert [p.name for p in (tmp_path / "history").iterdir()] == ["push.json"]  # no temporary left
 
     again = open_history(str(tmp_path), "push")
     assert [run.run_id for run in again] == list(range(6, KEEP_RUNS + 6))  # the last 20
@@ -45,8 +45,8 @@ async def test_a_run_that_started_takes_its_id_even_if_it_never_ended(tmp_path: 
 def test_an_unreadable_history_starts_afresh_with_a_warning(
     tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "push.json").write_text(content)
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "push.json").write_text(content)
     with caplog.at_level(logging.WARNING, "s3syncer.history"):
         history = open_history(str(tmp_path), "push")
     assert (history.last_run_id, list(history), history.last_success) == (0, [], None)
@@ -65,15 +65,15 @@ async def test_a_history_that_cannot_be_written_is_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = open_history(str(tmp_path), "push")
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs").chmod(0o500)
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history").chmod(0o500)
     try:
-        probe = tmp_path / "runs" / "probe"
+        probe = tmp_path / "history" / "probe"
         try:
             probe.write_text("x")  # root ignores the mode: make the path a directory instead
             probe.unlink()
-            (tmp_path / "runs").chmod(0o700)
-            (tmp_path / "runs" / "push.json").mkdir()
+            (tmp_path / "history").chmod(0o700)
+            (tmp_path / "history" / "push.json").mkdir()
         except PermissionError:
             pass
         with caplog.at_level(logging.ERROR, "s3syncer.history"):
@@ -81,13 +81,13 @@ async def test_a_history_that_cannot_be_written_is_logged_once(
                 history.started(run_id)
                 await history.save()
     finally:
-        (tmp_path / "runs").chmod(0o700)
+        (tmp_path / "history").chmod(0o700)
     assert caplog.text.count("cannot save run history") == 1
 
 
 async def test_keep_saved_writes_each_change_and_the_last_one_after_close(tmp_path: Path) -> None:
     history = open_history(str(tmp_path), "push")
-    path = tmp_path / "runs" / "push.json"
+    path = tmp_path / "history" / "push.json"
     async with trio.open_nursery() as nursery:
         nursery.start_soon(history.keep_saved)
         history.started(1)
