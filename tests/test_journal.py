@@ -185,14 +185,14 @@ async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[list[str]] = []
-    real_replace = journal_module._replace_file
+    real_replace = journal_module.replace_file
 
     def slow_replace(path: Path, document: dict[str, Any] | None) -> None:
         trio.from_thread.run(trio.sleep, 0.05)  # an fsync that takes a while
         writes.append([e["id"] for e in (document or {"events": []})["events"]])
         real_replace(path, document)
 
-    monkeypatch.setattr(journal_module, "_replace_file", slow_replace)
+    monkeypatch.setattr(journal_module, "replace_file", slow_replace)
     journal = Journal(tmp_path / "push.json")
     on_disk_when_answered: dict[str, bool] = {}
 
@@ -231,7 +231,7 @@ def test_a_failed_write_leaves_no_temporary_file(
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        journal_module._replace_file(tmp_path / "push.json", {"events": []})
+        journal_module.replace_file(tmp_path / "push.json", {"events": []})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,10 +9,8 @@ a task of the service, does the writing, so no run waits on the disk.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from .journal import replace_file
 
 if TYPE_CHECKING:
     from .runner import RunRecord
@@ -188,7 +188,7 @@ class RunHistory:
         }
         try:
             async with self._lock:
-                await trio.to_thread.run_sync(_replace_file, self.path, document)
+                await trio.to_thread.run_sync(_save, self.path, document)
         except OSError as exc:
             if not self._failed_to_save:
                 log.error("cannot save run history %s: %s", self.path, exc.strerror)
@@ -197,20 +197,10 @@ class RunHistory:
             self._failed_to_save = False
 
 
-def _replace_file(path: Path, document: dict[str, Any]) -> None:
-    # Write, fsync, rename: a crash leaves the old history or the new one, never half of one.
+def _save(path: Path, document: dict[str, Any]) -> None:
+    # The journal's write, fsync, rename: a crash leaves the old history or the new one.
     path.parent.mkdir(exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as file:
-            json.dump(document, file, separators=(",", ":"))
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
+    replace_file(path, document)
 
 
 def open_history(state_dir: str | None, command: str) -> RunHistory:

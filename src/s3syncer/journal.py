@@ -35,7 +35,7 @@ from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document, st
 
 FORMAT_VERSION = 1
 
-# What _replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
+# What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
 _TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
 
 
@@ -120,7 +120,7 @@ class Journal:
         document = self._document()
         try:
             # The write itself cannot be cancelled halfway: the file is replaced whole or not.
-            await trio.to_thread.run_sync(_replace_file, self.path, document)
+            await trio.to_thread.run_sync(replace_file, self.path, document)
             self._saved_version = max(self._saved_version, version)
         finally:
             self._writing = None
@@ -164,7 +164,7 @@ class Journal:
         problem += f"; moved it to {aside.name}"
         try:
             # Keep "cover everything" on disk: a restart before that run must not forget it.
-            _replace_file(self.path, self._document())
+            replace_file(self.path, self._document())
             self._saved_version = self._version
         except OSError as exc:
             problem += f"; cannot write a new one ({exc.strerror})"
@@ -229,7 +229,7 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-def _replace_file(path: Path, document: dict[str, Any] | None) -> None:
+def replace_file(path: Path, document: dict[str, Any] | None) -> None:
     """Atomically replace ``path`` with ``document`` (write, fsync, rename), or remove it."""
     if document is None:
         with contextlib.suppress(FileNotFoundError):
