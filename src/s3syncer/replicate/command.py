@@ -114,6 +114,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         jobs=sides.jobs,
         server_side=server_side,
         server_copy_limit=args.server_copy_limit,
+        stream_put_limit=args.stream_put_limit,
         dry_run=args.dry_run,
         verbose=args.verbose,
         keep_present=everything,
