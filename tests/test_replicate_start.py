@@ -9,6 +9,7 @@ A command runs ``replicate`` on every push, so its start is part of every mirror
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from daemon import clean_env
 from s3syncer.replicate.arguments import SideConfig
 from s3syncer.replicate.sides import RequestCounter, SharedLoader, make_client
 
@@ -47,9 +47,10 @@ UNREACHABLE = "http://127.0.0.1:9"  # never asked: no request is made in these t
 
 
 def _loaded_modules(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
-        env=clean_env(env),
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=60,
