@@ -1,5 +1,4 @@
-"""The command line: ``serve``, ``check``, ``run``, ``replicate``, ``verify`` and the original
-single-dash flags.
+"""The command line: every subcommand, and the original tool's single-dash flags.
 
 Exit codes: 0 after a clean shutdown or a good check, 2 for a bad config or
 bad flags, 1 for anything else.
