@@ -14,6 +14,8 @@ from .arguments import Location, SideConfig
 from .layout import Layout
 
 if TYPE_CHECKING:
+    import botocore.session
+    from botocore.loaders import Loader
     from mypy_boto3_s3 import S3Client
 
 INSTALL_HINT = (
@@ -43,17 +45,49 @@ def boto3_missing() -> bool:
     return False
 
 
-def make_client(config: SideConfig, jobs: int, counter: RequestCounter) -> tuple[S3Client, Any]:
+class SharedLoader:
+    """One botocore data loader for both sides' sessions: the S3 model loads once a run.
+
+    Each side keeps a session of its own (its profile, credentials and region), and botocore
+    caches the JSON it loads (the S3 service model, endpoint data) in the session's loader: two
+    sessions would each read and decode the same megabytes, a third of a run's start-up.
+    A session whose ``data_path`` (``AWS_DATA_PATH``, or the profile's) is the first one's
+    reads the same files, so it is given the first one's loader, through botocore's public
+    ``register_component``.
+    """
+
+    def __init__(self) -> None:
+        self._loader: Loader | None = None
+        self._data_path: object = None
+
+    def share(self, session: botocore.session.Session) -> None:
+        """Keep the first session's loader; give it to a later session that reads the same."""
+        data_path = session.get_config_variable("data_path")
+        if self._loader is None:
+            self._loader, self._data_path = session.get_component("data_loader"), data_path
+        elif data_path == self._data_path:
+            session.register_component("data_loader", self._loader)
+
+
+def make_client(
+    config: SideConfig, jobs: int, counter: RequestCounter, loader: SharedLoader
+) -> tuple[S3Client, Any]:
     """A boto3 S3 client for one side, and an identity (endpoint, credentials) to compare."""
     import boto3  # noqa: PLC0415 - optional dependency
+    import botocore.session  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
 
+    # the session boto3 would make itself, held here so that its loader can be shared
+    core = botocore.session.get_session()
     session = boto3.session.Session(
+        botocore_session=core,
         profile_name=config.profile,
         aws_access_key_id=config.access_key,
         aws_secret_access_key=config.secret_key,
         aws_session_token=config.session_token,
     )
+    # after boto3 has added its own data path to the loader, so that a shared one has it too
+    loader.share(core)
     client_config = Config(
         region_name=config.region,
         # the run's request pool and its transfer pool each hold up to `jobs` requests
