@@ -5,15 +5,23 @@ A copy through real SeaweedFS, multipart and mismatches included, is in test_mir
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import threading
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from s3syncer.replicate.arguments import Location
 from s3syncer.replicate.parts import OrderedDigest, part_ranges
+from s3syncer.replicate.sides import Side
 from s3syncer.replicate.sizes import MAX_PARTS, MIB, STREAM_PART, part_size
 from s3syncer.replicate.source_stream import READ_CHUNK, CopyMismatchError, SourceStream
+from s3syncer.replicate.transfer import Transfers
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 DATA = bytes(range(256)) * (3 * READ_CHUNK // 256 + 7)  # three chunks and a bit
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -143,3 +151,116 @@ def test_parts_grow_past_the_default_only_when_10000_would_not_do() -> None:
     size = part_size(huge, STREAM_PART)
     assert size % MIB == 0 and size > STREAM_PART
     assert -(-huge // size) <= MAX_PARTS
+
+
+class _Store:
+    """A store for :class:`Transfers`' streamed PutObject: it confirms a sha256 or it does not.
+
+    ``confirms``: it checks ``ChecksumSHA256`` and repeats it, as S3, MinIO and SeaweedFS do;
+    otherwise it keeps whatever it is sent, as a store that ignores the header would.
+    """
+
+    def __init__(self, objects: dict[str, bytes], *, confirms: bool) -> None:
+        self.objects = objects
+        self.confirms = confirms
+        self.gets: list[str] = []
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        self.gets.append(Key)
+        data = self.objects[Key]
+        return {"ContentLength": len(data), "Body": io.BytesIO(data)}
+
+    def put_object(self, *, Key: str, Body: Any, ContentLength: int, **extra: Any) -> Any:  # noqa: N803
+        data = _send(Body)
+        assert len(data) == ContentLength
+        checksum = extra.get("ChecksumSHA256")
+        if self.confirms and checksum is not None:
+            if base64.b64encode(hashlib.sha256(data).digest()).decode() != checksum:
+                raise _BadDigestError
+            self.objects[Key] = data
+            return {"ChecksumSHA256": checksum}
+        self.objects[Key] = data
+        return {}
+
+    def delete_object(self, *, Bucket: str, Key: str) -> None:  # noqa: N803
+        del self.objects[Key]
+
+
+class _BadDigestError(Exception):
+    def __init__(self) -> None:
+        super().__init__("BadDigest")
+        self.response = {
+            "Error": {"Code": "BadDigest"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+
+def _blobs(*contents: bytes) -> tuple[dict[str, bytes], list[tuple[str, int, str]]]:
+    """Source objects for ``contents``: their keys, and (digest, size, key) of each."""
+    objects, blobs = {}, []
+    for data in contents:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        key = Side(cast("S3Client", None), Location("b")).layout.blob_data(digest)
+        objects[key] = data
+        blobs.append((digest, len(data), key))
+    return objects, blobs
+
+
+def _transfers(store: _Store) -> Transfers:
+    client = cast("S3Client", store)
+    return Transfers(
+        Side(client, Location("b")),
+        Side(client, Location("b", "mirror")),
+        server_side=False,
+        jobs=1,
+    )
+
+
+def test_once_the_store_confirms_a_digest_blobs_are_not_hashed_twice() -> None:
+    objects, blobs = _blobs(b"first blob", b"second blob")
+    store = _Store(objects, confirms=True)
+    transfers = _transfers(store)
+    for digest, size, _key in blobs:
+        transfers.copy(digest, size)
+    transfers.close()
+    mirror = {k: v for k, v in store.objects.items() if k.startswith("mirror/")}
+    assert sorted(mirror.values()) == [b"first blob", b"second blob"]
+    assert transfers._store_checks_digest
+
+
+def test_a_store_that_refuses_a_digest_gets_a_clear_mismatch_even_when_not_hashing() -> None:
+    objects, blobs = _blobs(b"good blob", b"second blob")
+    store = _Store(objects, confirms=True)
+    transfers = _transfers(store)
+    transfers.copy(*blobs[0][:2])  # the store shows it checks: the next one is not hashed here
+    objects[blobs[1][2]] = b"other blob!"  # same size, other bytes
+    with pytest.raises(CopyMismatchError, match="the mirror refused its content"):
+        transfers.copy(*blobs[1][:2])
+    assert not any(k.startswith("mirror/") and v == b"other blob!" for k, v in objects.items())
+
+
+def test_a_store_that_does_not_confirm_gets_every_blob_hashed_here() -> None:
+    objects, blobs = _blobs(b"good blob", b"second blob")
+    store = _Store(objects, confirms=False)
+    transfers = _transfers(store)
+    transfers.copy(*blobs[0][:2])
+    assert not transfers._store_checks_digest
+    objects[blobs[1][2]] = b"other blob!"
+    with pytest.raises(CopyMismatchError, match="source content has digest"):
+        transfers.copy(*blobs[1][:2])
+    dst = Side(cast("S3Client", store), Location("b", "mirror")).layout.blob_data(blobs[1][0])
+    assert dst not in objects  # written, then deleted again
+
+
+def test_a_store_that_stops_confirming_has_the_blob_read_back() -> None:
+    objects, blobs = _blobs(b"good blob", b"second blob")
+    store = _Store(objects, confirms=True)
+    transfers = _transfers(store)
+    transfers.copy(*blobs[0][:2])
+    store.confirms = False
+    objects[blobs[1][2]] = b"other blob!"
+    dst = Side(cast("S3Client", store), Location("b", "mirror")).layout.blob_data(blobs[1][0])
+    with pytest.raises(CopyMismatchError):
+        transfers.copy(*blobs[1][:2])
+    assert store.gets[-1] == dst  # read back from the mirror, since nothing was hashed
+    assert dst not in objects

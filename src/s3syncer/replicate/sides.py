@@ -134,6 +134,15 @@ def is_not_found(exc: BaseException) -> bool:
     return code in ("404", "NoSuchKey", "NotFound")
 
 
+def refused_digest(exc: BaseException) -> bool:
+    """Whether an S3 error says the bytes sent do not match the checksum sent with them."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch")
+
+
 class TooLargeError(Exception):
     """An object that should be small (a manifest, a link) is not."""
 

@@ -22,12 +22,16 @@ class SourceStream:
     """A read-only file over the ``size`` bytes of ``open_body()``, hashed as they pass.
 
     ``open_body`` returns the source's response body, or raises. A source that ends early
-    raises CopyMismatchError rather than leave the request waiting for its last bytes.
+    raises CopyMismatchError rather than leave the request waiting for its last bytes. Without
+    ``hashing`` (the store checks the digest itself), the bytes only pass through.
     """
 
-    def __init__(self, open_body: Callable[[], Any], algorithm: str, size: int) -> None:
+    def __init__(
+        self, open_body: Callable[[], Any], algorithm: str, size: int, *, hashing: bool = True
+    ) -> None:
         self._open_body = open_body
         self._algorithm = algorithm
+        self.hashing = hashing
         self._expected = size
         self._body: Any = None
         self._chunk = memoryview(b"")
@@ -48,7 +52,8 @@ class SourceStream:
                 raise CopyMismatchError(
                     f"source ended after {self.size} of its {self._expected} bytes"
                 )
-            self._hash.update(data)
+            if self.hashing:
+                self._hash.update(data)
             self.size += len(data)
             self._chunk = memoryview(data)
         piece, self._chunk = self._chunk[:size], self._chunk[size:]
@@ -80,6 +85,8 @@ class SourceStream:
 
     def check(self, digest: str, size: int) -> None:
         """Raise CopyMismatchError unless what was read is ``digest`` and ``size`` bytes."""
+        if not self.hashing:
+            raise RuntimeError("a stream that does not hash cannot check a digest")
         got = f"{self._algorithm}:{self._hash.hexdigest()}"
         if got != digest or self.size != size:
             raise CopyMismatchError(f"source content has digest {got} and {self.size} bytes")

@@ -9,18 +9,20 @@
 
 A sha256 blob's PutObject also carries its digest as ``x-amz-checksum-sha256``: the store
 checks the bytes it receives and refuses them if they differ, so a bad copy is never written.
-Without a check on the store's side, the digest computed here still catches it, and the object
-is deleted again.
+Once a store has confirmed a digest that way (its answer repeats the checksum), later blobs of
+the run are not hashed here too. Until then, and for a store that does not confirm, each blob
+is hashed as it passes and a mismatch deletes what was written.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from .layout import check_digest
 from .parts import PartPool
-from .sides import Side
+from .sides import Side, refused_digest
 from .sizes import (
     ONE_REQUEST_MAX,
     SERVER_COPY_LIMIT,
@@ -29,7 +31,7 @@ from .sizes import (
     STREAM_PUT_LIMIT,
     part_size,
 )
-from .source_stream import CopyMismatchError, SourceStream
+from .source_stream import READ_CHUNK, CopyMismatchError, SourceStream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
@@ -55,6 +57,7 @@ class Transfers:
         self.server_copy_limit = min(server_copy_limit, ONE_REQUEST_MAX)
         self.stream_put_limit = min(stream_put_limit, ONE_REQUEST_MAX)
         self.parts = PartPool(source, dest, jobs)
+        self._store_checks_digest = False  # learnt from the store's first confirmed PutObject
 
     def copy(self, digest: str, size: int) -> None:
         """Copy blob ``digest`` of ``size`` bytes; raise on an S3 error or a content mismatch."""
@@ -71,37 +74,66 @@ class Transfers:
 
     def _stream_put(self, digest: str, src_key: str, dst_key: str, size: int) -> None:
         algorithm, hex_digest = check_digest(digest)
-        extra: dict[str, Any] = {}
+        checksum = None
         if algorithm == "sha256":
-            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(hex_digest)).decode()
-
-        def open_body() -> Any:
-            response = self.source.client.get_object(Bucket=self.source.bucket, Key=src_key)
-            if response["ContentLength"] != size:
-                response["Body"].close()
-                raise CopyMismatchError(f"source has {response['ContentLength']} bytes")
-            return response["Body"]
-
-        body = SourceStream(open_body, algorithm, size)
+            checksum = base64.b64encode(bytes.fromhex(hex_digest)).decode()
+        # a store that checks the digest itself makes hashing here too wasted work
+        hashing = checksum is None or not self._store_checks_digest
+        body = SourceStream(
+            self._opener(self.source, src_key, size), algorithm, size, hashing=hashing
+        )
+        extra: dict[str, Any] = {"ChecksumSHA256": checksum} if checksum else {}
         try:
-            self.dest.client.put_object(
+            response = self.dest.client.put_object(
                 Bucket=self.dest.bucket,
                 Key=dst_key,
                 Body=cast("IO[bytes]", body),
                 ContentLength=size,
                 **extra,
             )
-        except Exception:
-            if body.size == size:  # the store refused what it got whole: say why if we know
+        except Exception as exc:
+            if hashing and body.size == size:  # the store refused what it got whole: say why
                 body.check(digest, size)
+            if refused_digest(exc):
+                raise CopyMismatchError(
+                    f"the mirror refused its content: it is not {digest}"
+                ) from exc
             raise
         finally:
             body.close()
+        if checksum is not None and response.get("ChecksumSHA256") == checksum:
+            self._store_checks_digest = True
+            return
         try:
-            body.check(digest, size)
+            if hashing:
+                body.check(digest, size)
+            else:  # the store stopped confirming: read back what it holds
+                self._check_written(digest, dst_key, size)
         except CopyMismatchError:
             self.dest.delete(dst_key)
             raise
+
+    def _check_written(self, digest: str, key: str, size: int) -> None:
+        written = SourceStream(self._opener(self.dest, key, size), digest.partition(":")[0], size)
+        try:
+            while written.read(READ_CHUNK):
+                pass
+        finally:
+            written.close()
+        written.check(digest, size)
+
+    @staticmethod
+    def _opener(side: Side, key: str, size: int) -> Callable[[], Any]:
+        """Opens ``key`` of ``side`` for reading; CopyMismatchError unless it has ``size`` bytes."""
+
+        def open_body() -> Any:
+            response = side.client.get_object(Bucket=side.bucket, Key=key)
+            if response["ContentLength"] != size:
+                response["Body"].close()
+                raise CopyMismatchError(f"{key} has {response['ContentLength']} bytes")
+            return response["Body"]
+
+        return open_body
 
     def close(self) -> None:
         """Wait for parts in flight and stop the pool's threads."""
