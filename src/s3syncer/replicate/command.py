@@ -25,7 +25,7 @@ from .sides import (
     RequestCounter,
     SharedLoader,
     Side,
-    boto3_missing,
+    botocore_missing,
     describe,
     make_client,
 )
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     except OSError as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    if boto3_missing():
+    if botocore_missing():
         _say(f"boto3 is not installed; install it with: {INSTALL_HINT}")
         return EXIT_USAGE
     counters = {side: RequestCounter() for side in SIDES}

@@ -17,6 +17,7 @@ is hashed as it passes and a mismatch deletes what was written.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -58,6 +59,9 @@ class Transfers:
         self.stream_put_limit = min(stream_put_limit, ONE_REQUEST_MAX)
         self.parts = PartPool(source, dest, jobs)
         self._store_checks_digest = False  # learnt from the store's first confirmed PutObject
+        # a streamed blob holds two requests (its GET and its PUT): jobs / 2 of them at once
+        # keep `jobs` requests in flight, as the parts do (rclone: 4 transfers)
+        self._streams = threading.BoundedSemaphore(max(1, jobs // 2))
 
     def copy(self, digest: str, size: int) -> None:
         """Copy blob ``digest`` of ``size`` bytes; raise on an S3 error or a content mismatch."""
@@ -68,7 +72,8 @@ class Transfers:
         elif self.server_side:
             self.parts.server_copy(src_key, dst_key, size, part_size(size, SERVER_PART))
         elif size <= self.stream_put_limit:
-            self._stream_put(digest, src_key, dst_key, size)
+            with self._streams:
+                self._stream_put(digest, src_key, dst_key, size)
         else:
             self.parts.stream_copy(digest, src_key, dst_key, size, part_size(size, STREAM_PART))
 
