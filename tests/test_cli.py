@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from s3syncer import __version__, cli, service
+from s3syncer import __version__, cli, config, service
 from s3syncer.cli import main, normalise_argv, summarise
 from s3syncer.config import Config, parse_config
 
@@ -290,7 +290,8 @@ def test_check_default_path(
         seen.append(path)
         return parse_config("commands: [{name: a, cmd: x}]", source=path, env={})
 
-    monkeypatch.setattr(cli, "load_config", fake_load)
+    # check imports the config module when it runs (replicate never loads it): patch it there
+    monkeypatch.setattr(config, "load_config", fake_load)
     assert main(["check"]) == 0
     assert seen == ["/etc/s3syncer/config.yaml"]
     assert capsys.readouterr().out.startswith("/etc/s3syncer/config.yaml: OK")

@@ -390,11 +390,13 @@ def test_requirements_lock_every_dependency_with_hashes() -> None:
 
 
 def test_boto3_hint_names_an_install_that_works(tmp_path: Path) -> None:
-    """Without boto3, `s3syncer replicate` names the install-from-clone form, which exists."""
+    """Without boto3 (botocore with it), `s3syncer replicate` names the install-from-clone form,
+    which exists."""
     events = tmp_path / "events.json"
     events.write_text('{"command": "r", "reason": "event", "events": [], "truncated": false}')
     hide_boto3 = (
-        "import sys; sys.modules['boto3'] = None; from s3syncer.cli import main; "
+        "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None; "
+        "from s3syncer.cli import main; "
         "sys.exit(main(sys.argv[1:]))"
     )
     args = ["replicate", "--source", "s3://a", "--dest", "s3://b", "--events", str(events)]

@@ -27,7 +27,7 @@ from registry_harness import (
     require_tools,
     skopeo_push,
 )
-from registry_storage import put_blob_file, put_image, put_tag, random_file
+from registry_storage import put_blob, put_blob_file, put_image, put_tag, random_file
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate.layout import Layout
 from test_replicate import make_index_layout
@@ -35,7 +35,7 @@ from test_replicate import make_index_layout
 pytestmark = pytest.mark.integration
 
 MULTIPART_LAYER = 70 * 1024 * 1024  # above the 64 MiB part of a server-side copy
-PART_COPY_ABOVE = 64 * 1024 * 1024  # below 5 GiB a server copy is one CopyObject, unless told
+PARTS_ABOVE = 64 * 1024 * 1024  # below 128 MiB a copy is one request, unless told
 
 
 @dataclass
@@ -223,7 +223,7 @@ def test_a_layer_above_64_mib_is_copied_in_parts(source: Source, mode: str) -> N
         path.unlink()
         put_image(client, "big", layout, "big/app", tags=["v1"], layers=[layer])
     dest = f"s3://mirror/{mode}"
-    limit = ["--server-copy-limit", str(PART_COPY_ABOVE)]
+    limit = [f"--{'server-copy' if mode == 'server' else 'stream-put'}-limit", str(PARTS_ABOVE)]
     result = _tool(
         source,
         "replicate",
@@ -269,13 +269,65 @@ def _requests(source: Source, dest: str, *flags: str) -> int:
     return int(found.group(1))
 
 
-def test_below_5_gib_a_server_copy_is_one_copy_object(source: Source) -> None:
+def test_below_the_limit_a_server_copy_is_one_copy_object(source: Source) -> None:
     client, layout = source.s3.client(), Layout("big")
     if not client.list_objects_v2(Bucket="big", Prefix=layout.repositories)["KeyCount"]:
         test_a_layer_above_64_mib_is_copied_in_parts(source, "server")
-    parts = _requests(source, "s3://mirror/parts", "--server-copy-limit", str(PART_COPY_ABOVE))
+    parts = _requests(source, "s3://mirror/parts", "--server-copy-limit", str(PARTS_ABOVE))
     whole = _requests(source, "s3://mirror/whole")
     # 2 UploadPartCopy between CreateMultipartUpload and Complete, against one CopyObject
     assert parts - whole >= 3, (parts, whole)
     deep = _verify(source, "s3://mirror/whole", "--deep", src="s3://big/big")
     assert deep.returncode == 0, deep.stdout + deep.stderr
+
+
+def test_below_the_limit_a_streamed_layer_is_one_put(source: Source) -> None:
+    client, layout = source.s3.client(), Layout("big")
+    if not client.list_objects_v2(Bucket="big", Prefix=layout.repositories)["KeyCount"]:
+        test_a_layer_above_64_mib_is_copied_in_parts(source, "stream")
+    dest = "s3://mirror/one-put"
+    result = _tool(
+        source, "replicate", "--all", "--copy", "stream", "--source", "s3://big/big", "--dest", dest
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    big = [o for o in client.list_objects_v2(Bucket="mirror", Prefix="one-put/")["Contents"]]
+    layer = max(big, key=lambda o: o["Size"])
+    assert layer["Size"] == MULTIPART_LAYER
+    assert "-" not in layer["ETag"], layer["ETag"]  # one PutObject: no -PARTS suffix
+    deep = _verify(source, dest, "--deep", src="s3://big/big")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+
+
+@pytest.mark.parametrize(
+    ("size", "flags"),
+    [(1024 * 1024, []), (12 * 1024 * 1024, ["--stream-put-limit", str(5 * 1024 * 1024)])],
+    ids=["one-put", "parts"],
+)
+def test_a_source_blob_that_is_not_its_digest_is_never_written(
+    source: Source, size: int, flags: list[str]
+) -> None:
+    """A corrupt source layer: the copy fails naming it, the mirror gets neither it nor the tag."""
+    client, root = source.s3.client(), f"bad-{size}"
+    layout = Layout(root)
+    layer = put_blob(client, "seed", layout, os.urandom(size))
+    tampered = bytearray(
+        client.get_object(Bucket="seed", Key=layout.blob_data(layer["digest"]))["Body"].read()
+    )
+    tampered[size // 2] ^= 0xFF  # same size, one byte off: only the digest tells
+    client.put_object(Bucket="seed", Key=layout.blob_data(layer["digest"]), Body=bytes(tampered))
+    put_image(client, "seed", layout, "team/bad", tags=["v1"], layers=[layer])
+    dest = f"s3://mirror/{root}"
+    result = _tool(
+        source, "replicate", "--all", "--copy", "stream", *flags,
+        "--source", f"s3://seed/{root}", "--dest", dest,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert f"blob {layer['digest']}" in result.stderr, result.stderr
+    assert "team/bad:v1: not updated" in result.stderr, result.stderr
+    mirror = Layout(root)
+    listed = client.list_objects_v2(Bucket="mirror", Prefix=f"{root}/").get("Contents", [])
+    keys = {o["Key"] for o in listed}
+    assert mirror.blob_data(layer["digest"]) not in keys
+    assert mirror.tag_current_link("team/bad", "v1") not in keys
+    uploads = client.list_multipart_uploads(Bucket="mirror", Prefix=f"{root}/")
+    assert not uploads.get("Uploads"), uploads  # an abandoned upload is aborted, not left behind

@@ -1,7 +1,11 @@
-"""The command line: ``serve``, ``check``, ``run`` and the original single-dash flags.
+"""The command line: every subcommand, and the original tool's single-dash flags.
 
 Exit codes: 0 after a clean shutdown or a good check, 2 for a bad config or
 bad flags, 1 for anything else.
+
+A command runs ``replicate`` (or ``verify``) on every push, so those two must not pay for the
+daemon: only the chosen subcommand's flags are set up, and the daemon's modules (config, logs,
+trio, Quart, Hypercorn) are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -11,83 +15,99 @@ import logging
 import os
 import shlex
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import (
-    DEFAULT_CONFIG_PATH,
-    DEFAULT_LISTEN,
-    FORMATS,
-    CommandConfig,
-    Config,
-    ConfigError,
-    EventRule,
-    ListenError,
-    clean_token,
-    format_duration,
-    load_config,
-    parse_listen,
-)
-from .fd_budget import raise_open_files_limit
-from .leftovers import become_subreaper
-from .logs import LOG_FORMATS, configure_logging
-from .replicate import add_arguments as add_replicate_arguments
-from .replicate import add_verify_arguments, run_verify
-from .replicate import run as replicate_run
 
 if TYPE_CHECKING:
+    from .config import CommandConfig, Config, EventRule
     from .service import Service
     from .signals import EarlySignals
 
 log = logging.getLogger("s3syncer")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = frozenset({"serve", "check", "run", "replicate", "verify"})
+SUBCOMMAND_HELP = {
+    "serve": "run the webhook daemon",
+    "check": "validate a config file and summarise it",
+    "run": "ask a running daemon for a manual run of a command",
+    "replicate": "copy what a run's registry events changed, S3 to S3 (needs boto3)",
+    "verify": "check that a mirror holds every tag of the source, completely (boto3)",
+}
+SUBCOMMANDS = frozenset(SUBCOMMAND_HELP)
 LEGACY_FLAGS = {"-config": "--config", "-listen": "--listen"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser for every subcommand; with ``only``, just that one's flags.
+
+    Setting up a subcommand's flags imports what its help names (the daemon's config for
+    ``serve``, the replicate package for ``replicate``): ``main`` sets up only the one chosen.
+    """
     parser = argparse.ArgumentParser(
         prog="s3syncer",
         description="Run a sync command when a container registry reports a change.",
     )
     parser.add_argument("--version", action="version", version=f"s3syncer {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="{serve,check,run,replicate,verify}")
-    config_help = f"config file (env S3SYNCER_CONFIG, default {DEFAULT_CONFIG_PATH})"
+    for name, help_text in SUBCOMMAND_HELP.items():
+        subparser = sub.add_parser(name, help=help_text)
+        if only in (None, name):
+            ADD_FLAGS[name](subparser)
+    return parser
 
-    serve = sub.add_parser("serve", help="run the webhook daemon")
-    serve.add_argument("--config", help=config_help)
+
+def _config_help() -> str:
+    from .config import DEFAULT_CONFIG_PATH  # noqa: PLC0415 - the daemon's, see the docstring
+
+    return f"config file (env S3SYNCER_CONFIG, default {DEFAULT_CONFIG_PATH})"
+
+
+def _serve_flags(serve: argparse.ArgumentParser) -> None:
+    from .config import DEFAULT_LISTEN  # noqa: PLC0415
+    from .logs import LOG_FORMATS  # noqa: PLC0415
+
+    serve.add_argument("--config", help=_config_help())
     serve.add_argument(
         "--listen", help=f"HOST:PORT or :PORT (env S3SYNCER_LISTEN, default {DEFAULT_LISTEN})"
     )
     serve.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", type=str.lower)
 
-    check = sub.add_parser("check", help="validate a config file and summarise it")
-    check.add_argument("--config", help=config_help)
 
-    run = sub.add_parser("run", help="ask a running daemon for a manual run of a command")
+def _check_flags(check: argparse.ArgumentParser) -> None:
+    check.add_argument("--config", help=_config_help())
+
+
+def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("name", help="the command's name")
     run.add_argument("--url", help="the daemon's base URL (default http://localhost:9999)")
     run.add_argument("--token-file", help="file holding the token (env S3SYNCER_TOKEN)")
 
-    replicate = sub.add_parser(
-        "replicate", help="copy what a run's registry events changed, S3 to S3 (needs boto3)"
-    )
-    add_replicate_arguments(replicate)
-    verify = sub.add_parser(
-        "verify", help="check that a mirror holds every tag of the source, completely (boto3)"
-    )
+
+def _replicate_flags(replicate: argparse.ArgumentParser) -> None:
+    from .replicate.arguments import add_arguments  # noqa: PLC0415
+
+    add_arguments(replicate)
+
+
+def _verify_flags(verify: argparse.ArgumentParser) -> None:
+    from .replicate.arguments import add_verify_arguments  # noqa: PLC0415
+
     add_verify_arguments(verify)
-    return parser
+
+
+ADD_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "serve": _serve_flags,
+    "check": _check_flags,
+    "run": _run_flags,
+    "replicate": _replicate_flags,
+    "verify": _verify_flags,
+}
 
 
 def normalise_argv(argv: Sequence[str]) -> list[str]:
@@ -103,23 +123,32 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s3syncer`` console script."""
-    args = build_parser().parse_args(normalise_argv(sys.argv[1:] if argv is None else argv))
+    argv = normalise_argv(sys.argv[1:] if argv is None else argv)
+    args = build_parser(only=argv[0]).parse_args(argv)
     if args.subcommand == "check":
         return check(args.config)
     if args.subcommand == "run":
         return request_run(args.name, args.url, args.token_file)
     if args.subcommand == "replicate":
-        return replicate_run(args)
+        from .replicate.command import run as replicate  # noqa: PLC0415
+
+        return replicate(args)
     if args.subcommand == "verify":
-        return run_verify(args)
+        from .replicate.verify import run as verify  # noqa: PLC0415
+
+        return verify(args)
     return serve(args.config, args.listen, args.log_format, args.log_level)
 
 
 def _config_path(flag: str | None) -> str:
+    from .config import DEFAULT_CONFIG_PATH  # noqa: PLC0415
+
     return flag or os.environ.get("S3SYNCER_CONFIG") or DEFAULT_CONFIG_PATH
 
 
 def _load(flag: str | None) -> Config | None:
+    from .config import ConfigError, load_config  # noqa: PLC0415
+
     try:
         return load_config(_config_path(flag))
     except ConfigError as exc:
@@ -141,6 +170,8 @@ def check(config_flag: str | None) -> int:
 
 def summarise(config: Config) -> str:
     """A human summary of a valid config. It names secrets' sources, never their values."""
+    from .config import format_duration  # noqa: PLC0415
+
     count = len(config.commands)
     lines = [f"{config.source}: OK, {count} command{'s' if count != 1 else ''}"]
     if config.listen:
@@ -156,6 +187,8 @@ def summarise(config: Config) -> str:
 
 
 def _summarise_command(command: CommandConfig) -> list[str]:
+    from .config import FORMATS, format_duration  # noqa: PLC0415
+
     timing = [f"delay {format_duration(command.delay)}"]
     timing.append(f"maxDelay {format_duration(command.max_delay)}")
     if command.reconcile is not None:
@@ -210,6 +243,10 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     # `replicate` and `verify`, which a command runs on every push, 1-2 s of start each
     import trio  # noqa: PLC0415
 
+    from .config import DEFAULT_LISTEN, ListenError, parse_listen  # noqa: PLC0415
+    from .fd_budget import raise_open_files_limit  # noqa: PLC0415
+    from .leftovers import become_subreaper  # noqa: PLC0415
+    from .logs import configure_logging  # noqa: PLC0415
     from .service import Service  # noqa: PLC0415
     from .signals import EarlySignals  # noqa: PLC0415
 
@@ -268,6 +305,12 @@ def _exit_code_for(exc: BaseException) -> int:
 
 def request_run(name: str, url: str | None, token_file: str | None) -> int:
     """``s3syncer run NAME``: POST /run/NAME to a running daemon."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from .config import DEFAULT_LISTEN, clean_token  # noqa: PLC0415
+
     base = url or f"http://{os.environ.get('S3SYNCER_LISTEN', DEFAULT_LISTEN)}"
     if base.startswith("http://:"):
         base = "http://localhost:" + base[len("http://:") :]

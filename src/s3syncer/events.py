@@ -20,9 +20,10 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import EventRule
+if TYPE_CHECKING:  # the replicate tool reads these events too, without the daemon's config
+    from .config import EventRule
 
 MAX_EVENTS_PER_RUN = 10_000
 # Distribution's own manifest media types; a target with one of them (or a /manifests/ URL)

@@ -12,7 +12,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .sizes import MIB, MIN_PART, SERVER_COPY_LIMIT, SERVER_PART
+from .sizes import (
+    MIB,
+    MIN_PART,
+    ONE_REQUEST_MAX,
+    SERVER_COPY_LIMIT,
+    SERVER_PART,
+    STREAM_PART,
+    STREAM_PUT_LIMIT,
+)
 
 SIDES = ("source", "dest")
 DEFAULT_JOBS = 8
@@ -100,23 +108,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--server-copy-limit",
-        type=_copy_limit,
+        type=_one_request_limit,
         default=SERVER_COPY_LIMIT,
         metavar="BYTES",
         help="largest blob a server-side copy moves in one CopyObject; larger ones are copied "
-        f"in {SERVER_PART // MIB} MiB parts (default and most {SERVER_COPY_LIMIT}, 5 GiB)",
+        f"in {SERVER_PART // MIB} MiB parts in parallel (default {SERVER_COPY_LIMIT // MIB} MiB, "
+        "at most 5 GiB)",
+    )
+    parser.add_argument(
+        "--stream-put-limit",
+        type=_one_request_limit,
+        default=STREAM_PUT_LIMIT,
+        metavar="BYTES",
+        help="largest blob a streamed copy sends in one PutObject as it reads it; larger ones "
+        f"are read and sent in {STREAM_PART // MIB} MiB parts in parallel "
+        f"(default {STREAM_PUT_LIMIT // MIB} MiB, at most 5 GiB)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per object")
 
 
-def _copy_limit(text: str) -> int:
-    """A ``--server-copy-limit``: bytes, from the smallest part S3 takes to CopyObject's limit."""
+def _one_request_limit(text: str) -> int:
+    """A ``--*-limit`` of one request: bytes, from S3's smallest part to its largest request."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
-    if not MIN_PART <= value <= SERVER_COPY_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be from {MIN_PART} to {SERVER_COPY_LIMIT} bytes")
+    if not MIN_PART <= value <= ONE_REQUEST_MAX:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_PART} to {ONE_REQUEST_MAX} bytes")
     return value
 
 

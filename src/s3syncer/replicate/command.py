@@ -20,7 +20,15 @@ from .arguments import SIDES, Sides, UsageError, parse_sides
 from .catalog import list_tags, read_tags
 from .changes import Changes, replay
 from .copier import Replicator
-from .sides import INSTALL_HINT, RequestCounter, Side, boto3_missing, describe, make_client
+from .sides import (
+    INSTALL_HINT,
+    RequestCounter,
+    SharedLoader,
+    Side,
+    botocore_missing,
+    describe,
+    make_client,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROG = "s3syncer replicate"
@@ -36,8 +44,11 @@ def load_events(path: str) -> tuple[list[Any], bool]:
 
 def connect(sides: Sides, counters: Mapping[str, RequestCounter]) -> tuple[Side, Side, bool]:
     """Both sides' clients, and whether they are one identity (server-side copy possible)."""
-    src_client, src_id = make_client(sides.configs["source"], sides.jobs, counters["source"])
-    dst_client, dst_id = make_client(sides.configs["dest"], sides.jobs, counters["dest"])
+    loader = SharedLoader()
+    clients = {
+        side: make_client(sides.configs[side], sides.jobs, counters[side], loader) for side in SIDES
+    }
+    (src_client, src_id), (dst_client, dst_id) = clients["source"], clients["dest"]
     return Side(src_client, sides.source), Side(dst_client, sides.dest), src_id == dst_id
 
 
@@ -98,7 +109,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     except OSError as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    if boto3_missing():
+    if botocore_missing():
         _say(f"boto3 is not installed; install it with: {INSTALL_HINT}")
         return EXIT_USAGE
     counters = {side: RequestCounter() for side in SIDES}
@@ -114,6 +125,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         jobs=sides.jobs,
         server_side=server_side,
         server_copy_limit=args.server_copy_limit,
+        stream_put_limit=args.stream_put_limit,
         dry_run=args.dry_run,
         verbose=args.verbose,
         keep_present=everything,

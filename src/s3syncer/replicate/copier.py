@@ -25,7 +25,7 @@ from .layout import BlobRef, link_body
 from .plan import Plan, discover
 from .pool import Pool
 from .sides import Side, describe
-from .sizes import SERVER_COPY_LIMIT
+from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
 
@@ -51,7 +51,7 @@ class Stats:
 class Replicator:
     """Copies manifests' closures and their links from one registry storage to another.
 
-    A context manager: it owns the run's worker pool and its transfer manager.
+    A context manager: it owns the run's worker pool and its pool for blob parts.
     """
 
     def __init__(
@@ -62,6 +62,7 @@ class Replicator:
         jobs: int = 8,
         server_side: bool = False,
         server_copy_limit: int = SERVER_COPY_LIMIT,
+        stream_put_limit: int = STREAM_PUT_LIMIT,
         dry_run: bool = False,
         verbose: bool = False,
         keep_present: bool = False,
@@ -82,7 +83,12 @@ class Replicator:
             jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
         )
         self.transfers = Transfers(
-            source, dest, server_side=server_side, jobs=jobs, server_copy_limit=server_copy_limit
+            source,
+            dest,
+            server_side=server_side,
+            jobs=jobs,
+            server_copy_limit=server_copy_limit,
+            stream_put_limit=stream_put_limit,
         )
 
     def __enter__(self) -> Replicator:

@@ -1,76 +1,43 @@
-"""Blob bodies, source to mirror: one transfer manager per run, bounded in requests and memory.
+"""Blob bodies, source to mirror: one request up to a limit, parallel parts above it.
 
-Small blobs take one request from the run's worker thread: ``CopyObject`` server-side, or a
-GET whose bytes are hashed before the PUT. Larger ones go to one s3transfer
-``TransferManager`` for the whole run, so multipart parts of every blob share its
-``jobs`` request threads instead of each blob starting a pool of its own:
+* Server-side, a blob up to ``server_copy_limit`` is one ``CopyObject``; a larger one is copied
+  in 64 MiB ``UploadPartCopy`` parts in parallel (:mod:`.parts`).
+* Streamed, a blob up to ``stream_put_limit`` is one ``PutObject`` whose body is the source
+  response itself, read as it is sent and hashed on the way (:mod:`.source_stream`): no part
+  of it is held in memory. A larger one is fetched in ranged GETs and uploaded in parts in
+  parallel, hashed in order, and its upload completed only once its digest is right.
 
-* server-side, one ``CopyObject`` up to ``server_copy_limit`` (5 GiB, S3's largest; like
-  ``rclone copy``: one request, no part bookkeeping), ``UploadPartCopy`` of 64 MiB parts above;
-* streamed, the source body is read in 5 MiB parts and hashed as it passes; about twice
-  ``jobs`` parts are in memory at most, so a 1 GiB layer costs no more memory than a 50 MiB
-  one. The digest is known only at the end: a mismatch deletes what was written.
+A sha256 blob's PutObject also carries its digest as ``x-amz-checksum-sha256``: the store
+checks the bytes it receives and refuses them if they differ, so a bad copy is never written.
+Once a store has confirmed a digest that way (its answer repeats the checksum), later blobs of
+the run are not hashed here too. Until then, and for a store that does not confirm, each blob
+is hashed as it passes and a mismatch deletes what was written.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .layout import check_digest
-from .sides import Side
-from .sizes import SERVER_COPY_LIMIT, SERVER_PART, STREAM_PART
+from .parts import PartPool
+from .sides import Side, refused_digest
+from .sizes import (
+    ONE_REQUEST_MAX,
+    SERVER_COPY_LIMIT,
+    SERVER_PART,
+    STREAM_PART,
+    STREAM_PUT_LIMIT,
+    part_size,
+)
+from .source_stream import READ_CHUNK, CopyMismatchError, SourceStream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
-    from s3transfer.futures import TransferFuture
-    from s3transfer.manager import TransferManager
-    from s3transfer.subscribers import BaseSubscriber
 
-
-class CopyMismatchError(Exception):
-    """Copied content does not match its digest or size."""
-
-
-class _HashingReader:
-    """A read-only, unseekable file object that hashes and counts what passes through it."""
-
-    def __init__(self, raw: Any, algorithm: str) -> None:
-        self._raw = raw
-        self.hash = hashlib.new(algorithm)
-        self.size = 0
-
-    def read(self, amount: int = -1) -> bytes:
-        data: bytes = self._raw.read(amount if amount >= 0 else None)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def check(self, digest: str, size: int) -> None:
-        """Raise CopyMismatchError unless what was read is ``digest`` and ``size`` bytes."""
-        got = f"{digest.partition(':')[0]}:{self.hash.hexdigest()}"
-        if got != digest or self.size != size:
-            raise CopyMismatchError(f"source content has digest {got} and {self.size} bytes")
-
-
-class _KnownSize:
-    """Tells s3transfer a copy's size, so that it does not HEAD the source again.
-
-    Shaped like s3transfer's ``BaseSubscriber`` without importing it: boto3 is optional.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-
-    def on_queued(self, future: TransferFuture, **_kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._size)
-
-    def on_progress(self, **_kwargs: Any) -> None:
-        pass
-
-    def on_done(self, **_kwargs: Any) -> None:
-        pass
+__all__ = ["CopyMismatchError", "Transfers"]
 
 
 class Transfers:
@@ -84,89 +51,95 @@ class Transfers:
         server_side: bool,
         jobs: int,
         server_copy_limit: int = SERVER_COPY_LIMIT,
+        stream_put_limit: int = STREAM_PUT_LIMIT,
     ) -> None:
         self.source, self.dest = source, dest
         self.server_side = server_side
-        self.server_copy_limit = min(server_copy_limit, SERVER_COPY_LIMIT)
-        self.part = SERVER_PART if server_side else STREAM_PART
-        self.jobs = max(1, jobs)
-        self._manager: TransferManager | None = None
-        self._lock = threading.Lock()
+        self.server_copy_limit = min(server_copy_limit, ONE_REQUEST_MAX)
+        self.stream_put_limit = min(stream_put_limit, ONE_REQUEST_MAX)
+        self.parts = PartPool(source, dest, jobs)
+        self._store_checks_digest = False  # learnt from the store's first confirmed PutObject
+        # a streamed blob holds two requests (its GET and its PUT): jobs / 2 of them at once
+        # keep `jobs` requests in flight, as the parts do (rclone: 4 transfers)
+        self._streams = threading.BoundedSemaphore(max(1, jobs // 2))
 
     def copy(self, digest: str, size: int) -> None:
         """Copy blob ``digest`` of ``size`` bytes; raise on an S3 error or a content mismatch."""
         src_key, dst_key = self.source.layout.blob_data(digest), self.dest.layout.blob_data(digest)
-        if self.server_side:
-            self._server_copy(src_key, dst_key, size)
-        else:
-            self._stream_copy(digest, src_key, dst_key, size)
-
-    def _server_copy(self, src_key: str, dst_key: str, size: int) -> None:
-        source: CopySourceTypeDef = {"Bucket": self.source.bucket, "Key": src_key}
-        if size <= self.server_copy_limit:
+        if self.server_side and size <= self.server_copy_limit:
+            source: CopySourceTypeDef = {"Bucket": self.source.bucket, "Key": src_key}
             self.dest.client.copy_object(Bucket=self.dest.bucket, Key=dst_key, CopySource=source)
-            return
-        future = self._transfer_manager().copy(
-            source,
-            self.dest.bucket,
-            dst_key,
-            subscribers=[cast("BaseSubscriber", _KnownSize(size))],
-            source_client=self.source.client,
-        )
-        future.result()
+        elif self.server_side:
+            self.parts.server_copy(src_key, dst_key, size, part_size(size, SERVER_PART))
+        elif size <= self.stream_put_limit:
+            with self._streams:
+                self._stream_put(digest, src_key, dst_key, size)
+        else:
+            self.parts.stream_copy(digest, src_key, dst_key, size, part_size(size, STREAM_PART))
 
-    def _stream_copy(self, digest: str, src_key: str, dst_key: str, size: int) -> None:
-        algorithm, _ = check_digest(digest)
-        body = self.source.client.get_object(Bucket=self.source.bucket, Key=src_key)["Body"]
-        reader = _HashingReader(body, algorithm)
-        if size < self.part:  # at most one part in memory, checked before it is written
-            data = reader.read()
-            reader.check(digest, size)
-            self.dest.put(dst_key, data)
-            return
-        upload = self._transfer_manager().upload
-        # the known size lets s3transfer grow the part past 5 MiB when 10,000 would not do
-        known = [cast("BaseSubscriber", _KnownSize(size))]
-        future = upload(reader, self.dest.bucket, dst_key, subscribers=known)  # type: ignore[arg-type]
-        future.result()
+    def _stream_put(self, digest: str, src_key: str, dst_key: str, size: int) -> None:
+        algorithm, hex_digest = check_digest(digest)
+        checksum = None
+        if algorithm == "sha256":
+            checksum = base64.b64encode(bytes.fromhex(hex_digest)).decode()
+        # a store that checks the digest itself makes hashing here too wasted work
+        hashing = checksum is None or not self._store_checks_digest
+        body = SourceStream(
+            self._opener(self.source, src_key, size), algorithm, size, hashing=hashing
+        )
+        extra: dict[str, Any] = {"ChecksumSHA256": checksum} if checksum else {}
         try:
-            reader.check(digest, size)
+            response = self.dest.client.put_object(
+                Bucket=self.dest.bucket,
+                Key=dst_key,
+                Body=cast("IO[bytes]", body),
+                ContentLength=size,
+                **extra,
+            )
+        except Exception as exc:
+            if hashing and body.size == size:  # the store refused what it got whole: say why
+                body.check(digest, size)
+            if refused_digest(exc):
+                raise CopyMismatchError(
+                    f"the mirror refused its content: it is not {digest}"
+                ) from exc
+            raise
+        finally:
+            body.close()
+        if checksum is not None and response.get("ChecksumSHA256") == checksum:
+            self._store_checks_digest = True
+            return
+        try:
+            if hashing:
+                body.check(digest, size)
+            else:  # the store stopped confirming: read back what it holds
+                self._check_written(digest, dst_key, size)
         except CopyMismatchError:
             self.dest.delete(dst_key)
             raise
 
-    def _transfer_manager(self) -> TransferManager:
-        """The run's one manager, made when the first large blob needs it."""
-        with self._lock:
-            if self._manager is None:
-                from s3transfer.manager import (  # noqa: PLC0415 - boto3 is optional
-                    TransferConfig,
-                    TransferManager,
-                )
+    def _check_written(self, digest: str, key: str, size: int) -> None:
+        written = SourceStream(self._opener(self.dest, key, size), digest.partition(":")[0], size)
+        try:
+            while written.read(READ_CHUNK):
+                pass
+        finally:
+            written.close()
+        written.check(digest, size)
 
-                # A streamed blob holds a submission thread for its whole transfer, and each
-                # such thread needs about two parts while it reads one (http.client copies);
-                # the parts read and not yet sent are the rest. An upload waits on its
-                # requests, not on the CPU, so `jobs` parts in flight from `jobs / 2` blobs
-                # (rclone: 4 x 4 of 5 MiB) keep the link busy in about 2 x jobs parts of
-                # memory, whatever the size and number of blobs.
-                config = TransferConfig(
-                    multipart_threshold=self._multipart_threshold(),
-                    multipart_chunksize=self.part,
-                    max_request_concurrency=self.jobs,
-                    max_submission_concurrency=max(1, self.jobs // 2),
-                    max_in_memory_upload_chunks=self.jobs,
-                )
-                self._manager = TransferManager(self.dest.client, config)
-            return self._manager
+    @staticmethod
+    def _opener(side: Side, key: str, size: int) -> Callable[[], Any]:
+        """Opens ``key`` of ``side`` for reading; CopyMismatchError unless it has ``size`` bytes."""
 
-    def _multipart_threshold(self) -> int:
-        """Where s3transfer starts cutting parts: past one CopyObject, or past one part."""
-        return self.server_copy_limit + 1 if self.server_side else self.part
+        def open_body() -> Any:
+            response = side.client.get_object(Bucket=side.bucket, Key=key)
+            if response["ContentLength"] != size:
+                response["Body"].close()
+                raise CopyMismatchError(f"{key} has {response['ContentLength']} bytes")
+            return response["Body"]
+
+        return open_body
 
     def close(self) -> None:
-        """Wait for transfers in flight and stop the manager's threads."""
-        with self._lock:
-            if self._manager is not None:
-                self._manager.shutdown()
-                self._manager = None
+        """Wait for parts in flight and stop the pool's threads."""
+        self.parts.close()

@@ -26,7 +26,7 @@ from .command import connect
 from .layout import BlobRef
 from .plan import Closure, Plan, discover, fetch_manifest
 from .pool import Pool
-from .sides import INSTALL_HINT, RequestCounter, Side, boto3_missing, describe
+from .sides import INSTALL_HINT, RequestCounter, Side, botocore_missing, describe
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 PROG = "s3syncer verify"
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if boto3_missing():
+    if botocore_missing():
         print(f"{PROG}: boto3 is not installed; install it with: {INSTALL_HINT}", file=sys.stderr)
         return EXIT_USAGE
     counters = {side: RequestCounter() for side in SIDES}
