@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,41 +182,43 @@ def net_median(samples: list[Sample], scenario: str, tool_name: str, mode: str) 
     return statistics.median(s.net_mb_per_s for s in runs)
 
 
+def rows(samples: list[Sample]) -> Iterator[tuple[str, str, Sample, Sample]]:
+    """``(scenario, mode, replicate's median, rclone's median)``, in the tables' order."""
+    for scenario in SCENARIOS:
+        for mode in ("stream", "server"):
+            ours, theirs = (
+                median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
+            )
+            yield scenario, mode, ours, theirs
+
+
 def report(samples: list[Sample]) -> str:
     lines = [
         "| scenario | mode | replicate (median) | rclone copy (median) | ratio "
         "| replicate peak RSS (max) |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for scenario in SCENARIOS:
-        for mode in ("stream", "server"):
-            ours, theirs = (
-                median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
-            )
-            lines.append(
-                f"| {scenario} | {mode} | {ours.mb_per_s:.0f} MB/s ({ours.seconds:.1f} s) "
-                f"| {theirs.mb_per_s:.0f} MB/s ({theirs.seconds:.1f} s) "
-                f"| {ours.mb_per_s / theirs.mb_per_s:.2f}x | {ours.peak_rss_mb:.0f} MB |"
-            )
+    for scenario, mode, ours, theirs in rows(samples):
+        lines.append(
+            f"| {scenario} | {mode} | {ours.mb_per_s:.0f} MB/s ({ours.seconds:.1f} s) "
+            f"| {theirs.mb_per_s:.0f} MB/s ({theirs.seconds:.1f} s) "
+            f"| {ours.mb_per_s / theirs.mb_per_s:.2f}x | {ours.peak_rss_mb:.0f} MB |"
+        )
     lines += [
         "",
         "| scenario | mode | replicate: no-op run, net MB/s | rclone copy: no-op run, net MB/s "
         "| net ratio |",
         "|---|---|---:|---:|---:|",
     ]
-    for scenario in SCENARIOS:
-        for mode in ("stream", "server"):
-            ours, theirs = (
-                median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
-            )
-            our_net, their_net = (
-                net_median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
-            )
-            lines.append(
-                f"| {scenario} | {mode} | {ours.noop_seconds:.2f} s, {our_net:.0f} MB/s "
-                f"| {theirs.noop_seconds:.2f} s, {their_net:.0f} MB/s "
-                f"| {our_net / their_net:.2f}x |"
-            )
+    for scenario, mode, ours, theirs in rows(samples):
+        our_net, their_net = (
+            net_median(samples, scenario, t, mode) for t in ("replicate", "rclone copy")
+        )
+        lines.append(
+            f"| {scenario} | {mode} | {ours.noop_seconds:.2f} s, {our_net:.0f} MB/s "
+            f"| {theirs.noop_seconds:.2f} s, {their_net:.0f} MB/s "
+            f"| {our_net / their_net:.2f}x |"
+        )
     return "\n".join(lines)
 
 

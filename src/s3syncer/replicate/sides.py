@@ -124,22 +124,22 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def is_not_found(exc: BaseException) -> bool:
-    """Whether an S3 error says the object is not there."""
+def _error_code(exc: BaseException) -> str:
+    """The S3 error code of ``exc``, or "" when it is not an S3 error."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
-        return False
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether an S3 error says the object is not there."""
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def refused_digest(exc: BaseException) -> bool:
     """Whether an S3 error says the bytes sent do not match the checksum sent with them."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch")
+    return _error_code(exc) in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch")
 
 
 class TooLargeError(Exception):
