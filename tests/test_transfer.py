@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+from botocore.response import StreamingBody
 
 from s3syncer.replicate.arguments import Location
 from s3syncer.replicate.parts import OrderedDigest, part_ranges
@@ -168,7 +169,7 @@ class _Store:
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
         self.gets.append(Key)
         data = self.objects[Key]
-        return {"ContentLength": len(data), "Body": io.BytesIO(data)}
+        return {"ContentLength": len(data), "Body": StreamingBody(io.BytesIO(data), len(data))}
 
     def put_object(self, *, Key: str, Body: Any, ContentLength: int, **extra: Any) -> Any:  # noqa: N803
         data = _send(Body)

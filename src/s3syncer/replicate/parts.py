@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Final
 
 from .sides import Side
-from .source_stream import CopyMismatchError
+from .source_stream import CopyMismatchError, check_content
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -65,9 +65,7 @@ class OrderedDigest:
 
     def check(self, digest: str, size: int) -> None:
         """Raise CopyMismatchError unless the parts were ``digest`` and ``size`` bytes."""
-        got = f"{self.algorithm}:{self._hash.hexdigest()}"
-        if got != digest or self.size != size:
-            raise CopyMismatchError(f"source content has digest {got} and {self.size} bytes")
+        check_content(self._hash, self.size, digest, size)
 
 
 def part_ranges(size: int, part: int) -> Iterator[tuple[int, int, int]]:

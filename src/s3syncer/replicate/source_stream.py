@@ -18,6 +18,13 @@ class CopyMismatchError(Exception):
     """Copied content does not match its digest or size."""
 
 
+def check_content(hasher: Any, read: int, digest: str, size: int) -> None:
+    """Raise CopyMismatchError unless ``read`` bytes hashed into ``hasher`` are ``digest``."""
+    got = f"{hasher.name}:{hasher.hexdigest()}"
+    if got != digest or read != size:
+        raise CopyMismatchError(f"source content has digest {got} and {read} bytes")
+
+
 class SourceStream:
     """A read-only file over the ``size`` bytes of ``open_body()``, hashed as they pass.
 
@@ -87,6 +94,4 @@ class SourceStream:
         """Raise CopyMismatchError unless what was read is ``digest`` and ``size`` bytes."""
         if not self.hashing:
             raise RuntimeError("a stream that does not hash cannot check a digest")
-        got = f"{self._algorithm}:{self._hash.hexdigest()}"
-        if got != digest or self.size != size:
-            raise CopyMismatchError(f"source content has digest {got} and {self.size} bytes")
+        check_content(self._hash, self.size, digest, size)

@@ -32,7 +32,7 @@ from .sizes import (
     STREAM_PUT_LIMIT,
     part_size,
 )
-from .source_stream import READ_CHUNK, CopyMismatchError, SourceStream
+from .source_stream import CopyMismatchError, SourceStream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
@@ -84,9 +84,7 @@ class Transfers:
             checksum = base64.b64encode(bytes.fromhex(hex_digest)).decode()
         # a store that checks the digest itself makes hashing here too wasted work
         hashing = checksum is None or not self._store_checks_digest
-        body = SourceStream(
-            self._opener(self.source, src_key, size), algorithm, size, hashing=hashing
-        )
+        body = SourceStream(self._open_source(src_key, size), algorithm, size, hashing=hashing)
         extra: dict[str, Any] = {"ChecksumSHA256": checksum} if checksum else {}
         try:
             response = self.dest.client.put_object(
@@ -113,29 +111,24 @@ class Transfers:
             if hashing:
                 body.check(digest, size)
             else:  # the store stopped confirming: read back what it holds
-                self._check_written(digest, dst_key, size)
+                self._check_written(digest, dst_key)
         except CopyMismatchError:
             self.dest.delete(dst_key)
             raise
 
-    def _check_written(self, digest: str, key: str, size: int) -> None:
-        written = SourceStream(self._opener(self.dest, key, size), digest.partition(":")[0], size)
-        try:
-            while written.read(READ_CHUNK):
-                pass
-        finally:
-            written.close()
-        written.check(digest, size)
+    def _check_written(self, digest: str, key: str) -> None:
+        written = self.dest.content_digest(key, digest.partition(":")[0])
+        if written != digest:
+            raise CopyMismatchError(f"the mirror holds {written}, not the blob")
 
-    @staticmethod
-    def _opener(side: Side, key: str, size: int) -> Callable[[], Any]:
-        """Opens ``key`` of ``side`` for reading; CopyMismatchError unless it has ``size`` bytes."""
+    def _open_source(self, key: str, size: int) -> Callable[[], Any]:
+        """Opens ``key`` of the source; CopyMismatchError unless it has ``size`` bytes."""
 
         def open_body() -> Any:
-            response = side.client.get_object(Bucket=side.bucket, Key=key)
+            response = self.source.client.get_object(Bucket=self.source.bucket, Key=key)
             if response["ContentLength"] != size:
                 response["Body"].close()
-                raise CopyMismatchError(f"{key} has {response['ContentLength']} bytes")
+                raise CopyMismatchError(f"source has {response['ContentLength']} bytes")
             return response["Body"]
 
         return open_body

@@ -12,7 +12,6 @@ many tags share it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -173,12 +172,7 @@ class Verifier:
         return None
 
     def _hash_matches(self, key: str, digest: str) -> bool:
-        algorithm, _, expected = digest.partition(":")
-        body = self.dest.client.get_object(Bucket=self.dest.bucket, Key=key)["Body"]
-        hasher = hashlib.new(algorithm)
-        for chunk in body.iter_chunks(1024 * 1024):
-            hasher.update(chunk)
-        return hasher.hexdigest() == expected
+        return self.dest.content_digest(key, digest.partition(":")[0]) == digest
 
     def _check_link(self, key: str) -> str | None:
         if self.dest.head_size(key) is not None:
