@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from s3syncer import __version__, cli, config, service
+from s3syncer import __version__, cli, config_file, service
 from s3syncer.cli import main, normalise_argv, summarise
-from s3syncer.config import Config, parse_config
+from s3syncer.config import Config
+from s3syncer.config_file import parse_config
 
 SECRET = "s3cr3t-T0ken-value"
 ENV_SECRET = "hunter2-env-value"
@@ -290,8 +291,8 @@ def test_check_default_path(
         seen.append(path)
         return parse_config("commands: [{name: a, cmd: x}]", source=path, env={})
 
-    # check imports the config module when it runs (replicate never loads it): patch it there
-    monkeypatch.setattr(config, "load_config", fake_load)
+    # check imports the config reader when it runs (replicate never loads it): patch it there
+    monkeypatch.setattr(config_file, "load_config", fake_load)
     assert main(["check"]) == 0
     assert seen == ["/etc/s3syncer/config.yaml"]
     assert capsys.readouterr().out.startswith("/etc/s3syncer/config.yaml: OK")

@@ -20,10 +20,9 @@ from s3syncer.config import (
     EventRule,
     Retry,
     format_duration,
-    load_config,
-    parse_config,
     parse_duration,
 )
+from s3syncer.config_file import load_config, parse_config
 
 NO_ENV: dict[str, str] = {}
 MINIMAL = "commands:\n  - {name: push, cmd: /bin/true}\n"

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import TAGGED_PUSHES, fixture_files
-from s3syncer.config import DEFAULT_EVENT_RULES, ConfigError, EventRule, parse_config
+from s3syncer.config import DEFAULT_EVENT_RULES, ConfigError, EventRule
+from s3syncer.config_file import parse_config
 from s3syncer.events import (
     MAX_EVENTS_PER_RUN,
     EnvelopeError,

@@ -21,7 +21,8 @@ import trio
 import trio.testing
 
 from s3syncer.admission import Accepted, Refused
-from s3syncer.config import CommandConfig, load_config
+from s3syncer.config import CommandConfig
+from s3syncer.config_file import load_config
 from s3syncer.events import Event
 from s3syncer.runner import RunRequest, RunResult
 from s3syncer.server import HTTP_GRACE

@@ -147,7 +147,8 @@ def _config_path(flag: str | None) -> str:
 
 
 def _load(flag: str | None) -> Config | None:
-    from .config import ConfigError, load_config  # noqa: PLC0415
+    from .config import ConfigError  # noqa: PLC0415
+    from .config_file import load_config  # noqa: PLC0415
 
     try:
         return load_config(_config_path(flag))

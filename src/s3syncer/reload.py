@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError
+from .config_file import load_config
 
 log = logging.getLogger("s3syncer")
 
