@@ -592,7 +592,7 @@ class Harness:
         service = Service(Config(commands, auth=AuthConfig(TOKEN) if self.auth else None))
         for command in commands:
             self.runners[command.name] = Runner(command, never_launch)
-        service.runners = self.runners
+        service.runners.update(self.runners)
         service.ready = True
         self.app = create_app(service)
 
