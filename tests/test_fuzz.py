@@ -552,7 +552,8 @@ def allowed_refusals(request: Request, auth: bool) -> set[int]:
     if request.name.rstrip("/") not in COMMANDS:
         faults.add(404)
     if request.content_type is not None:
-        media = request.content_type.split(b";", 1)[0].strip().lower()
+        # HTTP's optional white space is space and tab only: a "\n" content type is garbage.
+        media = request.content_type.split(b";", 1)[0].strip(b" \t").lower()
         if media and media.decode("latin-1") not in CONTENT_TYPES:
             faults.add(415)
     if len(request.body) > MAX_BODY or (
@@ -592,7 +593,7 @@ class Harness:
         service = Service(Config(commands, auth=AuthConfig(TOKEN) if self.auth else None))
         for command in commands:
             self.runners[command.name] = Runner(command, never_launch)
-        service.runners = self.runners
+        service.runners.update(self.runners)
         service.ready = True
         self.app = create_app(service)
 

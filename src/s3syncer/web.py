@@ -6,8 +6,9 @@ Quart sees it (measured: a plain ASGI callable answers about 1.4x the rate of
 a Quart route here). Everything else, the probes, metrics, status and manual
 runs, goes to the Quart-Trio app. This layer only parses requests and maps the
 service's answer (:class:`~s3syncer.admission.Accepted` or
-:class:`~s3syncer.admission.Refused`) to HTTP: :meth:`Service.accept` owns the
-rules, the journal and the runners, and never waits on a command.
+:class:`~s3syncer.admission.Refused`) to HTTP: :meth:`Service.accept`
+(:class:`~s3syncer.admission.Admission`) owns the rules, the journal and the
+runners' channels, and never waits on a command.
 """
 
 from __future__ import annotations
