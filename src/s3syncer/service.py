@@ -111,11 +111,7 @@ class Service:
         *,
         unmapped: int = 0,
     ) -> Accepted | Refused:
-        """Take ``events`` (or a manual run) for command ``name``; never waits on a command.
-
-        Accepted means the runner has it and, with ``stateDir``, the journal holds it on disk.
-        ``unmapped`` notifications of the request carried no event: they count as ignored.
-        """
+        """Take ``events`` (or a manual run) for command ``name``: :meth:`Admission.accept`."""
         return await self._admission.accept(name, events, reason, unmapped=unmapped)
 
     def refuse(self, name: str, detail: str) -> Refused:
