@@ -38,7 +38,6 @@ class OrderedDigest:
     """
 
     def __init__(self, algorithm: str) -> None:
-        self.algorithm = algorithm
         self.size = 0
         self._hash = hashlib.new(algorithm)
         self._next = 1
@@ -188,5 +187,5 @@ def _settle(futures: list[Future[CompletedPartTypeDef]], *, quiet: bool = False)
         return
     errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     own = [error for error in errors if not isinstance(error, _PartFailedError)]
-    if own or errors:
+    if errors:
         raise (own or errors)[0]  # type: ignore[misc]
