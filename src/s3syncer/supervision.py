@@ -157,9 +157,7 @@ class Supervisor:
         try:
             return open_history(self.state_dir, command.name)
         except OSError as exc:
-            raise StateDirError(
-                exc.errno, f"cannot use stateDir {self.state_dir}: {exc.strerror}"
-            ) from exc
+            raise self._unusable(exc) from exc
 
     def _open_journal(self, command: CommandConfig) -> tuple[Journal | None, Trigger | None]:
         if self.state_dir is None or command.disable:
@@ -167,9 +165,7 @@ class Supervisor:
         try:
             journal = open_journal(self.state_dir, command.name)
         except OSError as exc:
-            raise StateDirError(
-                exc.errno, f"cannot use stateDir {self.state_dir}: {exc.strerror}"
-            ) from exc
+            raise self._unusable(exc) from exc
         found = journal.load()
         if found is None:
             return journal, None
@@ -183,6 +179,9 @@ class Supervisor:
             "recovered", found.events, immediate=True, truncated=found.truncated, seq=journal.seq
         )
         return journal, trigger
+
+    def _unusable(self, exc: OSError) -> StateDirError:
+        return StateDirError(exc.errno, f"cannot use stateDir {self.state_dir}: {exc.strerror}")
 
     async def _forget_when_stopped(self, runner: Runner) -> None:
         await runner.stopped.wait()
