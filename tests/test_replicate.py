@@ -179,8 +179,10 @@ class FakeS3:
     def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
         self.objects = dict(objects or {})
         self.writes: list[str] = []
+        self.heads: list[str] = []
 
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        self.heads.append(Key)
         if (Bucket, Key) not in self.objects:
             raise _NotFoundError
         return {"ContentLength": len(self.objects[(Bucket, Key)])}
@@ -255,11 +257,37 @@ def test_index_copied_in_order_with_current_link_last() -> None:
     again = _run(store, [_tag_push("team/multi", "v1", index["digest"])])
     assert again.stats.blobs_skipped == 7 and again.stats.blobs_copied == 0
     assert again.stats.links_written == len(store.writes) - before == 9  # 4 + 3 + 2
-    # as --all runs it, nothing already right is written again
-    before = len(store.writes)
-    kept = _run(store, [_tag_push("team/multi", "v1", index["digest"])], keep_present=True)
+    # as --all runs it, nothing already right is written again, nor a link asked after
+    before, heads = len(store.writes), len(store.heads)
+    kept = _run(store, [_tag_push("team/multi", "v1", index["digest"])], present=_listing(store))
     assert len(store.writes) == before
     assert kept.stats.links_kept == 9 and kept.stats.links_written == 0
+    assert not [key for key in store.heads[heads:] if "/repositories/" in key]
+
+
+def _listing(store: FakeS3) -> dict[str, int]:
+    """The mirror's repositories/ tree as replicate --all lists it: key -> size."""
+    prefix = Layout().repositories
+    return {k: len(v) for (b, k), v in store.objects.items() if b == "dst" and k.startswith(prefix)}
+
+
+def test_all_writes_a_link_the_listing_lacks_or_sizes_wrong() -> None:
+    store = FakeS3()
+    image = _image(store, b"one")
+    push = [_tag_push("team/app", "v1", image["digest"])]
+    _run(store, push)
+    listing = _listing(store)
+    layer, current = (
+        sorted(k for k in listing if "/_layers/" in k)[0],
+        next(k for k in listing if k.endswith("/current/link")),
+    )
+    del listing[layer]  # gone from the mirror since it was listed: written again
+    store.objects[("dst", current)] = b"sha256:" + b"0" * 64  # right size, wrong digest: read
+    before = len(store.writes)
+    again = _run(store, push, present=listing)
+    assert sorted(store.writes[before:]) == sorted([layer, current])
+    assert again.stats.links_written == 2 and again.problems == []
+    assert store.objects[("dst", current)] == image["digest"].encode()
 
 
 def test_missing_layer_leaves_no_link_to_it() -> None:

@@ -6,8 +6,9 @@ of a bucket); each tag's digest is one small GET of its ``current/link``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from .layout import Layout
 from .plan import read_link
 from .sides import Side, describe
 
@@ -17,8 +18,12 @@ Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str
 
 def list_tags(side: Side) -> list[Tag]:
     """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted."""
-    layout = side.layout
-    found = (layout.tag_of(key) for key in side.list_keys(layout.repositories))
+    return tags_of(side.layout, side.list_keys(side.layout.repositories))
+
+
+def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:
+    """The ``(repository, tag)`` of every ``current/link`` among ``keys``, sorted."""
+    found = (layout.tag_of(key) for key in keys)
     return sorted(tag for tag in found if tag is not None)
 
 

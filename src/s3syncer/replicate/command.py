@@ -2,8 +2,9 @@
 
 Without ``--all``: read the run's events file, replay it (:mod:`.changes`) and copy what it
 changed. With ``--all``, or when the events file says ``truncated`` (events were dropped, so
-the changes are not all known): copy every tag of the source instead, skipping blobs already
-in the mirror; with ``--delete`` also remove the mirror's tags the source no longer has.
+the changes are not all known): copy every tag of the source instead, skipping what the mirror
+already has (a HEAD per blob; the links from one listing of its ``repositories/`` tree); with
+``--delete`` also remove the mirror's tags the source no longer has.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .arguments import SIDES, Sides, UsageError, parse_sides
-from .catalog import list_tags, read_tags
+from .catalog import list_tags, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
 from .sides import (
@@ -77,8 +78,11 @@ def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
     return events, truncated
 
 
-def all_changes(replicator: Replicator, *, delete: bool) -> Changes:
-    """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes."""
+def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) -> Changes:
+    """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes.
+
+    ``mirror`` is the keys of the destination's ``repositories/`` tree.
+    """
     source_tags = list_tags(replicator.source)
     found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
     lines = [f"{repo}:{tag}: {problem}" for (repo, tag), problem in problems.items()]
@@ -86,7 +90,7 @@ def all_changes(replicator: Replicator, *, delete: bool) -> Changes:
     changes = Changes(tags=tags, problems=lines)
     extra = 0
     if delete:  # a tag the source has but could not be read is kept
-        for tag in list_tags(replicator.dest):
+        for tag in tags_of(replicator.dest.layout, mirror):
             if tag not in problems and tag not in found:
                 changes.tags[tag] = None
                 extra += 1
@@ -119,6 +123,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         _say(f"cannot set up S3 clients: {describe(exc)}")
         return EXIT_FAILURE
     server_side = args.copy == "server" or (args.copy == "auto" and same_identity)
+    try:  # what --all finds already there, from one listing rather than a HEAD per link
+        present = dest.list_sizes(dest.layout.repositories) if everything else None
+    except Exception as exc:
+        _say(f"cannot list {dest}: {describe(exc)}")
+        return EXIT_FAILURE
     with Replicator(
         source,
         dest,
@@ -128,10 +137,14 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         stream_put_limit=args.stream_put_limit,
         dry_run=args.dry_run,
         verbose=args.verbose,
-        keep_present=everything,
+        present=present,
     ) as replicator:
         try:
-            changes = all_changes(replicator, delete=args.delete) if everything else replay(events)
+            changes = (
+                all_changes(replicator, present, delete=args.delete)
+                if present is not None
+                else replay(events)
+            )
         except Exception as exc:
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE

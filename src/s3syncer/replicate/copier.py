@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
@@ -65,13 +66,14 @@ class Replicator:
         stream_put_limit: int = STREAM_PUT_LIMIT,
         dry_run: bool = False,
         verbose: bool = False,
-        keep_present: bool = False,
+        present: Mapping[str, int] | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
-        # --all rewrites nothing already right: a HEAD is as cheap as a PUT, and a PUT makes a
-        # new version in a versioned bucket on every run
-        self.keep_present = keep_present
+        # --all rewrites nothing already right (a PUT makes a new version in a versioned
+        # bucket on every run). It lists the mirror's repositories/ tree once, key -> size,
+        # rather than send a HEAD per link: a few requests a thousand links, not a thousand.
+        self.present = present
         self.server_side = server_side
         self.dry_run = dry_run
         self.verbose = verbose or dry_run
@@ -126,18 +128,27 @@ class Replicator:
         return True
 
     def _present(self, key: str, body: bytes) -> bool:
-        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest)."""
+        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest).
+
+        A link is looked up in :attr:`present` when the run listed the mirror; a listed
+        ``current/link`` is read all the same (its size does not say which digest it holds).
+        """
+        listed = self.present if key.startswith(self.dest.layout.repositories) else None
         try:
             if key.endswith("/current/link"):
+                if listed is not None and key not in listed:
+                    return False
                 return self.dest.read_small(key, len(body) + 1) == body
+            if listed is not None:
+                return listed.get(key) == len(body)
             return self.dest.head_size(key) == len(body)
         except Exception:
             return False  # absent, unreadable or larger: write it
 
     def _link(self, key: str, digest: str, what: str) -> bool:
-        """Write a link file unless ``keep_present`` and it already points at ``digest``."""
+        """Write a link file, unless the run listed the mirror and it points at ``digest``."""
         body = link_body(digest)
-        if self.keep_present and self._present(key, body):
+        if self.present is not None and self._present(key, body):
             self.stats.add(links_kept=1)
             return True
         ok = self._put(key, body, what)

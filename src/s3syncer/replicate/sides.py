@@ -196,13 +196,17 @@ class Side:
         """Remove one object."""
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def list_keys(self, prefix: str) -> list[str]:
-        """Every key under ``prefix`` (one paginated listing)."""
-        keys: list[str] = []
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` and its size, in key order (one paginated listing)."""
+        sizes: dict[str, int] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
+            sizes.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
+        return sizes
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, in key order (one paginated listing)."""
+        return list(self.list_sizes(prefix))
 
     def __str__(self) -> str:
         return str(self.location)
