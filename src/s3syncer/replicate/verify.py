@@ -4,9 +4,9 @@ For every tag of the source, the mirror must have the same ``current/link`` dige
 whole closure: each manifest's bytes, every config and layer blob at the right size, every
 layer link, every revision link and the tag's index link. ``--deep`` also hashes each blob.
 
-Its cost is one listing of the source's ``repositories/`` tree, a small GET per tag and per
-manifest, and HEAD requests; never a listing of ``blobs/``. Each object is checked once, however
-many tags share it.
+Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
+the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
+``blobs/``. Each object is checked once, however many tags share it.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ class Verifier:
         """Check every tag of the source."""
         tags = list_tags(self.source)
         want, unreadable = read_tags(self.source, tags, self.pool.map)
-        have, _ = read_tags(self.dest, list(want), self.pool.map)
+        mirror = set(self.dest.list_keys(self.dest.layout.repositories))
+        current = self.dest.layout.tag_current_link
+        have, _ = read_tags(self.dest, [t for t in want if current(*t) in mirror], self.pool.map)
         plan = Plan(discover(self.source, set(want.values()), self.pool.map))
         closures = {tag: plan.closure(digest) for tag, digest in want.items()}
         complete = {tag: c for tag, c in closures.items() if c is not None}
@@ -103,14 +105,12 @@ class Verifier:
         blobs = {ref for c in complete.values() for ref in c[1]}
         bad_manifests = self._each(lambda m: self._check_manifest(plan, m), manifests)
         bad_blobs = self._each(self._check_blob, blobs)
-        links = self._each(
-            self._check_link,
-            (
-                key
-                for (repo, tag), c in complete.items()
-                for key in self._link_keys(repo, tag, want[(repo, tag)], c)
-            ),
-        )
+        links = {
+            key: _missing_link(key)
+            for (repo, tag), c in complete.items()
+            for key in self._link_keys(repo, tag, want[(repo, tag)], c)
+            if key not in mirror
+        }
         report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
@@ -174,14 +174,14 @@ class Verifier:
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
 
-    def _check_link(self, key: str) -> str | None:
-        if self.dest.head_size(key) is not None:
-            return None
-        kind = "layer link" if "/_layers/" in key else "revision link"
-        if "/_manifests/tags/" in key:
-            kind = "tag index link"
-        digest = "sha256:" + key.rsplit("/", 2)[-2] if "/sha256/" in key else key
-        return f"{kind} {digest}"
+
+def _missing_link(key: str) -> str:
+    """How a report names the link file ``key`` that the mirror lacks."""
+    kind = "layer link" if "/_layers/" in key else "revision link"
+    if "/_manifests/tags/" in key:
+        kind = "tag index link"
+    digest = "sha256:" + key.rsplit("/", 2)[-2] if "/sha256/" in key else key
+    return f"{kind} {digest}"
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
