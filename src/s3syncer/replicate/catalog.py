@@ -16,6 +16,18 @@ Tag = tuple[str, str]
 Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str | None]]
 
 
+class ListingError(Exception):
+    """A side's ``repositories/`` tree cannot be listed; the message names the side and why."""
+
+
+def list_tree(side: Side) -> dict[str, int]:
+    """Every key of ``side``'s ``repositories/`` tree and its size; ListingError if it fails."""
+    try:
+        return side.list_sizes(side.layout.repositories)
+    except Exception as exc:
+        raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
+
+
 def list_tags(side: Side) -> list[Tag]:
     """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted."""
     return tags_of(side.layout, side.list_keys(side.layout.repositories))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .arguments import SIDES, Sides, UsageError, parse_sides
-from .catalog import list_tags, read_tags, tags_of
+from .catalog import ListingError, list_tags, list_tree, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
 from .sides import (
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         return EXIT_FAILURE
     server_side = args.copy == "server" or (args.copy == "auto" and same_identity)
     try:  # what --all finds already there, from one listing rather than a HEAD per link
-        present = dest.list_sizes(dest.layout.repositories) if everything else None
-    except Exception as exc:
-        _say(f"cannot list {dest}: {describe(exc)}")
+        present = list_tree(dest) if everything else None
+    except ListingError as exc:
+        _say(str(exc))
         return EXIT_FAILURE
     with Replicator(
         source,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .arguments import SIDES, UsageError, parse_sides
-from .catalog import Tag, read_tags, tags_of
+from .catalog import ListingError, Tag, list_tree, read_tags, tags_of
 from .command import connect
 from .layout import BlobRef
 from .plan import Closure, Plan, discover, fetch_manifest
@@ -93,9 +93,9 @@ class Verifier:
 
     def verify(self) -> Report:
         """Check every tag of the source."""
-        tags = tags_of(self.source.layout, _list(self.source))
+        tags = tags_of(self.source.layout, list_tree(self.source))
         want, unreadable = read_tags(self.source, tags, self.pool.map)
-        mirror = set(_list(self.dest))
+        mirror = list_tree(self.dest)
         current = self.dest.layout.tag_current_link
         have, _ = read_tags(self.dest, [t for t in want if current(*t) in mirror], self.pool.map)
         plan = Plan(discover(self.source, set(want.values()), self.pool.map))
@@ -173,18 +173,6 @@ class Verifier:
 
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
-
-
-class ListingError(Exception):
-    """A side's ``repositories/`` tree cannot be listed; the message names the side."""
-
-
-def _list(side: Side) -> list[str]:
-    """The keys of ``side``'s ``repositories/`` tree."""
-    try:
-        return side.list_keys(side.layout.repositories)
-    except Exception as exc:
-        raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
 def _missing_link(key: str) -> str:
