@@ -6,7 +6,8 @@ source bucket (tests/registry_storage.py): one with a single 1 GiB layer, one wi
 
 * ``replicate --all --copy stream`` (every byte through this process, hashed on the way) and
   ``--copy server`` (``CopyObject`` / ``UploadPartCopy``) into an empty mirror root: wall time,
-  MB/s and the peak RSS of the process (``wait4``'s ``ru_maxrss``);
+  MB/s and the peak RSS of the process (``wait4``'s ``ru_maxrss``, taken by a bare interpreter
+  that starts it: see ``SPAWN``). It runs the ``s3syncer`` command, as a user or a config does;
 * ``rclone copy`` of the same objects (the whole registry root: blobs, and the repositories
   tree of links that replicate writes too) with its defaults: between two remotes on the same
   endpoint (rclone streams) and within one remote (rclone copies server-side).
@@ -42,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,7 +92,7 @@ class Timing:
     """One run of a tool."""
 
     seconds: float
-    peak_rss_mb: float  # from wait4
+    peak_rss_mb: float  # wait4's ru_maxrss, of a process forked from SPAWN
     cpu_seconds: float  # the tool's, user and system, from wait4
     store_cpu_seconds: float  # the store's over the same interval
     output: str
@@ -104,19 +104,57 @@ def store_cpu(server: S3Server) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+# A process's peak RSS (``ru_maxrss``) starts at the peak of the process it was forked from,
+# kept across exec: forked from this one, with boto3 loaded, every tool reported at least
+# 82 MB whatever it used. A bare interpreter (under 10 MB) forks the tool instead, and times
+# it, so that its own start is not counted either. It reports on the file descriptor it is given.
+SPAWN = """
+import json, os, sys, time
+report = int(sys.argv[1])
+os.set_inheritable(report, False)
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+elapsed = time.monotonic() - started
+code = os.waitstatus_to_exitcode(status)
+cpu = usage.ru_utime + usage.ru_stime
+os.write(report, json.dumps([code, elapsed, usage.ru_maxrss, cpu]).encode())
+"""
+
+
 def timed(args: list[str], env: dict[str, str], server: S3Server) -> Timing:
     """Run ``args`` and measure it; fail on a non-zero exit."""
-    started, store_started = time.monotonic(), store_cpu(server)
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    output = process.stdout.read().decode()
-    _pid, status, usage = os.wait4(process.pid, 0)
-    elapsed, store = time.monotonic() - started, store_cpu(server) - store_started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{args[:4]} failed ({process.returncode}): {output}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return Timing(elapsed, usage.ru_maxrss / 1024, cpu, store, output)
+    report_read, report_write = os.pipe()
+    store_started = store_cpu(server)
+    with subprocess.Popen(
+        [sys.executable, "-S", "-c", SPAWN, str(report_write), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        pass_fds=(report_write,),
+    ) as process:
+        os.close(report_write)
+        assert process.stdout is not None
+        output = process.stdout.read().decode()
+        with os.fdopen(report_read, "rb") as report:
+            measured = report.read()
+    store = store_cpu(server) - store_started
+    if process.returncode != 0 or not measured:
+        raise RuntimeError(f"{args[:4]} could not be measured ({process.returncode}): {output}")
+    code, elapsed, max_rss_kb, cpu = json.loads(measured)
+    if code != 0:
+        raise RuntimeError(f"{args[:4]} failed ({code}): {output}")
+    return Timing(elapsed, max_rss_kb / 1024, cpu, store, output)
+
+
+def s3syncer_command() -> str:
+    """The ``s3syncer`` script beside this interpreter: what users run, not ``python -m``."""
+    script = Path(sys.executable).with_name("s3syncer")
+    if not script.exists():
+        raise SystemExit(f"no {script}: install s3syncer into this interpreter's environment")
+    return str(script)
 
 
 def fill(server: S3Server, workdir: Path, root: str, sizes: list[int]) -> int:
@@ -194,7 +232,7 @@ def bench(
     for run in range(repeat):
         for mode in ("stream", "server"):
             target = f"{root}-{mode}-{run}"
-            args = [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", mode]
+            args = [s3syncer_command(), "replicate", "--all", "--copy", mode]
             args += ["--source", f"s3://src/{root}", "--dest", f"s3://dst/{target}"]
             copy = timed(args, env, server)
             copied = re.search(r"blobs copied \((\d+) bytes", copy.output)

@@ -31,6 +31,13 @@ except SystemExit as exc:
 print("modules:", *sorted(sys.modules), file=sys.stderr)
 sys.exit(code)
 """
+# Runs the console script's entry point; an atexit hook says whether the interpreter tore down.
+EXIT_PROBE = """\
+import atexit, sys
+atexit.register(lambda: print("torn down", file=sys.stderr))
+from s3syncer.cli import entry
+entry()
+"""
 DAEMON_MODULES = {
     "trio",
     "quart",
@@ -93,6 +100,41 @@ def test_a_replicate_run_does_not_load_the_daemon(tmp_path: Path) -> None:
     assert modules.isdisjoint(DAEMON_MODULES), modules & DAEMON_MODULES
     # botocore is all a run needs: boto3 would bring s3transfer, a tenth of a second a run
     assert modules.isdisjoint({"boto3", "s3transfer"}), modules & {"boto3", "s3transfer"}
+
+
+def _entry(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+    return subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_run_exits_without_the_teardown_and_keeps_its_output_and_code(tmp_path: Path) -> None:
+    # tearing the interpreter down frees all botocore loaded: 0.1 s a run, skipped
+    events = tmp_path / "events.json"
+    events.write_text('{"command": "r", "reason": "event", "events": [], "truncated": false}')
+    keys = {**_keys("source"), **_keys("dest")}
+    args = ["replicate", "--source", "s3://a", "--dest", "s3://b", "--events", str(events)]
+    done = _entry(args, keys)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("s3syncer replicate: 0 events,")
+    assert done.stdout.endswith("; ok\n")
+    assert "torn down" not in done.stderr
+    failed = _entry([*args[:-1], str(tmp_path / "missing.json")], keys)
+    assert failed.returncode == 1
+    assert "cannot read events file" in failed.stderr
+    assert "torn down" not in failed.stderr
+
+
+def test_the_other_subcommands_exit_as_usual(tmp_path: Path) -> None:
+    done = _entry(["check", "--config", str(tmp_path / "missing.yaml")], {})
+    assert done.returncode == 2
+    assert "torn down" in done.stderr  # so the checks above can fail
 
 
 def test_serve_does_load_the_daemon() -> None:
