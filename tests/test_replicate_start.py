@@ -56,16 +56,21 @@ DAEMON_MODULES = {
 UNREACHABLE = "http://127.0.0.1:9"  # never asked: no request is made in these tests
 
 
-def _loaded_modules(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
+def _probe(probe: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``probe`` with ``args`` and ``env`` on top of an environment without AWS settings."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
+    return subprocess.run(
+        [sys.executable, "-c", probe, *args],
         env={**base, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _loaded_modules(args: list[str], env: dict[str, str]) -> tuple[int, set[str]]:
+    result = _probe(PROBE, args, env)
     lines = [line for line in result.stderr.splitlines() if line.startswith("modules: ")]
     assert lines, result.stderr
     return result.returncode, set(lines[-1].split()[1:])
@@ -102,37 +107,25 @@ def test_a_replicate_run_does_not_load_the_daemon(tmp_path: Path) -> None:
     assert modules.isdisjoint({"boto3", "s3transfer"}), modules & {"boto3", "s3transfer"}
 
 
-def _entry(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
-    return subprocess.run(
-        [sys.executable, "-c", EXIT_PROBE, *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_run_exits_without_the_teardown_and_keeps_its_output_and_code(tmp_path: Path) -> None:
     # tearing the interpreter down frees all botocore loaded: 0.1 s a run, skipped
     events = tmp_path / "events.json"
     events.write_text('{"command": "r", "reason": "event", "events": [], "truncated": false}')
     keys = {**_keys("source"), **_keys("dest")}
     args = ["replicate", "--source", "s3://a", "--dest", "s3://b", "--events", str(events)]
-    done = _entry(args, keys)
+    done = _probe(EXIT_PROBE, args, keys)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("s3syncer replicate: 0 events,")
     assert done.stdout.endswith("; ok\n")
     assert "torn down" not in done.stderr
-    failed = _entry([*args[:-1], str(tmp_path / "missing.json")], keys)
+    failed = _probe(EXIT_PROBE, [*args[:-1], str(tmp_path / "missing.json")], keys)
     assert failed.returncode == 1
     assert "cannot read events file" in failed.stderr
     assert "torn down" not in failed.stderr
 
 
 def test_the_other_subcommands_exit_as_usual(tmp_path: Path) -> None:
-    done = _entry(["check", "--config", str(tmp_path / "missing.yaml")], {})
+    done = _probe(EXIT_PROBE, ["check", "--config", str(tmp_path / "missing.yaml")], {})
     assert done.returncode == 2
     assert "torn down" in done.stderr  # so the checks above can fail
 
