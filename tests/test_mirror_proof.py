@@ -325,6 +325,37 @@ def test_below_the_limit_a_streamed_layer_is_one_put(source: Source) -> None:
     assert deep.returncode == 0, deep.stdout + deep.stderr
 
 
+def test_a_sha512_layer_is_read_from_the_source_once(source: Source) -> None:
+    """No checksum header carries a sha512 digest. As one PutObject over http, botocore would
+    read the layer to compute a CRC32, rewind and read it again to send it."""
+    client, data = source.s3.client(), os.urandom(3 * 1024 * 1024)
+    wide: dict[str, Any] = {
+        "digest": "sha512:" + hashlib.sha512(data).hexdigest(),
+        "size": len(data),
+    }
+    usual: dict[str, Any] = {
+        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+    source_requests = {}
+    for root, layer in (("wide", wide), ("usual", usual)):
+        layout = Layout(root)
+        client.put_object(Bucket="seed", Key=layout.blob_data(layer["digest"]), Body=data)
+        put_image(client, "seed", layout, "team/wide", tags=["v1"], layers=[layer])
+        src, dest = f"s3://seed/{root}", f"s3://mirror/{root}"
+        result = _tool(
+            source, "replicate", "--all", "--copy", "stream", "--source", src, "--dest", dest
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        found = re.search(r"\((\d+) to the source\)", result.stdout)
+        assert found, result.stdout
+        source_requests[root] = int(found.group(1))
+        deep = _verify(source, dest, "--deep", src=src)
+        assert deep.returncode == 0, deep.stdout + deep.stderr
+    # the same image but for its layer's digest: the same reads of the source
+    assert source_requests["wide"] == source_requests["usual"], source_requests
+
+
 @pytest.mark.parametrize(
     ("size", "flags"),
     [(1024 * 1024, []), (12 * 1024 * 1024, ["--stream-put-limit", str(5 * 1024 * 1024)])],

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         f"{stats.blobs_skipped} already there, {stats.links_written} links written"
         f"{f' ({stats.links_kept} already there)' if everything else ''}, "
         f"{stats.links_deleted} deleted, {counters['source'].count + counters['dest'].count} "
-        f"S3 requests; {'ok' if ok else 'FAILED'}",
+        f"S3 requests ({counters['source'].count} to the source); {'ok' if ok else 'FAILED'}",
         flush=True,
     )
     return EXIT_OK if ok else EXIT_FAILURE

@@ -2,10 +2,14 @@
 
 * Server-side, a blob up to ``server_copy_limit`` is one ``CopyObject``; a larger one is copied
   in 64 MiB ``UploadPartCopy`` parts in parallel (:mod:`.parts`).
-* Streamed, a blob up to ``stream_put_limit`` is one ``PutObject`` whose body is the source
-  response itself, read as it is sent and hashed on the way (:mod:`.source_stream`): no part
-  of it is held in memory. A larger one is fetched in ranged GETs and uploaded in parts in
-  parallel, hashed in order, and its upload completed only once its digest is right.
+* Streamed, a sha256 blob up to ``stream_put_limit`` is one ``PutObject`` whose body is the
+  source response itself, read as it is sent and hashed on the way (:mod:`.source_stream`):
+  no part of it is held in memory. A larger one is fetched in ranged GETs and uploaded in
+  parts in parallel, hashed in order, and its upload completed only once its digest is right.
+  So is a blob of another digest (sha384, sha512), whatever its size: no checksum header can
+  carry its digest, and for a ``PutObject`` without one botocore computes a CRC32 over plain
+  http by reading the whole body first, then rewinds it, which reads the source twice. A
+  part's bytes are in memory, so its CRC32 costs no second read.
 
 A sha256 blob's PutObject also carries its digest as ``x-amz-checksum-sha256``: the store
 checks the bytes it receives and refuses them if they differ, so a bad copy is never written.
@@ -71,7 +75,7 @@ class Transfers:
             self.dest.client.copy_object(Bucket=self.dest.bucket, Key=dst_key, CopySource=source)
         elif self.server_side:
             self.parts.server_copy(src_key, dst_key, size, part_size(size, SERVER_PART))
-        elif size <= self.stream_put_limit:
+        elif size <= self.stream_put_limit and (digest.startswith("sha256:") or size == 0):
             with self._streams:
                 self._stream_put(digest, src_key, dst_key, size)
         else:
