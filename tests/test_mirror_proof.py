@@ -114,6 +114,20 @@ def test_without_list_permission_on_the_mirror_all_and_verify_say_so(source: Sou
     assert f"cannot verify: cannot list {dest}: permission denied" in proof.stderr
 
 
+def test_without_list_permission_on_the_source_all_and_verify_name_it(source: Source) -> None:
+    env = {
+        "S3SYNCER_SOURCE_AWS_ACCESS_KEY_ID": UNLISTED_ACCESS_KEY,
+        "S3SYNCER_SOURCE_AWS_SECRET_ACCESS_KEY": UNLISTED_SECRET_KEY,
+    }
+    args = ("--source", "s3://seed/reg", "--dest", "s3://mirror/unlisted-source")
+    seeded = _tool(source, "replicate", "--all", *args, env=env)
+    assert seeded.returncode == 1, seeded.stderr + seeded.stdout
+    assert "cannot list s3://seed/reg: permission denied (AccessDenied, HTTP 403)" in seeded.stderr
+    proof = _tool(source, "verify", *args, env=env)
+    assert proof.returncode == 1, proof.stderr + proof.stdout
+    assert "cannot verify: cannot list s3://seed/reg: permission denied" in proof.stderr
+
+
 def _replicate_all(source: Source, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
     result = _tool(
         source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, *extra

@@ -29,8 +29,8 @@ def list_tree(side: Side) -> dict[str, int]:
 
 
 def list_tags(side: Side) -> list[Tag]:
-    """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted."""
-    return tags_of(side.layout, side.list_keys(side.layout.repositories))
+    """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted; ListingError."""
+    return tags_of(side.layout, list_tree(side))
 
 
 def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:

@@ -145,6 +145,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
                 if present is not None
                 else replay(events)
             )
+        except ListingError as exc:
+            _say(str(exc))
+            return EXIT_FAILURE
         except Exception as exc:
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE

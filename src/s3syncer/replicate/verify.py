@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .arguments import SIDES, UsageError, parse_sides
-from .catalog import ListingError, Tag, list_tree, read_tags, tags_of
+from .catalog import ListingError, Tag, list_tags, list_tree, read_tags
 from .command import connect
 from .layout import BlobRef
 from .plan import Closure, Plan, discover, fetch_manifest
@@ -93,7 +93,7 @@ class Verifier:
 
     def verify(self) -> Report:
         """Check every tag of the source."""
-        tags = tags_of(self.source.layout, list_tree(self.source))
+        tags = list_tags(self.source)
         want, unreadable = read_tags(self.source, tags, self.pool.map)
         mirror = list_tree(self.dest)
         current = self.dest.layout.tag_current_link
