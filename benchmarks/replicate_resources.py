@@ -72,7 +72,7 @@ class Sample:
     mode: str
     bytes: int
     seconds: float
-    peak_rss_mb: float | None
+    peak_rss_mb: float
     noop_seconds: float  # the same command again, with nothing left to copy
     cpu_seconds: float  # the tool's own, user and system
     store_cpu_seconds: float  # what SeaweedFS spent meanwhile
@@ -258,7 +258,7 @@ def median(samples: list[Sample], scenario: str, tool_name: str, mode: str) -> S
     runs = [s for s in samples if (s.scenario, s.tool, s.mode) == (scenario, tool_name, mode)]
     seconds = statistics.median_low(s.seconds for s in runs)
     chosen = next(s for s in runs if s.seconds == seconds)
-    peak = max(s.peak_rss_mb or 0.0 for s in runs)
+    peak = max(s.peak_rss_mb for s in runs)
     noop = statistics.median_low(s.noop_seconds for s in runs)
     cpu = statistics.median(s.cpu_seconds for s in runs)
     store = statistics.median(s.store_cpu_seconds for s in runs)
