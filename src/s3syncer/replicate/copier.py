@@ -79,6 +79,7 @@ class Replicator:
         self.verbose = verbose or dry_run
         self.out = out or sys.stdout
         self.problems: list[str] = []
+        self.skipped: list[str] = []  # what the events named but the source no longer has
         self.stats = Stats()
         self._lock = threading.Lock()
         self.pool = Pool(
@@ -162,9 +163,10 @@ class Replicator:
         """Apply ``changes`` to the destination. True when everything succeeded."""
         pushed = changes.pushed_manifests()
         plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
-        for manifest in plan.manifests.values():
-            if manifest.error:
-                self._problem(manifest.error)
+        gone = self._gone_from_source(plan, pushed)
+        pushed = [item for item in pushed if item not in gone]
+        for error in dict.fromkeys(e for _r, digest in pushed for e in plan.errors(digest)):
+            self._problem(error)
         plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
         self._copy_blobs(plan)  # 1.
         self._write_layer_links(plan)  # 2.
@@ -172,11 +174,34 @@ class Replicator:
         for repo, digest, closure in plan.wanted:
             if closure is not None and not plan.revision_ok.get((repo, digest)):
                 self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
-        self._write_tags(plan, changes.tag_pushes())  # 4. and 5.
+        tags = [(repo, tag, d) for repo, tag, d in changes.tag_pushes() if (repo, d) not in gone]
+        self._write_tags(plan, tags)  # 4. and 5.
         if delete:
             self.pool.map(self._delete_tag, changes.tag_deletes(), False)
             self.pool.map(self._delete_revision, changes.manifest_deletes(), False)
         return not self.problems
+
+    def _gone_from_source(self, plan: Plan, pushed: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The pushed manifests that the source no longer has: unreadable, and no revision link.
+
+        Deleted, or removed by the registry's garbage collector, since the event: the source
+        cannot serve it, so there is nothing to mirror. Failing on them would fail every later
+        run too, as the daemon hands a failed run's events to the next one.
+        """
+        unreadable = [(repo, d) for repo, d in pushed if plan.manifests[d].error]
+
+        def gone(item: tuple[str, str]) -> bool:
+            key = self.source.layout.revision_link(*item)
+            try:
+                return self.source.head_size(key) is None
+            except Exception:
+                return False  # cannot tell: the manifest's own error is reported
+
+        found = self.pool.map(gone, unreadable, False)
+        result = {item for item, is_gone in zip(unreadable, found, strict=True) if is_gone}
+        for repo, digest in sorted(result):
+            self.skipped.append(f"{repo}@{digest}: no longer in the source, skipped")
+        return result
 
     def _copy_blob(self, ref: BlobRef) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
