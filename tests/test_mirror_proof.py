@@ -21,7 +21,10 @@ from typing import Any
 import pytest
 
 from registry_harness import (
+    _REF_NAME_ANNOTATION,
+    _canonical_json,
     _run_skopeo,
+    _write_blob,
     make_oci_layout,
     manifest_digest,
     require_tools,
@@ -403,3 +406,62 @@ def test_a_source_blob_that_is_not_its_digest_is_never_written(
     assert mirror.tag_current_link("team/bad", "v1") not in keys
     uploads = client.list_multipart_uploads(Bucket="mirror", Prefix=f"{root}/")
     assert not uploads.get("Uploads"), uploads  # an abandoned upload is aborted, not left behind
+
+
+def _with_foreign_layer(layout: Path, tag: str) -> tuple[str, str]:
+    """Give image ``tag`` a first layer that only its URL serves, as Windows base images have.
+
+    Returns the new manifest's digest and the foreign layer's: skopeo pushes no such layer.
+    """
+    blobs = layout / "blobs/sha256"
+    top = json.loads((layout / "index.json").read_text())
+    entry = next(m for m in top["manifests"] if m["annotations"][_REF_NAME_ANNOTATION] == tag)
+    manifest = json.loads((blobs / entry["digest"].removeprefix("sha256:")).read_bytes())
+    foreign = _write_blob(blobs, b"a base layer that is fetched from its URL")
+    manifest["layers"].insert(
+        0,
+        {
+            "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            **foreign,
+            "urls": ["https://example.com/base-layer.tar.gz"],
+        },
+    )
+    entry.update(_write_blob(blobs, _canonical_json(manifest)))
+    (layout / "index.json").write_text(json.dumps(top))
+    return str(entry["digest"]), str(foreign["digest"])
+
+
+def test_a_foreign_layer_the_source_never_had_is_no_gap(source: Source) -> None:
+    """Neither the source nor the mirror has a foreign layer, nor its layer link: the tag is
+    served all the same, so verify calls it complete."""
+    layout = source.tmp / "foreign-layout"
+    make_oci_layout(layout, tag="win", payload=b"on top of a foreign layer")
+    digest, foreign = _with_foreign_layer(layout, "win")
+    allow = {"manifests": {"urls": {"allow": ["^https://"]}}}
+    with run_s3_registry(
+        source.tmp / "foreign-reg", source.s3, "seed", root="foreign", validation=allow
+    ) as reg:
+        skopeo_push(layout, reg.addr, "win/app:v1", src_tag="win")
+    client, seed = source.s3.client(), Layout("foreign")
+    assert "Contents" not in client.list_objects_v2(Bucket="seed", Prefix=seed.blob_data(foreign))
+
+    dest, src = "s3://mirror/foreign", "s3://seed/foreign"
+    seeded = _tool(source, "replicate", "--all", "--source", src, "--dest", dest)
+    assert seeded.returncode == 0, seeded.stderr + seeded.stdout
+    verified = _verify(source, dest, src=src)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1].endswith("; complete")
+    with run_s3_registry(source.tmp / "foreign-mirror", source.s3, "mirror", root="foreign") as dst:
+        raw = subprocess.run(
+            [tool("skopeo"), "inspect", "--raw", "--tls-verify=false", "--no-creds",
+             f"docker://{dst.addr}/win/app:v1"],
+            capture_output=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+
+    # a layer the mirror lacks is still a gap: the other layer's link
+    layer = json.loads(raw)["layers"][1]["digest"]
+    client.delete_object(Bucket="mirror", Key=Layout("foreign").layer_link("win/app", layer))
+    broken = _verify(source, dest, src=src)
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines()[0] == f"win/app:v1: layer link {layer}"

@@ -2,7 +2,8 @@
 
 For every tag of the source, the mirror must have the same ``current/link`` digest and the
 whole closure: each manifest's bytes, every config and layer blob at the right size, every
-layer link, every revision link and the tag's index link. ``--deep`` also hashes each blob.
+layer link, every revision link and the tag's index link (a foreign layer that neither side
+has needs neither blob nor link). ``--deep`` also hashes each blob.
 
 Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
 the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
@@ -83,6 +84,9 @@ class Verifier:
 
     def __init__(self, source: Side, dest: Side, pool: Pool, *, deep: bool = False) -> None:
         self.source, self.dest, self.pool, self.deep = source, dest, pool, deep
+        # foreign layers neither side has: the registry serves the manifest without them, and
+        # neither the registry nor replicate writes a layer link for them
+        self._absent: set[str] = set()
 
     def _each(self, check: Callable[[K], str | None], items: Iterable[K]) -> dict[K, str]:
         """Run ``check`` over unique ``items``; the problems found, by item."""
@@ -144,7 +148,8 @@ class Verifier:
 
     def _link_keys(self, repo: str, tag: str, digest: str, closure: Closure) -> list[str]:
         layout = self.dest.layout
-        keys = [layout.layer_link(repo, ref.digest) for ref in sorted(closure[1], key=str)]
+        blobs = sorted((ref for ref in closure[1] if ref.digest not in self._absent), key=str)
+        keys = [layout.layer_link(repo, ref.digest) for ref in blobs]
         keys += [layout.revision_link(repo, m) for m in sorted(closure[0])]
         keys.append(layout.tag_index_link(repo, tag, digest))
         return keys
@@ -164,7 +169,10 @@ class Verifier:
         if want is None or (size is None and ref.optional):  # the source says what is right
             want = self.source.head_size(self.source.layout.blob_data(ref.digest))
         if size is None:
-            return None if ref.optional and want is None else f"blob {ref.digest}"
+            if ref.optional and want is None:
+                self._absent.add(ref.digest)
+                return None
+            return f"blob {ref.digest}"
         if size != want:
             return f"blob {ref.digest} ({size} bytes, source has {want})"
         if self.deep and not self._hash_matches(key, ref.digest):
