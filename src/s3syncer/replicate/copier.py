@@ -182,18 +182,21 @@ class Replicator:
         return not self.problems
 
     def _gone_from_source(self, plan: Plan, pushed: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The pushed manifests that the source no longer has: unreadable, and no revision link.
+        """The pushed manifests that the source no longer has: unreadable, no revision link.
 
         Deleted, or removed by the registry's garbage collector, since the event: the source
         cannot serve it, so there is nothing to mirror. Failing on them would fail every later
-        run too, as the daemon hands a failed run's events to the next one.
+        run too, as the daemon hands a failed run's events to the next one. The repository
+        must still be there: a wrong ``--source`` has none of them, and that is a failure.
         """
         unreadable = [(repo, d) for repo, d in pushed if plan.manifests[d].error]
+        layout = self.source.layout
 
         def gone(item: tuple[str, str]) -> bool:
-            key = self.source.layout.revision_link(*item)
             try:
-                return self.source.head_size(key) is None
+                return self.source.head_size(layout.revision_link(*item)) is None and (
+                    self.source.has_keys(layout.repository_keys(item[0]))
+                )
             except Exception:
                 return False  # cannot tell: the manifest's own error is reported
 
