@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from registry_harness import (
     manifest_digest,
     require_tools,
     skopeo_push,
+    wait_until,
 )
 from registry_storage import put_blob, put_blob_file, put_image, put_tag, random_file
 from s3_harness import (
@@ -465,3 +467,59 @@ def test_a_foreign_layer_the_source_never_had_is_no_gap(source: Source) -> None:
     broken = _verify(source, dest, src=src)
     assert broken.returncode == 1
     assert broken.stdout.splitlines()[0] == f"win/app:v1: layer link {layer}"
+
+
+def test_a_tag_moved_during_a_seed_keeps_what_its_push_wrote(source: Source) -> None:
+    """The seed reads every tag first and writes them last. A tag pushed in between is mirrored
+    by the daemon's own run for its event; the seed must not put the older digest back after
+    it, where no event would ever come to correct it."""
+    client, layout = source.s3.client(), Layout("race")
+    path = source.tmp / "race-layer.bin"
+    layer = random_file(path, MULTIPART_LAYER)  # copied in parts: the seed is seen mid-copy
+    put_blob_file(client, "seed", layout, path, layer)
+    path.unlink()
+    put_image(client, "seed", layout, "team/big", tags=["v1"], layers=[layer])
+    old = put_image(client, "seed", layout, "team/app", tags=["v1"], layers=[
+        put_blob(client, "seed", layout, b"the image v1 was when the seed began")
+    ])  # fmt: skip
+    src, dest = "s3://seed/race", "s3://mirror/race"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+    seed = subprocess.Popen(
+        [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", "stream",
+         "--stream-put-limit", str(5 * 1024 * 1024), "--jobs", "1",
+         "--source", src, "--dest", dest],
+        env={**base, **source.s3.env("source"), **source.s3.env("dest")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: bool(
+                client.list_multipart_uploads(Bucket="mirror", Prefix="race/").get("Uploads")
+            ),
+            timeout=60,
+            message="the seed never started copying the large layer",
+        )
+        seed.send_signal(signal.SIGSTOP)  # mid-copy: past reading the tags, before writing them
+        new = put_image(client, "seed", layout, "team/app", tags=["v1"], layers=[
+            put_blob(client, "seed", layout, b"the image v1 was pushed as during the seed")
+        ])  # fmt: skip
+        push = {"kind": "manifest", "repository": "team/app", "tag": "v1", "digest": new}
+        events = source.tmp / "race-events.json"
+        events.write_text(json.dumps({"events": [{"action": "push", "target": push}]}))
+        pushed = _tool(
+            source, "replicate", "--source", src, "--dest", dest, "--events", str(events)
+        )
+        assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+        seed.send_signal(signal.SIGCONT)
+        out, err = seed.communicate(timeout=300)
+    finally:
+        if seed.poll() is None:
+            seed.kill()
+            seed.wait()
+    assert seed.returncode == 0, err + out
+    assert "team/app:v1: moved in the source during the run" in err
+    current = client.get_object(
+        Bucket="mirror", Key=Layout("race").tag_current_link("team/app", "v1")
+    )
+    assert current["Body"].read().decode() == new != old
+    assert _verify(source, dest, src=src).returncode == 0

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
 from .changes import Changes
 from .layout import BlobRef, link_body
-from .plan import Plan, discover
+from .plan import Plan, discover, read_link
 from .pool import Pool
-from .sides import Side, describe
+from .sides import Side, describe, is_not_found
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
@@ -79,7 +79,7 @@ class Replicator:
         self.verbose = verbose or dry_run
         self.out = out or sys.stdout
         self.problems: list[str] = []
-        self.skipped: list[str] = []  # what the events named but the source no longer has
+        self.skipped: list[str] = []  # left alone on purpose: gone from or moved in the source
         self.stats = Stats()
         self._lock = threading.Lock()
         self.pool = Pool(
@@ -111,6 +111,10 @@ class Replicator:
     def _problem(self, line: str) -> None:
         with self._lock:
             self.problems.append(line)
+
+    def _skip(self, line: str) -> None:
+        with self._lock:
+            self.skipped.append(line)
 
     def _say(self, line: str) -> None:
         if self.verbose:
@@ -146,11 +150,18 @@ class Replicator:
         except Exception:
             return False  # absent, unreadable or larger: write it
 
-    def _link(self, key: str, digest: str, what: str) -> bool:
-        """Write a link file, unless the run listed the mirror and it points at ``digest``."""
+    def _link(
+        self, key: str, digest: str, what: str, *, unless: Callable[[], bool] | None = None
+    ) -> bool:
+        """Write a link file, unless the run listed the mirror and it points at ``digest``.
+
+        ``unless``, asked only when the link is to be written, may call the write off.
+        """
         body = link_body(digest)
         if self.present is not None and self._present(key, body):
             self.stats.add(links_kept=1)
+            return True
+        if unless is not None and unless():
             return True
         ok = self._put(key, body, what)
         if ok:
@@ -203,7 +214,7 @@ class Replicator:
         found = self.pool.map(gone, unreadable, False)
         result = {item for item, is_gone in zip(unreadable, found, strict=True) if is_gone}
         for repo, digest in sorted(result):
-            self.skipped.append(f"{repo}@{digest}: no longer in the source, skipped")
+            self._skip(f"{repo}@{digest}: no longer in the source, skipped")
         return result
 
     def _copy_blob(self, ref: BlobRef) -> str:
@@ -323,11 +334,34 @@ class Replicator:
         def write_tag_current(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_current_link(repo, tag)
-            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}")
+            moved = (lambda: self._moved(item)) if self.present is not None else None
+            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
 
         index_ok = self.pool.map(write_tag_index, tags, False)
         current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
         self.pool.map(write_tag_current, current, False)
+
+    def _moved(self, item: tuple[str, str, str]) -> bool:
+        """Whether --all should leave a tag alone: it moved in the source during the run.
+
+        --all reads every tag first and writes them last, hours later for a large seed. A tag
+        pushed in between has its own event, whose run may have mirrored it already: writing
+        the digest read at the start would put an older image back, and no event would come
+        to correct it. Only a tag about to be written is read again.
+        """
+        repo, tag, digest = item
+        try:
+            now = read_link(self.source, self.source.layout.tag_current_link(repo, tag))
+        except Exception as exc:
+            if not is_not_found(exc):
+                return False  # cannot tell: write what the run copied
+            now = "nothing (deleted)"
+        if now == digest:
+            return False
+        self._skip(
+            f"{repo}:{tag}: moved in the source during the run (to {now}): left to its event"
+        )
+        return True
 
     def _delete_tag(self, item: tuple[str, str]) -> bool:
         repo, tag = item
