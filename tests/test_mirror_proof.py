@@ -523,3 +523,19 @@ def test_a_tag_moved_during_a_seed_keeps_what_its_push_wrote(source: Source) -> 
     )
     assert current["Body"].read().decode() == new != old
     assert _verify(source, dest, src=src).returncode == 0
+
+
+def test_verify_tells_an_unreadable_tag_from_a_missing_one(source: Source) -> None:
+    dest, client, layout = "s3://mirror/garbled", source.s3.client(), Layout("garbled")
+    _replicate_all(source, dest)
+    key = layout.tag_current_link("team/app", "v1")
+    client.put_object(Bucket="mirror", Key=key, Body=b"not a digest")
+    client.delete_object(Bucket="mirror", Key=layout.tag_current_link("team/app", "v2"))
+    lines = _verify(source, dest).stdout.splitlines()[:-1]
+    assert lines == [
+        f"team/app:v1: tag (cannot read s3://mirror/{key}: LayoutError: not a valid digest: "
+        f"'not a digest'; source has {source.tags['team/app:v1']})",
+        f"team/app:v2: tag (no current/link; source has {source.tags['team/app:v2']})",
+    ]
+    _replicate_all(source, dest)  # --all rewrites a link that does not hold the digest
+    assert _verify(source, dest).returncode == 0

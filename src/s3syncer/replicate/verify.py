@@ -101,7 +101,8 @@ class Verifier:
         want, unreadable = read_tags(self.source, tags, self.pool.map)
         mirror = list_tree(self.dest)
         current = self.dest.layout.tag_current_link
-        have, _ = read_tags(self.dest, [t for t in want if current(*t) in mirror], self.pool.map)
+        listed = [t for t in want if current(*t) in mirror]
+        have, garbled = read_tags(self.dest, listed, self.pool.map)
         plan = Plan(discover(self.source, set(want.values()), self.pool.map))
         closures = {tag: plan.closure(digest) for tag, digest in want.items()}
         complete = {tag: c for tag, c in closures.items() if c is not None}
@@ -119,7 +120,8 @@ class Verifier:
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
         for (repo, tag), digest in want.items():
-            missing = self._tag_problems(digest, have.get((repo, tag)), closures[(repo, tag)], plan)
+            mirrored = have.get((repo, tag)), garbled.get((repo, tag))
+            missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
             if missing is None:
                 c = complete[(repo, tag)]
                 missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
@@ -132,14 +134,24 @@ class Verifier:
         return report
 
     def _tag_problems(
-        self, digest: str, mirrored: str | None, closure: Closure | None, plan: Plan
+        self,
+        digest: str,
+        mirrored: tuple[str | None, str | None],
+        closure: Closure | None,
+        plan: Plan,
     ) -> list[str] | None:
-        """What is wrong with a tag itself; None when its closure is to be checked."""
+        """What is wrong with a tag itself; None when its closure is to be checked.
+
+        ``mirrored`` is the digest the mirror's tag points at, and why it cannot be read.
+        """
         problems = []
-        if mirrored is None:
+        have, unreadable = mirrored
+        if unreadable is not None:
+            problems.append(f"tag ({unreadable}; source has {digest})")
+        elif have is None:
             problems.append(f"tag (no current/link; source has {digest})")
-        elif mirrored != digest:
-            problems.append(f"tag points at {mirrored}, source at {digest}")
+        elif have != digest:
+            problems.append(f"tag points at {have}, source at {digest}")
         if closure is None:
             errors = "; ".join(plan.errors(digest)) or "a manifest lists itself"
             problems.append(f"cannot read its closure in the source: {errors}")
