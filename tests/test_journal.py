@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,32 @@ async def test_a_new_journal_recovers_what_the_last_process_left(tmp_path: Path)
     after.settle(after.seq)
     await after.flush()
     assert Journal(tmp_path / "push.json").load() is None
+
+
+async def test_the_oldest_accept_time_survives_restarts_and_moves_on_when_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    first = Journal(tmp_path / "push.json")
+    first.record([event("a")])
+    await first.flush()
+    now[0] = 1500.0
+    second = Journal(tmp_path / "push.json")
+    recovered = second.load()
+    assert recovered is not None and recovered.accepted_at == 1000.0
+    second.record([event("b")])  # rewrites the file: "a" keeps its time
+    await second.flush()
+    now[0] = 2000.0
+    third = Journal(tmp_path / "push.json")
+    recovered = third.load()
+    assert recovered is not None and recovered.accepted_at == 1000.0
+    third.record([event("c")])
+    third.settle(1)  # the recovered run, which covered "a" and "b", succeeded
+    await third.flush()
+    recovered = Journal(tmp_path / "push.json").load()
+    assert recovered is not None and recovered.accepted_at == 2000.0
+    assert [e.id for e in recovered.events] == ["c"]
 
 
 @pytest.mark.parametrize(
