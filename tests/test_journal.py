@@ -139,6 +139,22 @@ async def test_an_unreadable_file_is_moved_aside_and_the_next_run_covers_everyth
     assert not journal.truncated
 
 
+def test_a_restart_before_the_full_sync_succeeded_says_so_not_zero_events(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "push.json"
+    path.write_bytes(b"{half a write")
+    assert Journal(path).load() is not None  # moved aside; the full sync is owed
+    again = Journal(path).load()  # restarted before that run succeeded
+    assert again is not None and again.truncated and again.problem is None
+    line = again.describe()
+    assert "0 accepted events" not in line  # nothing says events were counted
+    assert line == (
+        "a run covering everything was owed and none succeeded before the restart; "
+        "running now, covering everything"
+    )
+
+
 @pytest.mark.parametrize("kind", ["fifo", "directory"])
 async def test_a_fifo_or_directory_in_place_of_the_file_is_refused_without_blocking(
     tmp_path: Path, kind: str

@@ -58,6 +58,10 @@ class Recovered:
         if self.problem is not None:
             return f"{self.problem}; running now, covering everything"
         count = len(self.events)
+        if self.truncated and not count:
+            # Left by an unreadable file or dropped events: there is no count to give.
+            found = "a run covering everything was owed and none succeeded before the restart"
+            return f"{found}; running now, covering everything"
         found = (
             f"{count} accepted event{' was' if count == 1 else 's were'} not run before the restart"
         )
