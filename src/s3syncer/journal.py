@@ -181,8 +181,8 @@ class Journal:
 
     def _set_aside(self, why: str) -> Recovered:
         # A spare full sync is cheap, a missed change is not: cover everything.
-        self.record((), truncated=True)
         at = time.time()  # what the file held is unknown, so is its age: count from now
+        self.record((), truncated=True, at=at)
         problem = f"state file {self.path} is unreadable ({why})"
         try:
             aside = _move_aside(self.path)
