@@ -96,6 +96,35 @@ async def test_the_oldest_accept_time_survives_restarts_and_moves_on_when_settle
     assert [e.id for e in recovered.events] == ["c"]
 
 
+def test_a_command_failing_under_a_flood_keeps_bounded_accept_times_that_never_read_low(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    times = journal_module.AcceptTimes()
+    # a day of pushes, ten a second, none covered by a successful run
+    for batch in range(1, 864_001):
+        times.add(batch, 1000.0 + batch / 10)
+    assert len(times) <= journal_module.MAX_ACCEPT_SPANS
+    assert times.oldest == 1000.1
+    # a run covering the first 50,000 batches succeeds: the rest waits since batch 50,001
+    times.settle(50_000)
+    oldest = times.oldest
+    assert oldest is not None and oldest <= 1000.0 + 50_001 / 10  # never younger than it is
+    times.settle(864_000)
+    assert times.oldest is None
+
+
+def test_batches_within_a_second_share_the_oldest_time_and_settle_together() -> None:
+    times = journal_module.AcceptTimes()
+    times.add(1, 100.0)
+    times.add(2, 100.5)  # same second: joins the first span
+    times.add(3, 101.5)
+    assert len(times) == 2
+    times.settle(1)  # batch 2 still waits; it is reported as accepted at 100.0, not later
+    assert times.oldest == 100.0
+    times.settle(2)
+    assert times.oldest == 101.5
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [

@@ -25,6 +25,7 @@ import os
 import re
 import stat
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,13 @@ import trio
 from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document, strict_json
 
 FORMAT_VERSION = 1
+
+# Batches recorded this close together share one accept time (the oldest's), so a
+# command that keeps failing under a flood of pushes keeps at most one span a second.
+ACCEPT_GRAIN = 1.0
+# Past this many spans, a new batch joins the newest span (and so its older time): by then
+# the lag is over an hour, and memory stays bounded however long the command fails.
+MAX_ACCEPT_SPANS = 4096
 
 # What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
 _TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
@@ -71,6 +79,45 @@ class Recovered:
         return f"{found}; running now"
 
 
+class AcceptTimes:
+    """When the unsettled batches were accepted, to tell the lag, in bounded memory.
+
+    A span ``(last batch, time)`` stands for consecutive batches up to ``last batch``,
+    the first of them accepted at ``time``. Joining batches to a span can only make a
+    batch look older than it is, never younger: the lag may read high by up to
+    ``ACCEPT_GRAIN``, never low.
+    """
+
+    def __init__(self) -> None:
+        self._spans: deque[tuple[int, float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    @property
+    def oldest(self) -> float | None:
+        """When the oldest unsettled batch was accepted (Unix time), if any."""
+        return self._spans[0][1] if self._spans else None
+
+    def add(self, batch: int, at: float) -> None:
+        """Batch ``batch`` (higher than any before) was accepted at ``at``."""
+        if self._spans and (
+            at - self._spans[-1][1] < ACCEPT_GRAIN or len(self._spans) >= MAX_ACCEPT_SPANS
+        ):
+            self._spans[-1] = (batch, self._spans[-1][1])
+        else:
+            self._spans.append((batch, at))
+
+    def settle(self, batch: int) -> None:
+        """Forget every span that ends at or before ``batch``."""
+        while self._spans and self._spans[0][0] <= batch:
+            self._spans.popleft()
+
+    def clear(self) -> None:
+        """Nothing is waiting any more."""
+        self._spans.clear()
+
+
 class Journal:
     """One command's accepted, not yet successfully run events, mirrored to ``path``."""
 
@@ -78,7 +125,7 @@ class Journal:
         self.path = path
         self._events = EventLog(limit)
         self._seq = 0
-        self._accepted: dict[int, float] = {}  # Unix time each unsettled batch was recorded
+        self._accepted = AcceptTimes()
         self._version = 0
         self._saved_version = 0
         self._writing: trio.Event | None = None
@@ -99,7 +146,7 @@ class Journal:
     @property
     def accepted_at(self) -> float | None:
         """When the oldest batch no successful run has covered was recorded (Unix time)."""
-        return min(self._accepted.values(), default=None)
+        return self._accepted.oldest
 
     def record(
         self, events: Iterable[Event], *, truncated: bool = False, at: float | None = None
@@ -109,7 +156,7 @@ class Journal:
         ``at`` is when they were accepted (Unix time), if not now.
         """
         self._seq += 1
-        self._accepted[self._seq] = time.time() if at is None else at
+        self._accepted.add(self._seq, time.time() if at is None else at)
         self._events.extend(events, self._seq)
         if truncated:
             self._events.mark_truncated(self._seq)
@@ -124,7 +171,7 @@ class Journal:
         if not len(self._events) and not self.truncated:
             self._accepted.clear()  # batches whose events were all resends: nothing waits
         else:
-            self._accepted = {batch: at for batch, at in self._accepted.items() if batch > seq}
+            self._accepted.settle(seq)
         self._version += 1
 
     async def flush(self) -> None:
