@@ -12,6 +12,7 @@ shutdown are :class:`~s3syncer.service.Service`'s.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -175,8 +176,15 @@ class Supervisor:
             *(command.name, found.describe()),
             extra={"command": command.name, "events": len(found.events)},
         )
+        # The lag goes on from the accept time on record, converted to the runner's clock.
+        accepted_at = trio.current_time() - max(0.0, time.time() - found.accepted_at)
         trigger = Trigger(
-            "recovered", found.events, immediate=True, truncated=found.truncated, seq=journal.seq
+            "recovered",
+            found.events,
+            immediate=True,
+            truncated=found.truncated,
+            seq=journal.seq,
+            accepted_at=accepted_at,
         )
         return journal, trigger
 
