@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,61 @@ async def test_a_new_journal_recovers_what_the_last_process_left(tmp_path: Path)
     assert Journal(tmp_path / "push.json").load() is None
 
 
+async def test_the_oldest_accept_time_survives_restarts_and_moves_on_when_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    first = Journal(tmp_path / "push.json")
+    first.record([event("a")])
+    await first.flush()
+    now[0] = 1500.0
+    second = Journal(tmp_path / "push.json")
+    recovered = second.load()
+    assert recovered is not None and recovered.accepted_at == 1000.0
+    second.record([event("b")])  # rewrites the file: "a" keeps its time
+    await second.flush()
+    now[0] = 2000.0
+    third = Journal(tmp_path / "push.json")
+    recovered = third.load()
+    assert recovered is not None and recovered.accepted_at == 1000.0
+    third.record([event("c")])
+    third.settle(1)  # the recovered run, which covered "a" and "b", succeeded
+    await third.flush()
+    recovered = Journal(tmp_path / "push.json").load()
+    assert recovered is not None and recovered.accepted_at == 2000.0
+    assert [e.id for e in recovered.events] == ["c"]
+
+
+def test_a_command_failing_under_a_flood_keeps_bounded_accept_times_that_never_read_low(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    times = journal_module.AcceptTimes()
+    # a day of pushes, ten a second, none covered by a successful run
+    for batch in range(1, 864_001):
+        times.add(batch, 1000.0 + batch / 10)
+    assert len(times) <= journal_module.MAX_ACCEPT_SPANS
+    assert times.oldest == 1000.1
+    # a run covering the first 50,000 batches succeeds: the rest waits since batch 50,001
+    times.settle(50_000)
+    oldest = times.oldest
+    assert oldest is not None and oldest <= 1000.0 + 50_001 / 10  # never younger than it is
+    times.settle(864_000)
+    assert times.oldest is None
+
+
+def test_batches_within_a_second_share_the_oldest_time_and_settle_together() -> None:
+    times = journal_module.AcceptTimes()
+    times.add(1, 100.0)
+    times.add(2, 100.5)  # same second: joins the first span
+    times.add(3, 101.5)
+    assert len(times) == 2
+    times.settle(1)  # batch 2 still waits; it is reported as accepted at 100.0, not later
+    assert times.oldest == 100.0
+    times.settle(2)
+    assert times.oldest == 101.5
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [
@@ -110,6 +166,22 @@ async def test_an_unreadable_file_is_moved_aside_and_the_next_run_covers_everyth
     await journal.flush()
     assert not path.exists()
     assert not journal.truncated
+
+
+def test_a_restart_before_the_full_sync_succeeded_says_so_not_zero_events(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "push.json"
+    path.write_bytes(b"{half a write")
+    assert Journal(path).load() is not None  # moved aside; the full sync is owed
+    again = Journal(path).load()  # restarted before that run succeeded
+    assert again is not None and again.truncated and again.problem is None
+    line = again.describe()
+    assert "0 accepted events" not in line  # nothing says events were counted
+    assert line == (
+        "a run covering everything was owed and none succeeded before the restart; "
+        "running now, covering everything"
+    )
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory"])

@@ -275,6 +275,28 @@ def test_a_stuck_command_shows_its_waiting_events_and_their_age(tmp_path: Path) 
         assert [run["ok"] for run in done["recentRuns"]] == [True, False]
 
 
+def test_the_lag_goes_on_across_a_restart_instead_of_starting_over(tmp_path: Path) -> None:
+    # A daemon restarted (a deploy, a crash loop) while the mirror is behind must not
+    # hide how far behind it is: the alert on the lag would never fire.
+    command = {"name": "stuck", "cmd": "/bin/false", "delay": "50ms"}
+    config = config_for(
+        f"  - {json.dumps(command)}\n", auth={"token": TOKEN}, stateDir=str(tmp_path / "s")
+    )
+    with start_daemon(tmp_path, config) as daemon:
+        headers = {**REGISTRY_HEADERS, **BEARER}
+        assert daemon.post("/trigger/stuck", TAGGED_PUSH, headers)[0] == 200
+        aged = _wait_status(
+            daemon, "stuck", lambda c: c["failures"] == 1 and c["pendingEventAgeSeconds"] >= 1.5
+        )
+    with start_daemon(tmp_path, config) as daemon:
+        after = _status(daemon)["stuck"]
+        assert after["pendingEvents"] == 1
+        assert after["pendingEventAgeSeconds"] >= aged["pendingEventAgeSeconds"]
+        assert _lag_metric(daemon, "stuck") >= aged["pendingEventAgeSeconds"]
+        daemon.wait_for_log("stuck: run 2 failed")  # the recovered run: the event still waits
+        assert _status(daemon)["stuck"]["pendingEventAgeSeconds"] >= aged["pendingEventAgeSeconds"]
+
+
 def test_output_keeps_its_order_in_the_log_and_the_live_tail(tmp_path: Path) -> None:
     release = tmp_path / "release"
     script = (

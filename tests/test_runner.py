@@ -641,6 +641,19 @@ async def test_the_lag_counts_from_the_oldest_event_no_success_covered(
         assert [run.run_id for run in runner.history] == [1, 2, 3]
 
 
+async def test_recovered_events_count_from_when_they_were_accepted_not_from_the_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launch = FakeLaunch(duration=2.0, results=[FAILED])
+    accepted = trio.current_time() - 600.0  # ten minutes before this start
+    recovered = Trigger("recovered", (event("a"),), immediate=True, accepted_at=accepted)
+    async with running(launch, command(), recovered=recovered) as [runner]:
+        await at(launch, 1)  # the recovered run, 0..2
+        assert lag(runner) == (1, 601.0)
+        await at(launch, 10)  # it failed: the event still waits, and ages on
+        assert lag(runner) == (1, 610.0)
+
+
 async def test_next_run_says_when_the_pending_run_or_retry_falls_due(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -255,6 +255,35 @@ async def test_recovered_triggers_run_at_once_with_their_events_and_are_then_cle
     assert not (state / "push.json").exists()
 
 
+async def test_a_disabled_command_keeps_its_waiting_events_and_runs_them_once_enabled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Disabling a mirror for maintenance must not lose the pushes it had not mirrored yet.
+    caplog.set_level(logging.INFO, logger="s3syncer")
+    path, state = tmp_path / "config.yaml", tmp_path / "state"
+    top = f"stateDir: {state}\n"
+    write_config(path, yaml_command("push", delay="1h"), top=top)
+    launch = FakeLaunch()
+    async with serving(path, launch) as service:
+        assert await accept(service, "push", event("a")) == Accepted(1, 0)
+        write_config(path, yaml_command("push", delay="1h", disable=True), top=top)
+        service.request_reload()
+        await eventually(lambda: service.runners["push"].command.disable)
+        assert await accept(service, "push", event("b")) == Accepted(0, 1)  # ignored
+        await trio.sleep(60)
+        write_config(path, yaml_command("push", delay="1h"), top=top)
+        service.request_reload()
+        await eventually(lambda: launch.of("push") != [])
+        [run] = launch.of("push")
+        assert (run.reason, run.events) == ("recovered", ["a"])
+    assert not (state / "push.json").exists()  # that run succeeded: settled
+    kept = [r.getMessage() for r in caplog.records if "when it is enabled again" in r.getMessage()]
+    assert kept == [
+        f"push: disabled; kept 1 accepted event not run yet in {state / 'push.json'}, "
+        "to run when it is enabled again"
+    ]
+
+
 async def test_an_edit_followed_by_sighup_reloads_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -31,6 +31,7 @@ class Trigger:
     immediate: bool = False
     seq: int = 0  # the journal batch that recorded these events (durable state), if any
     truncated: bool = False  # some events of this trigger are unknown: sync everything
+    accepted_at: float | None = None  # when its events were accepted, if before it came
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ class Coalescer:
         pending.triggers += 1
         pending.events.extend(trigger.events)
         if trigger.events or trigger.truncated:
-            pending.events.accepted_at(now)  # the lag counts from here until a run succeeds
+            # The lag counts from here (or from before a restart) until a run succeeds.
+            accepted = now if trigger.accepted_at is None else min(now, trigger.accepted_at)
+            pending.events.accepted_at(accepted)
         pending.events.truncated = pending.events.truncated or trigger.truncated
         pending.seq = max(pending.seq, trigger.seq)
         if trigger.immediate:

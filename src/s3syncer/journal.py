@@ -7,7 +7,8 @@ answers 200. Writes are group-committed: one write in flight per command, and
 every request that arrives meanwhile is covered by the next single write, so a
 burst costs a few writes, not one per request. A successful run settles the
 events it covered; at start, a journal that is not empty runs its command at
-once with reason ``recovered``.
+once with reason ``recovered``. The file also keeps when the oldest of its events
+was accepted, so the lag an operator alerts on goes on across a restart.
 
 A journal that cannot be read, whatever the reason (not UTF-8 or not JSON,
 nested too deeply, NaN, the wrong shape, a FIFO or a directory in its place),
@@ -24,6 +25,7 @@ import os
 import re
 import stat
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,13 @@ from .events import MAX_EVENTS_PER_RUN, Event, EventLog, event_from_document, st
 
 FORMAT_VERSION = 1
 
+# Batches recorded this close together share one accept time (the oldest's), so a
+# command that keeps failing under a flood of pushes keeps at most one span a second.
+ACCEPT_GRAIN = 1.0
+# Past this many spans, a new batch joins the newest span (and so its older time): by then
+# the lag is over an hour, and memory stays bounded however long the command fails.
+MAX_ACCEPT_SPANS = 4096
+
 # What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
 _TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
 
@@ -44,10 +53,12 @@ class Recovered:
     """What a journal held at start: its events, and whether some were lost or cut.
 
     ``problem`` says why the file could not be read and where it went, if so.
+    ``accepted_at`` is when the oldest was accepted (Unix time), now if unknown.
     """
 
     events: tuple[Event, ...]
     truncated: bool
+    accepted_at: float
     problem: str | None = None
 
     def describe(self) -> str:
@@ -55,6 +66,10 @@ class Recovered:
         if self.problem is not None:
             return f"{self.problem}; running now, covering everything"
         count = len(self.events)
+        if self.truncated and not count:
+            # Left by an unreadable file or dropped events: there is no count to give.
+            found = "a run covering everything was owed and none succeeded before the restart"
+            return f"{found}; running now, covering everything"
         found = (
             f"{count} accepted event{' was' if count == 1 else 's were'} not run before the restart"
         )
@@ -64,6 +79,45 @@ class Recovered:
         return f"{found}; running now"
 
 
+class AcceptTimes:
+    """When the unsettled batches were accepted, to tell the lag, in bounded memory.
+
+    A span ``(last batch, time)`` stands for consecutive batches up to ``last batch``,
+    the first of them accepted at ``time``. Joining batches to a span can only make a
+    batch look older than it is, never younger: the lag may read high by up to
+    ``ACCEPT_GRAIN``, never low.
+    """
+
+    def __init__(self) -> None:
+        self._spans: deque[tuple[int, float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    @property
+    def oldest(self) -> float | None:
+        """When the oldest unsettled batch was accepted (Unix time), if any."""
+        return self._spans[0][1] if self._spans else None
+
+    def add(self, batch: int, at: float) -> None:
+        """Batch ``batch`` (higher than any before) was accepted at ``at``."""
+        if self._spans and (
+            at - self._spans[-1][1] < ACCEPT_GRAIN or len(self._spans) >= MAX_ACCEPT_SPANS
+        ):
+            self._spans[-1] = (batch, self._spans[-1][1])
+        else:
+            self._spans.append((batch, at))
+
+    def settle(self, batch: int) -> None:
+        """Forget every span that ends at or before ``batch``."""
+        while self._spans and self._spans[0][0] <= batch:
+            self._spans.popleft()
+
+    def clear(self) -> None:
+        """Nothing is waiting any more."""
+        self._spans.clear()
+
+
 class Journal:
     """One command's accepted, not yet successfully run events, mirrored to ``path``."""
 
@@ -71,6 +125,7 @@ class Journal:
         self.path = path
         self._events = EventLog(limit)
         self._seq = 0
+        self._accepted = AcceptTimes()
         self._version = 0
         self._saved_version = 0
         self._writing: trio.Event | None = None
@@ -88,9 +143,20 @@ class Journal:
         """Whether events were lost: too many, or an unreadable file at start."""
         return self._events.truncated
 
-    def record(self, events: Iterable[Event], *, truncated: bool = False) -> int:
-        """Remember ``events`` (de-duplicated, bounded); return the batch's sequence number."""
+    @property
+    def accepted_at(self) -> float | None:
+        """When the oldest batch no successful run has covered was recorded (Unix time)."""
+        return self._accepted.oldest
+
+    def record(
+        self, events: Iterable[Event], *, truncated: bool = False, at: float | None = None
+    ) -> int:
+        """Remember ``events`` (de-duplicated, bounded); return the batch's sequence number.
+
+        ``at`` is when they were accepted (Unix time), if not now.
+        """
         self._seq += 1
+        self._accepted.add(self._seq, time.time() if at is None else at)
         self._events.extend(events, self._seq)
         if truncated:
             self._events.mark_truncated(self._seq)
@@ -102,6 +168,10 @@ class Journal:
         if not len(self._events) and not self.truncated:
             return
         self._events.forget_through(seq)
+        if not len(self._events) and not self.truncated:
+            self._accepted.clear()  # batches whose events were all resends: nothing waits
+        else:
+            self._accepted.settle(seq)
         self._version += 1
 
     async def flush(self) -> None:
@@ -134,6 +204,7 @@ class Journal:
             "version": FORMAT_VERSION,
             "events": [event.to_document() for event in self._events],
             "truncated": self.truncated,
+            "acceptedAt": self.accepted_at,
             "savedAt": time.time(),
         }
 
@@ -144,23 +215,26 @@ class Journal:
         file is moved aside and reported in ``Recovered.problem``.
         """
         try:
-            events, truncated = _read(self.path)
+            events, truncated, accepted_at = _read(self.path)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             return self._set_aside(_reason(exc))
-        self.record(events, truncated=truncated)
+        # Never in the future: a clock set back must not make a negative lag.
+        at = time.time() if accepted_at is None else min(accepted_at, time.time())
+        self.record(events, truncated=truncated, at=at)
         self._saved_version = self._version
-        return Recovered(tuple(events), truncated)
+        return Recovered(tuple(events), truncated, at)
 
     def _set_aside(self, why: str) -> Recovered:
         # A spare full sync is cheap, a missed change is not: cover everything.
-        self.record((), truncated=True)
+        at = time.time()  # what the file held is unknown, so is its age: count from now
+        self.record((), truncated=True, at=at)
         problem = f"state file {self.path} is unreadable ({why})"
         try:
             aside = _move_aside(self.path)
         except OSError as exc:
-            return Recovered((), True, f"{problem} and cannot be moved aside ({exc.strerror})")
+            return Recovered((), True, at, f"{problem} and cannot be moved aside ({exc.strerror})")
         problem += f"; moved it to {aside.name}"
         try:
             # Keep "cover everything" on disk: a restart before that run must not forget it.
@@ -168,11 +242,14 @@ class Journal:
             self._saved_version = self._version
         except OSError as exc:
             problem += f"; cannot write a new one ({exc.strerror})"
-        return Recovered((), True, problem)
+        return Recovered((), True, at, problem)
 
 
-def _read(path: Path) -> tuple[list[Event], bool]:
-    """The events and the truncated flag in ``path``; ValueError if it holds no journal."""
+def _read(path: Path) -> tuple[list[Event], bool, float | None]:
+    """The events, the truncated flag and their oldest accept time in ``path``.
+
+    ValueError if it holds no journal.
+    """
     # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -194,8 +271,14 @@ def _read(path: Path) -> tuple[list[Event], bool]:
     truncated = document.get("truncated", False)
     if not isinstance(truncated, bool):
         raise ValueError('"truncated" is not true or false')
+    # Absent from files written before it was kept, and null when nothing waits.
+    accepted_at = document.get("acceptedAt")
+    if accepted_at is not None and (
+        isinstance(accepted_at, bool) or not isinstance(accepted_at, int | float)
+    ):
+        raise ValueError('"acceptedAt" is not a number')
     events = [event_from_document(index, raw) for index, raw in enumerate(raw_events)]
-    return events, truncated
+    return events, truncated, accepted_at
 
 
 def _reason(exc: OSError | ValueError) -> str:

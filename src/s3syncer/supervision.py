@@ -12,6 +12,7 @@ shutdown are :class:`~s3syncer.service.Service`'s.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -68,7 +69,7 @@ class Supervisor:
             command,
             partial(self._launch_alone, retired),
             metrics=self.metrics,
-            settle=None if journal is None else partial(_settle, journal),
+            settle=None if journal is None else partial(self._settle_live, command.name, journal),
             recovered=recovered,
             history=self._open_history(command),
         )
@@ -94,7 +95,7 @@ class Supervisor:
             await self.retire(name)
         for command in changed:
             if command.disable != live[command.name].disable:
-                await self.retire(command.name)
+                await self.retire(command.name, keep_events=command.disable)
                 await self.start(command)
             else:
                 self.runners[command.name].update(command)
@@ -102,8 +103,12 @@ class Supervisor:
             await self.start(command)
         return Changes(len(added), len(changed), len(removed))
 
-    async def retire(self, name: str) -> None:
-        """Take a command out of service; a run in progress ends as it would have."""
+    async def retire(self, name: str, *, keep_events: bool = False) -> None:
+        """Take a command out of service; a run in progress ends as it would have.
+
+        With ``keep_events`` (the command is being disabled), the events its journal holds
+        stay on disk, to run when it is enabled again; otherwise they are forgotten.
+        """
         runner = self.runners.pop(name)
         runner.stop()
         self._retired[runner].set()
@@ -111,7 +116,9 @@ class Supervisor:
         assert self.nursery is not None
         self.nursery.start_soon(self._forget_when_stopped, runner)
         journal = self.journals.pop(name, None)
-        if journal is not None:
+        if journal is not None and keep_events:
+            await _keep(name, journal)
+        elif journal is not None:
             await _settle(journal, journal.seq)
 
     def running(self) -> int:
@@ -175,10 +182,23 @@ class Supervisor:
             *(command.name, found.describe()),
             extra={"command": command.name, "events": len(found.events)},
         )
+        # The lag goes on from the accept time on record, converted to the runner's clock.
+        accepted_at = trio.current_time() - max(0.0, time.time() - found.accepted_at)
         trigger = Trigger(
-            "recovered", found.events, immediate=True, truncated=found.truncated, seq=journal.seq
+            "recovered",
+            found.events,
+            immediate=True,
+            truncated=found.truncated,
+            seq=journal.seq,
+            accepted_at=accepted_at,
         )
         return journal, trigger
+
+    async def _settle_live(self, name: str, journal: Journal, seq: int) -> None:
+        # A run that ends after its command was disabled leaves the kept journal as it is
+        # (a spare run once enabled), so no late write lands on a file a new runner reads.
+        if self.journals.get(name) is journal:
+            await _settle(journal, seq)
 
     def _unusable(self, exc: OSError) -> StateDirError:
         return StateDirError(exc.errno, f"cannot use stateDir {self.state_dir}: {exc.strerror}")
@@ -203,6 +223,25 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 await nursery.start(runner.run)
                 task_status.started(scope)
+
+
+async def _keep(name: str, journal: Journal) -> None:
+    try:
+        await journal.flush()  # no write of this journal may land after a new one reads
+    except OSError as exc:
+        log.error("cannot update state file %s: %s", journal.path, exc.strerror)
+    if len(journal) or journal.truncated:
+        log.info(
+            "%s: disabled; kept %s not run yet in %s, to run when it is enabled again",
+            *(name, _waiting(journal), journal.path),
+            extra={"command": name, "events": len(journal)},
+        )
+
+
+def _waiting(journal: Journal) -> str:
+    count = len(journal)
+    events = f"{count} accepted event{'' if count == 1 else 's'}"
+    return f"{events} (and a run covering everything)" if journal.truncated else events
 
 
 async def _settle(journal: Journal, seq: int) -> None:
