@@ -238,6 +238,7 @@ def _s3_registry_config(
     notify_url: str | None,
     *,
     notifications: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     s3: dict[str, Any] = {
         "accesskey": server.access_key,
@@ -268,6 +269,8 @@ def _s3_registry_config(
         config["notifications"] = {"endpoints": [{**endpoint, "backoff": "1s"}]}
     if notifications is not None:
         config["notifications"] = notifications
+    if validation is not None:
+        config["validation"] = validation
     return config
 
 
@@ -280,18 +283,20 @@ def run_s3_registry(
     root: str = "",
     notify_url: str | None = None,
     notifications: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
     startup_timeout: float = 20.0,
 ) -> Iterator[Registry]:
     """Run ``docker-registry serve`` with s3 storage in ``bucket`` (under ``root``).
 
     ``notifications`` is a whole ``notifications:`` block for the registry's config (e.g. the
-    README's), used instead of the minimal one that ``notify_url`` makes.
+    README's), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
+    ``validation:`` block (e.g. to allow foreign layers' URLs).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     addr = f"127.0.0.1:{free_port()}"
     config_path = workdir / "config.yml"
     config = _s3_registry_config(
-        server, bucket, root, addr, notify_url, notifications=notifications
+        server, bucket, root, addr, notify_url, notifications=notifications, validation=validation
     )
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "registry.log"

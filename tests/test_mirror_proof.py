@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,11 +22,15 @@ from typing import Any
 import pytest
 
 from registry_harness import (
+    _REF_NAME_ANNOTATION,
+    _canonical_json,
     _run_skopeo,
+    _write_blob,
     make_oci_layout,
     manifest_digest,
     require_tools,
     skopeo_push,
+    wait_until,
 )
 from registry_storage import put_blob, put_blob_file, put_image, put_tag, random_file
 from s3_harness import (
@@ -403,3 +408,134 @@ def test_a_source_blob_that_is_not_its_digest_is_never_written(
     assert mirror.tag_current_link("team/bad", "v1") not in keys
     uploads = client.list_multipart_uploads(Bucket="mirror", Prefix=f"{root}/")
     assert not uploads.get("Uploads"), uploads  # an abandoned upload is aborted, not left behind
+
+
+def _with_foreign_layer(layout: Path, tag: str) -> tuple[str, str]:
+    """Give image ``tag`` a first layer that only its URL serves, as Windows base images have.
+
+    Returns the new manifest's digest and the foreign layer's: skopeo pushes no such layer.
+    """
+    blobs = layout / "blobs/sha256"
+    top = json.loads((layout / "index.json").read_text())
+    entry = next(m for m in top["manifests"] if m["annotations"][_REF_NAME_ANNOTATION] == tag)
+    manifest = json.loads((blobs / entry["digest"].removeprefix("sha256:")).read_bytes())
+    foreign = _write_blob(blobs, b"a base layer that is fetched from its URL")
+    manifest["layers"].insert(
+        0,
+        {
+            "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            **foreign,
+            "urls": ["https://example.com/base-layer.tar.gz"],
+        },
+    )
+    entry.update(_write_blob(blobs, _canonical_json(manifest)))
+    (layout / "index.json").write_text(json.dumps(top))
+    return str(entry["digest"]), str(foreign["digest"])
+
+
+def test_a_foreign_layer_the_source_never_had_is_no_gap(source: Source) -> None:
+    """Neither the source nor the mirror has a foreign layer, nor its layer link: the tag is
+    served all the same, so verify calls it complete."""
+    layout = source.tmp / "foreign-layout"
+    make_oci_layout(layout, tag="win", payload=b"on top of a foreign layer")
+    digest, foreign = _with_foreign_layer(layout, "win")
+    allow = {"manifests": {"urls": {"allow": ["^https://"]}}}
+    with run_s3_registry(
+        source.tmp / "foreign-reg", source.s3, "seed", root="foreign", validation=allow
+    ) as reg:
+        skopeo_push(layout, reg.addr, "win/app:v1", src_tag="win")
+    client, seed = source.s3.client(), Layout("foreign")
+    assert "Contents" not in client.list_objects_v2(Bucket="seed", Prefix=seed.blob_data(foreign))
+
+    dest, src = "s3://mirror/foreign", "s3://seed/foreign"
+    seeded = _tool(source, "replicate", "--all", "--source", src, "--dest", dest)
+    assert seeded.returncode == 0, seeded.stderr + seeded.stdout
+    verified = _verify(source, dest, src=src)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1].endswith("; complete")
+    with run_s3_registry(source.tmp / "foreign-mirror", source.s3, "mirror", root="foreign") as dst:
+        raw = subprocess.run(
+            [tool("skopeo"), "inspect", "--raw", "--tls-verify=false", "--no-creds",
+             f"docker://{dst.addr}/win/app:v1"],
+            capture_output=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+
+    # a layer the mirror lacks is still a gap: the other layer's link
+    layer = json.loads(raw)["layers"][1]["digest"]
+    client.delete_object(Bucket="mirror", Key=Layout("foreign").layer_link("win/app", layer))
+    broken = _verify(source, dest, src=src)
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines()[0] == f"win/app:v1: layer link {layer}"
+
+
+def test_a_tag_moved_during_a_seed_keeps_what_its_push_wrote(source: Source) -> None:
+    """The seed reads every tag first and writes them last. A tag pushed in between is mirrored
+    by the daemon's own run for its event; the seed must not put the older digest back after
+    it, where no event would ever come to correct it."""
+    client, layout = source.s3.client(), Layout("race")
+    path = source.tmp / "race-layer.bin"
+    layer = random_file(path, MULTIPART_LAYER)  # copied in parts: the seed is seen mid-copy
+    put_blob_file(client, "seed", layout, path, layer)
+    path.unlink()
+    put_image(client, "seed", layout, "team/big", tags=["v1"], layers=[layer])
+    old = put_image(client, "seed", layout, "team/app", tags=["v1"], layers=[
+        put_blob(client, "seed", layout, b"the image v1 was when the seed began")
+    ])  # fmt: skip
+    src, dest = "s3://seed/race", "s3://mirror/race"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+    seed = subprocess.Popen(
+        [sys.executable, "-m", "s3syncer", "replicate", "--all", "--copy", "stream",
+         "--stream-put-limit", str(5 * 1024 * 1024), "--jobs", "1",
+         "--source", src, "--dest", dest],
+        env={**base, **source.s3.env("source"), **source.s3.env("dest")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: bool(
+                client.list_multipart_uploads(Bucket="mirror", Prefix="race/").get("Uploads")
+            ),
+            timeout=60,
+            message="the seed never started copying the large layer",
+        )
+        seed.send_signal(signal.SIGSTOP)  # mid-copy: past reading the tags, before writing them
+        new = put_image(client, "seed", layout, "team/app", tags=["v1"], layers=[
+            put_blob(client, "seed", layout, b"the image v1 was pushed as during the seed")
+        ])  # fmt: skip
+        push = {"kind": "manifest", "repository": "team/app", "tag": "v1", "digest": new}
+        events = source.tmp / "race-events.json"
+        events.write_text(json.dumps({"events": [{"action": "push", "target": push}]}))
+        pushed = _tool(
+            source, "replicate", "--source", src, "--dest", dest, "--events", str(events)
+        )
+        assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+        seed.send_signal(signal.SIGCONT)
+        out, err = seed.communicate(timeout=300)
+    finally:
+        if seed.poll() is None:
+            seed.kill()
+            seed.wait()
+    assert seed.returncode == 0, err + out
+    assert "team/app:v1: moved in the source during the run" in err
+    current = client.get_object(
+        Bucket="mirror", Key=Layout("race").tag_current_link("team/app", "v1")
+    )
+    assert current["Body"].read().decode() == new != old
+    assert _verify(source, dest, src=src).returncode == 0
+
+
+def test_verify_tells_an_unreadable_tag_from_a_missing_one(source: Source) -> None:
+    dest, client, layout = "s3://mirror/garbled", source.s3.client(), Layout("garbled")
+    _replicate_all(source, dest)
+    key = layout.tag_current_link("team/app", "v1")
+    client.put_object(Bucket="mirror", Key=key, Body=b"not a digest")
+    client.delete_object(Bucket="mirror", Key=layout.tag_current_link("team/app", "v2"))
+    lines = _verify(source, dest).stdout.splitlines()[:-1]
+    assert lines == [
+        f"team/app:v1: tag (cannot read s3://mirror/{key}: LayoutError: not a valid digest: "
+        f"'not a digest'; source has {source.tags['team/app:v1']})",
+        f"team/app:v2: tag (no current/link; source has {source.tags['team/app:v2']})",
+    ]
+    _replicate_all(source, dest)  # --all rewrites a link that does not hold the digest
+    assert _verify(source, dest).returncode == 0

@@ -23,6 +23,7 @@ import pytest
 from registry_harness import (
     _INDEX_MEDIA_TYPE,
     _REF_NAME_ANNOTATION,
+    REGISTRY_BINARY,
     _canonical_json,
     _run_skopeo,
     _write_blob,
@@ -276,6 +277,8 @@ def test_all_writes_a_link_the_listing_lacks_or_sizes_wrong() -> None:
     image = _image(store, b"one")
     push = [_tag_push("team/app", "v1", image["digest"])]
     _run(store, push)
+    # --all writes the tags it read from the source, which it reads again before writing
+    store.objects[("src", Layout().tag_current_link("team/app", "v1"))] = image["digest"].encode()
     listing = _listing(store)
     layer, current = (
         sorted(k for k in listing if "/_layers/" in k)[0],
@@ -534,3 +537,45 @@ def test_missing_source_blob_and_bad_credentials_fail_safely(world: World) -> No
     assert result.returncode == 1
     assert "SignatureDoesNotMatch" in result.stderr or "permission denied" in result.stderr
     assert "team/broken:v1: not updated" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_pushed_manifest_the_source_collected_since_does_not_fail_every_run(
+    world: World,
+) -> None:
+    """v1 is pushed twice and the registry's garbage collector removes the first manifest
+    before replicate runs. The daemon hands a failed run's events to every next run, so a
+    failure here would fail every later run, for good: the gone manifest is skipped instead.
+    """
+    layout = world.tmp / "gc-layout"
+    make_oci_layout(layout, tag="old", payload=b"replaced before the mirror saw it")
+    make_oci_layout(layout, tag="new", payload=b"what v1 is now")
+    make_oci_layout(layout, tag="next", payload=b"a later push")
+    old = manifest_digest(layout, "old")
+    with run_s3_registry(
+        world.tmp / "gc-reg", world.s3, "src", root="gc", notify_url=world.sink.url
+    ) as reg:
+        skopeo_push(layout, reg.addr, "team/app:v1", src_tag="old")
+        skopeo_push(layout, reg.addr, "team/app:v1", src_tag="new")
+        events = _wait_events(world, 2)
+        collect = [tool(REGISTRY_BINARY), "garbage-collect", "--delete-untagged"]
+        subprocess.run([*collect, str(reg.config_path)], capture_output=True, check=True)
+        skopeo_push(layout, reg.addr, "team/app:v2", src_tag="next")
+        events += _wait_events(world, 1)
+    client = world.s3.client()
+    assert "Contents" not in client.list_objects_v2(
+        Bucket="src", Prefix=Layout("gc").blob_data(old)
+    )
+
+    path = world.tmp / "gc-events.json"
+    path.write_text(json.dumps({"events": events, "truncated": False}))
+    env = {**world.s3.env("source"), **world.s3.env("dest"), "S3SYNCER_EVENTS_FILE": str(path)}
+    wrong = _cli(["--source", "s3://src/gc-typo", "--dest", "s3://dst2/gc"], env)
+    assert wrong.returncode == 1, wrong.stderr + wrong.stdout  # a wrong --source has nothing
+    assert f"manifest {old}: " in wrong.stderr and "no longer" not in wrong.stderr
+    result = _cli(["--source", "s3://src/gc", "--dest", "s3://dst2/gc"], env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"team/app@{old}: no longer in the source, skipped" in result.stderr
+    with run_s3_registry(world.tmp / "gc-mirror", world.s3, "dst2", root="gc") as dst:
+        assert _sha(_raw(dst.addr, "team/app:v1")) == manifest_digest(layout, "new")
+        assert _sha(_raw(dst.addr, "team/app:v2")) == manifest_digest(layout, "next")

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
 from .changes import Changes
 from .layout import BlobRef, link_body
-from .plan import Plan, discover
+from .plan import Plan, discover, read_link
 from .pool import Pool
-from .sides import Side, describe
+from .sides import Side, describe, is_not_found
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
@@ -79,6 +79,7 @@ class Replicator:
         self.verbose = verbose or dry_run
         self.out = out or sys.stdout
         self.problems: list[str] = []
+        self.skipped: list[str] = []  # left alone on purpose: gone from or moved in the source
         self.stats = Stats()
         self._lock = threading.Lock()
         self.pool = Pool(
@@ -110,6 +111,10 @@ class Replicator:
     def _problem(self, line: str) -> None:
         with self._lock:
             self.problems.append(line)
+
+    def _skip(self, line: str) -> None:
+        with self._lock:
+            self.skipped.append(line)
 
     def _say(self, line: str) -> None:
         if self.verbose:
@@ -145,11 +150,18 @@ class Replicator:
         except Exception:
             return False  # absent, unreadable or larger: write it
 
-    def _link(self, key: str, digest: str, what: str) -> bool:
-        """Write a link file, unless the run listed the mirror and it points at ``digest``."""
+    def _link(
+        self, key: str, digest: str, what: str, *, unless: Callable[[], bool] | None = None
+    ) -> bool:
+        """Write a link file, unless the run listed the mirror and it points at ``digest``.
+
+        ``unless``, asked only when the link is to be written, may call the write off.
+        """
         body = link_body(digest)
         if self.present is not None and self._present(key, body):
             self.stats.add(links_kept=1)
+            return True
+        if unless is not None and unless():
             return True
         ok = self._put(key, body, what)
         if ok:
@@ -162,9 +174,10 @@ class Replicator:
         """Apply ``changes`` to the destination. True when everything succeeded."""
         pushed = changes.pushed_manifests()
         plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
-        for manifest in plan.manifests.values():
-            if manifest.error:
-                self._problem(manifest.error)
+        gone = self._gone_from_source(plan, pushed)
+        pushed = [item for item in pushed if item not in gone]
+        for error in dict.fromkeys(e for _r, digest in pushed for e in plan.errors(digest)):
+            self._problem(error)
         plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
         self._copy_blobs(plan)  # 1.
         self._write_layer_links(plan)  # 2.
@@ -172,11 +185,37 @@ class Replicator:
         for repo, digest, closure in plan.wanted:
             if closure is not None and not plan.revision_ok.get((repo, digest)):
                 self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
-        self._write_tags(plan, changes.tag_pushes())  # 4. and 5.
+        tags = [(repo, tag, d) for repo, tag, d in changes.tag_pushes() if (repo, d) not in gone]
+        self._write_tags(plan, tags)  # 4. and 5.
         if delete:
             self.pool.map(self._delete_tag, changes.tag_deletes(), False)
             self.pool.map(self._delete_revision, changes.manifest_deletes(), False)
         return not self.problems
+
+    def _gone_from_source(self, plan: Plan, pushed: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The pushed manifests that the source no longer has: unreadable, no revision link.
+
+        Deleted, or removed by the registry's garbage collector, since the event: the source
+        cannot serve it, so there is nothing to mirror. Failing on them would fail every later
+        run too, as the daemon hands a failed run's events to the next one. The repository
+        must still be there: a wrong ``--source`` has none of them, and that is a failure.
+        """
+        unreadable = [(repo, d) for repo, d in pushed if plan.manifests[d].error]
+        layout = self.source.layout
+
+        def gone(item: tuple[str, str]) -> bool:
+            try:
+                return self.source.head_size(layout.revision_link(*item)) is None and (
+                    self.source.has_keys(layout.repository_keys(item[0]))
+                )
+            except Exception:
+                return False  # cannot tell: the manifest's own error is reported
+
+        found = self.pool.map(gone, unreadable, False)
+        result = {item for item, is_gone in zip(unreadable, found, strict=True) if is_gone}
+        for repo, digest in sorted(result):
+            self._skip(f"{repo}@{digest}: no longer in the source, skipped")
+        return result
 
     def _copy_blob(self, ref: BlobRef) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
@@ -295,11 +334,34 @@ class Replicator:
         def write_tag_current(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_current_link(repo, tag)
-            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}")
+            moved = (lambda: self._moved(item)) if self.present is not None else None
+            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
 
         index_ok = self.pool.map(write_tag_index, tags, False)
         current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
         self.pool.map(write_tag_current, current, False)
+
+    def _moved(self, item: tuple[str, str, str]) -> bool:
+        """Whether --all should leave a tag alone: it moved in the source during the run.
+
+        --all reads every tag first and writes them last, hours later for a large seed. A tag
+        pushed in between has its own event, whose run may have mirrored it already: writing
+        the digest read at the start would put an older image back, and no event would come
+        to correct it. Only a tag about to be written is read again.
+        """
+        repo, tag, digest = item
+        try:
+            now = read_link(self.source, self.source.layout.tag_current_link(repo, tag))
+        except Exception as exc:
+            if not is_not_found(exc):
+                return False  # cannot tell: write what the run copied
+            now = "nothing (deleted)"
+        if now == digest:
+            return False
+        self._skip(
+            f"{repo}:{tag}: moved in the source during the run (to {now}): left to its event"
+        )
+        return True
 
     def _delete_tag(self, item: tuple[str, str]) -> bool:
         repo, tag = item

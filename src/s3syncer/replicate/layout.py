@@ -108,6 +108,13 @@ class Layout:
     def _repo(self, repository: str) -> str:
         return f"{self.base}/repositories/{check_repository(repository)}"
 
+    def repository_keys(self, repository: str) -> str:
+        """The prefix of ``repository``'s own keys (``_layers/``, ``_manifests/``, ``_uploads/``).
+
+        Not of the repositories nested under its name: no name component starts with ``_``.
+        """
+        return f"{self._repo(repository)}/_"
+
     def layer_link(self, repository: str, digest: str) -> str:
         """The key that lets ``repository`` serve blob ``digest``."""
         alg, hexpart = check_digest(digest)

@@ -204,6 +204,11 @@ class Side:
             sizes.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
         return sizes
 
+    def has_keys(self, prefix: str) -> bool:
+        """Whether any key starts with ``prefix`` (one listing request of one key)."""
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return listed.get("KeyCount", 0) > 0
+
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, in key order (one paginated listing)."""
         return list(self.list_sizes(prefix))

@@ -2,7 +2,8 @@
 
 For every tag of the source, the mirror must have the same ``current/link`` digest and the
 whole closure: each manifest's bytes, every config and layer blob at the right size, every
-layer link, every revision link and the tag's index link. ``--deep`` also hashes each blob.
+layer link, every revision link and the tag's index link (a foreign layer that neither side
+has needs neither blob nor link). ``--deep`` also hashes each blob.
 
 Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
 the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
@@ -83,6 +84,9 @@ class Verifier:
 
     def __init__(self, source: Side, dest: Side, pool: Pool, *, deep: bool = False) -> None:
         self.source, self.dest, self.pool, self.deep = source, dest, pool, deep
+        # foreign layers neither side has: the registry serves the manifest without them, and
+        # neither the registry nor replicate writes a layer link for them
+        self._absent: set[str] = set()
 
     def _each(self, check: Callable[[K], str | None], items: Iterable[K]) -> dict[K, str]:
         """Run ``check`` over unique ``items``; the problems found, by item."""
@@ -97,7 +101,8 @@ class Verifier:
         want, unreadable = read_tags(self.source, tags, self.pool.map)
         mirror = list_tree(self.dest)
         current = self.dest.layout.tag_current_link
-        have, _ = read_tags(self.dest, [t for t in want if current(*t) in mirror], self.pool.map)
+        listed = [t for t in want if current(*t) in mirror]
+        have, garbled = read_tags(self.dest, listed, self.pool.map)
         plan = Plan(discover(self.source, set(want.values()), self.pool.map))
         closures = {tag: plan.closure(digest) for tag, digest in want.items()}
         complete = {tag: c for tag, c in closures.items() if c is not None}
@@ -115,7 +120,8 @@ class Verifier:
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
         for (repo, tag), digest in want.items():
-            missing = self._tag_problems(digest, have.get((repo, tag)), closures[(repo, tag)], plan)
+            mirrored = have.get((repo, tag)), garbled.get((repo, tag))
+            missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
             if missing is None:
                 c = complete[(repo, tag)]
                 missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
@@ -128,14 +134,24 @@ class Verifier:
         return report
 
     def _tag_problems(
-        self, digest: str, mirrored: str | None, closure: Closure | None, plan: Plan
+        self,
+        digest: str,
+        mirrored: tuple[str | None, str | None],
+        closure: Closure | None,
+        plan: Plan,
     ) -> list[str] | None:
-        """What is wrong with a tag itself; None when its closure is to be checked."""
+        """What is wrong with a tag itself; None when its closure is to be checked.
+
+        ``mirrored`` is the digest the mirror's tag points at, and why it cannot be read.
+        """
         problems = []
-        if mirrored is None:
+        have, unreadable = mirrored
+        if unreadable is not None:
+            problems.append(f"tag ({unreadable}; source has {digest})")
+        elif have is None:
             problems.append(f"tag (no current/link; source has {digest})")
-        elif mirrored != digest:
-            problems.append(f"tag points at {mirrored}, source at {digest}")
+        elif have != digest:
+            problems.append(f"tag points at {have}, source at {digest}")
         if closure is None:
             errors = "; ".join(plan.errors(digest)) or "a manifest lists itself"
             problems.append(f"cannot read its closure in the source: {errors}")
@@ -144,7 +160,8 @@ class Verifier:
 
     def _link_keys(self, repo: str, tag: str, digest: str, closure: Closure) -> list[str]:
         layout = self.dest.layout
-        keys = [layout.layer_link(repo, ref.digest) for ref in sorted(closure[1], key=str)]
+        blobs = sorted((ref for ref in closure[1] if ref.digest not in self._absent), key=str)
+        keys = [layout.layer_link(repo, ref.digest) for ref in blobs]
         keys += [layout.revision_link(repo, m) for m in sorted(closure[0])]
         keys.append(layout.tag_index_link(repo, tag, digest))
         return keys
@@ -164,7 +181,10 @@ class Verifier:
         if want is None or (size is None and ref.optional):  # the source says what is right
             want = self.source.head_size(self.source.layout.blob_data(ref.digest))
         if size is None:
-            return None if ref.optional and want is None else f"blob {ref.digest}"
+            if ref.optional and want is None:
+                self._absent.add(ref.digest)
+                return None
+            return f"blob {ref.digest}"
         if size != want:
             return f"blob {ref.digest} ({size} bytes, source has {want})"
         if self.deep and not self._hash_matches(key, ref.digest):
