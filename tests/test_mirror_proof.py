@@ -243,6 +243,23 @@ def test_replicate_all_delete_removes_tags_the_source_lost(source: Source) -> No
     assert _verify(source, dest).returncode == 0
 
 
+def test_replicate_all_delete_refuses_to_empty_the_mirror_from_a_source_with_no_tags(
+    source: Source,
+) -> None:
+    # A typo in --source's root lists nothing: that must not delete every tag of the mirror.
+    dest = "s3://mirror/guarded"
+    _replicate_all(source, dest)
+    wrong = _tool(
+        source, "replicate", "--all", "--delete", "--source", "s3://seed/rge", "--dest", dest
+    )
+    assert wrong.returncode == 1, wrong.stderr + wrong.stdout
+    assert (
+        "--all --delete: s3://seed/rge holds no tags; refusing to delete all 3 tags of "
+        "s3://mirror/guarded" in wrong.stderr
+    )
+    assert _verify(source, dest).returncode == 0  # every tag is still there
+
+
 def test_a_truncated_events_file_copies_every_tag(source: Source) -> None:
     events = source.tmp / "truncated.json"
     one_event = {"action": "push", "target": {"repository": "team/app", "tag": "v1"}}

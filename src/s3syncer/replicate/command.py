@@ -78,10 +78,15 @@ def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
     return events, truncated
 
 
+class EmptySourceError(Exception):
+    """``--all --delete`` found no tag in the source but some in the mirror."""
+
+
 def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) -> Changes:
     """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes.
 
-    ``mirror`` is the keys of the destination's ``repositories/`` tree.
+    ``mirror`` is the keys of the destination's ``repositories/`` tree. A source with no tag
+    at all raises EmptySourceError rather than delete every tag of the mirror.
     """
     source_tags = list_tags(replicator.source)
     found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
@@ -94,6 +99,14 @@ def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) 
             if tag not in problems and tag not in found:
                 changes.tags[tag] = None
                 extra += 1
+    if extra and not source_tags:
+        # Far more often a wrong --source (a typo in its root) than a registry emptied on
+        # purpose: deleting every tag would empty the mirror an operator restores from.
+        raise EmptySourceError(
+            f"--all --delete: {replicator.source} holds no tags; refusing to delete all "
+            f"{extra} tags of {replicator.dest} (is --source right? if the registry really "
+            "is empty, delete the mirror's tags yourself)"
+        )
     _say(
         f"--all: {len(source_tags)} tags in {replicator.source}"
         + (f", {extra} tags only in {replicator.dest} to delete" if delete else "")
@@ -145,7 +158,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
                 if present is not None
                 else replay(events)
             )
-        except ListingError as exc:
+        except (ListingError, EmptySourceError) as exc:
             _say(str(exc))
             return EXIT_FAILURE
         except Exception as exc:
