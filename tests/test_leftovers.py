@@ -37,8 +37,9 @@ if child == 0:
         time.sleep(300)
     os._exit(0)
 os.waitpid(child, 0)
-with open(pid_file + ".leader", "w") as file:
+with open(pid_file + ".leader.tmp", "w") as file:
     file.write(str(os.getpid()))
+os.rename(pid_file + ".leader.tmp", pid_file + ".leader")  # never read half-written
 time.sleep(leader_waits)
 """
 
