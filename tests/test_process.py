@@ -621,6 +621,47 @@ async def test_an_unwritable_events_dir_is_a_failed_run(tmp_path: Path) -> None:
     assert "events file" in result.error
 
 
+async def test_a_run_that_starts_while_orphans_are_sought_keeps_its_process(
+    tmp_path: Path, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two commands: one run ends and looks for orphans in /proc from a worker thread while
+    # another command's run starts. Its leader, forked mid-scan, looks like an orphan there.
+    launcher = ProcessLauncher(kill_grace=GRACE, events_dir=str(events_dir))
+    token = trio.lowlevel.current_trio_token()
+    scanning, pid_file = trio.Event(), tmp_path / "late.pid"
+    scans: list[set[int]] = []
+
+    def scan_during_a_start(known: set[int]) -> set[int]:
+        if scans:
+            scans.append(set())
+            return set()  # the later run's own end: nothing left over
+        trio.from_thread.run_sync(scanning.set, trio_token=token)
+        deadline = time.monotonic() + BOUND
+        while (pid := pid_in(pid_file)) is None:  # the other run's leader has been forked
+            assert time.monotonic() < deadline, "the second run never started"
+            time.sleep(0.01)
+        scans.append({pid})
+        return {pid}  # what /proc showed: our child, in no run's list yet
+
+    monkeypatch.setattr(process, "is_subreaper", lambda: True)
+    monkeypatch.setattr(process, "adopted_children", scan_during_a_start)
+    script = f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 1"
+    results: dict[str, RunResult] = {}
+
+    async def run(name: str, cmd: CommandConfig) -> None:
+        results[name] = await launcher(cmd, request())
+
+    with trio.fail_after(BOUND + 4 * GRACE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "quick", command("/bin/true"))
+            await scanning.wait()
+            nursery.start_soon(run, "late", command("/bin/sh", "-c", script))
+    assert scans[0] == {pid_in(pid_file)}  # the scan did see it
+    assert results["quick"].ok
+    late = results["late"]
+    assert (late.exit_code, late.signal) == (0, None), "a starting run's process was ended"
+
+
 def test_alive_tells_a_zombie_from_a_running_process() -> None:
     assert alive(os.getpid())
     assert not alive(2**22 + 1)  # above the largest pid_max: never a process

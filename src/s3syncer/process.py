@@ -264,7 +264,11 @@ class ProcessLauncher:
         # cannot be told, so the last run to end ends them: never a running run's helper.
         if self._leaders or not is_subreaper():
             return
-        orphans = await trio.to_thread.run_sync(adopted_children, self._leaders)
+        orphans = await trio.to_thread.run_sync(adopted_children, set(self._leaders))
+        # A run may have started while /proc was read in the worker thread: the scan saw
+        # its leader, forked before we knew it, as our child, and the orphans may be its now.
+        if self._leaders:
+            return
         await end_processes(orphans, self.kill_grace, "that runs left behind", reap=True)
 
 
