@@ -60,6 +60,7 @@ COMMAND_KEYS = {
     "pendingTriggers",
     "pendingEvents",
     "pendingEventAgeSeconds",
+    "pendingFullSync",
     "lastSuccess",
     "recentRuns",
     "nextRun",

@@ -163,3 +163,10 @@ def test_waiting_events_last_success_next_run_and_live_output() -> None:
     command.update(state="idle", pendingEvents=0, pendingEventAgeSeconds=0.0, nextRun=None)
     html = render_status_page(status, "1.0", NOW)
     assert "<dt>events waiting</dt><dd>none</dd>" in html
+    # An unreadable journal: no event is known, yet everything waits for a run.
+    command.update(pendingEventAgeSeconds=300.0, pendingFullSync=True)
+    html = render_status_page(status, "1.0", NOW)
+    assert (
+        "<dt>events waiting</dt><dd>0 and a run covering everything, oldest accepted 5 min ago</dd>"
+        in html
+    )

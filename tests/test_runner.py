@@ -654,6 +654,24 @@ async def test_recovered_events_count_from_when_they_were_accepted_not_from_the_
         assert lag(runner) == (1, 610.0)
 
 
+async def test_a_full_sync_is_owed_until_a_run_covering_everything_succeeds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An unreadable journal: no event is known, so only this flag tells the page and
+    # /status that the next run must cover everything.
+    launch = FakeLaunch(duration=2.0, results=[FAILED, OK])
+    recovered = Trigger("recovered", (), immediate=True, truncated=True)
+    async with running(launch, command(delay=3.0), recovered=recovered) as [runner]:
+        await at(launch, 1)  # the recovered run, 0..2
+        assert (runner.full_sync_owed(), lag(runner)) == (True, (0, 1.0))
+        await at(launch, 10)  # it failed: still owed
+        assert runner.full_sync_owed()
+        send(runner, trigger(event("a")))  # 13..15, marked truncated, succeeds
+        await at(launch, 20)
+        assert (runner.full_sync_owed(), lag(runner)) == (False, (0, 0.0))
+    assert [run.truncated for run in launch.runs] == [True, True]
+
+
 async def test_next_run_says_when_the_pending_run_or_retry_falls_due(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

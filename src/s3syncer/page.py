@@ -131,10 +131,13 @@ def _rows(pairs: Iterable[Row]) -> str:
 
 def _waiting(command: Mapping[str, Any], now: float) -> Row:
     count = int(command.get("pendingEvents") or 0)
-    if not count and not command.get("pendingEventAgeSeconds"):
+    everything = bool(command.get("pendingFullSync"))
+    if not count and not everything and not command.get("pendingEventAgeSeconds"):
         return ("events waiting", "none", None)
     oldest = now - float(command.get("pendingEventAgeSeconds") or 0.0)
-    return ("events waiting", f"{count}, oldest accepted {ago(oldest, now)}", None)
+    # Events were dropped or a journal was unreadable: a count alone would understate it.
+    what = f"{count} and a run covering everything" if everything else str(count)
+    return ("events waiting", f"{what}, oldest accepted {ago(oldest, now)}", None)
 
 
 def _facts(command: Mapping[str, Any], now: float) -> list[Row]:

@@ -181,6 +181,10 @@ class Runner:
         """Accepted events no successful run has covered yet: pending, running or failed."""
         return sum(len(log) for log in self._unsettled())
 
+    def full_sync_owed(self) -> bool:
+        """Whether some of those events are unknown (dropped, or an unreadable journal)."""
+        return any(log.truncated for log in self._unsettled())
+
     def pending_event_age(self) -> float:
         """Seconds since the oldest event no successful run has covered was accepted; 0: none."""
         accepted = [log.oldest_at for log in self._unsettled() if log.oldest_at is not None]

@@ -77,6 +77,7 @@ def command_status(runner: Runner) -> dict[str, Any]:
         "pendingTriggers": runner.pending_triggers,
         "pendingEvents": runner.waiting_events(),
         "pendingEventAgeSeconds": round(runner.pending_event_age(), 3),
+        "pendingFullSync": runner.full_sync_owed(),
         "currentRun": _current_run(runner.current_run),
         "lastRun": run_status(runner.last_run),
         "lastSuccess": _iso(last_success.ended_at if last_success is not None else None),
