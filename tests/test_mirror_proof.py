@@ -131,6 +131,12 @@ def test_without_list_permission_on_the_source_all_and_verify_name_it(source: So
     proof = _tool(source, "verify", *args, env=env)
     assert proof.returncode == 1, proof.stderr + proof.stdout
     assert "cannot verify: cannot list s3://seed/reg: permission denied" in proof.stderr
+    # a machine reading --json is told that nothing was proven, not handed an empty stdout
+    for_machines = _tool(source, "verify", *args, "--json", env=env)
+    assert for_machines.returncode == 1, for_machines.stderr + for_machines.stdout
+    document = json.loads(for_machines.stdout)
+    assert document["complete"] is False
+    assert document["error"].startswith("cannot verify: cannot list s3://seed/reg: permission")
 
 
 def _replicate_all(source: Source, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -204,6 +204,14 @@ def _missing_link(key: str) -> str:
     return f"{kind} {digest}"
 
 
+def _cannot_verify(reason: str, *, as_json: bool) -> int:
+    # Nothing was proven: a machine reading --json gets a document that says so, not nothing.
+    print(f"{PROG}: cannot verify: {reason}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"complete": False, "error": f"cannot verify: {reason}"}, indent=1))
+    return EXIT_INCOMPLETE
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``s3syncer verify`` with parsed ``args``; returns the exit code."""
     env = os.environ if environ is None else environ
@@ -224,11 +232,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         ) as pool:
             report = Verifier(source, dest, pool, deep=args.deep).verify()
     except ListingError as exc:
-        print(f"{PROG}: cannot verify: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+        return _cannot_verify(str(exc), as_json=args.json)
     except Exception as exc:
-        print(f"{PROG}: cannot verify: {describe(exc)}", file=sys.stderr)
-        return EXIT_INCOMPLETE
+        return _cannot_verify(describe(exc), as_json=args.json)
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
     report.requests = counters["source"].count + counters["dest"].count
