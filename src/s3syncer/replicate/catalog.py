@@ -48,7 +48,7 @@ def read_tags(side: Side, tags: list[Tag], map_: Mapper) -> tuple[dict[Tag, str]
         try:
             return read_link(side, key)
         except Exception as exc:
-            problems[tag] = f"cannot read s3://{side.bucket}/{key}: {describe(exc)}"
+            problems[tag] = f"cannot read {side.url(key)}: {describe(exc)}"
             return None
 
     digests = map_(read, tags, None)

@@ -128,7 +128,7 @@ class Replicator:
         try:
             self.dest.put(key, body)
         except Exception as exc:
-            self._problem(f"{what}: cannot write {self.dest}/{key}: {describe(exc)}")
+            self._problem(f"{what}: cannot write {self.dest.url(key)}: {describe(exc)}")
             return False
         return True
 

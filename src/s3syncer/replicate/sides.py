@@ -209,6 +209,10 @@ class Side:
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return listed.get("KeyCount", 0) > 0
 
+    def url(self, key: str) -> str:
+        """``key`` as an operator finds it: its layout's keys hold the root already."""
+        return f"s3://{self.bucket}/{key}"
+
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, in key order (one paginated listing)."""
         return list(self.list_sizes(prefix))
