@@ -540,6 +540,32 @@ def seconds(value: str) -> float:
     return int(match.group(1)) * (60 if match.group(2) == "min" else 1)
 
 
+def test_readme_systemd_config_passes_the_readme_check_as_written(tmp_path: Path) -> None:
+    """The systemd section's `s3syncer check` line, run as root runs it, accepts its config.
+
+    The config names the token under /run/credentials/, which exists only inside the
+    service: a check that reads it there fails before the operator ever starts the unit.
+    """
+    section = readme_subsection("Running under systemd")
+    install = code_blocks(section, "sh")[0].splitlines()
+    lines = [line for line in install if "s3syncer check" in line]
+    assert len(lines) == 1, install
+    etc = tmp_path / "etc-s3syncer"
+    etc.mkdir()
+    (etc / "config.yaml").write_text(code_blocks(section, "yaml")[0], encoding="utf-8")
+    (etc / "token").write_text("0123456789abcdef" * 4 + "\n", encoding="utf-8")
+    script = lines[0].replace("/etc/s3syncer/", f"{etc}/")
+    script = script.replace(
+        "/opt/s3syncer/bin/s3syncer", str(Path(sys.executable).parent / "s3syncer")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3SYNCER_")}
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK, 2 commands" in result.stdout and "auth: token required" in result.stdout
+
+
 def test_systemd_unit_stops_within_its_timeout() -> None:
     """systemd must not SIGKILL before s3syncer's own shutdown (grace + kill grace) is over."""
     service = systemd_service()
