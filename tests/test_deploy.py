@@ -11,6 +11,8 @@
 - examples/registry-notifications.yml and the README's block: the same, pointing at the Service
   and a command that takes events, with the Secret's token.
 - examples/s3syncer.service: the shutdown budget and the pieces an operator relies on.
+- tests/fixtures/distribution-2.8: the registry bodies the tests read are in the repository, so
+  the README's test command runs in any clone.
 
 The schema validation of the manifest, hadolint and `systemd-analyze verify` run in
 .ci/deploy-checks; the built image and the pod in tests/container_e2e.py.
@@ -35,6 +37,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import FIXTURES
 from daemon import start_daemon
 from deployment_files import (
     DOCKERFILE,
@@ -253,6 +256,19 @@ def test_replicate_sides_get_their_keys_from_the_secret() -> None:
 
 
 # --- (b) the example configs ------------------------------------------------
+
+
+def test_the_tests_read_their_registry_bodies_from_the_clone() -> None:
+    """The README's test command runs in any clone, not only next to a ../shared folder."""
+    default = REPO / "tests" / "fixtures" / "distribution-2.8"
+    overridden = "S3SYNCER_FIXTURES" in os.environ  # a bool: a failure must not print the env
+    assert overridden or default == FIXTURES, FIXTURES
+    bodies = sorted(default.glob("*.json"))
+    assert {"02-push-manifest-tag-v1.json", "05-push-manifest-tag-latest.json"} <= {
+        body.name for body in bodies
+    }
+    for body in bodies:  # exact bodies the registry sent: every one an envelope of events
+        assert isinstance(json.loads(body.read_bytes())["events"], list), body.name
 
 
 def test_examples_exist() -> None:
