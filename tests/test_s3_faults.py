@@ -280,6 +280,9 @@ def test_verify_never_calls_a_mirror_it_cannot_read_complete(store: Store, mirro
     proof = _verify(store, dest)
     assert proof.returncode == 1, proof.stdout + proof.stderr
     assert json.loads(proof.stdout)["complete"] is False
+    # one line naming the object, as an operator reads it
+    cannot = f"s3syncer verify: blob sha256:{store.big_layer}: cannot check: 500 (HTTP 500)"
+    assert cannot in proof.stderr, proof.stderr
     store.dest.clear()
     store.dest.add(Fault("GET", big, "cut", None))  # --deep cannot read it whole
     deep = _verify(store, dest, "--deep")
