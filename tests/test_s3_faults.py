@@ -197,7 +197,7 @@ def test_a_source_body_cut_every_time_writes_nothing_and_the_next_run_copies_it(
         store, f"s3://dst/{root}", *(ONE_PUT if mode == "one PutObject" else STREAM_PARTS)
     )
     assert run.returncode == 1, run.stderr + run.stdout
-    assert f"blob sha256:{target}: copy " in run.stderr
+    assert f"blob sha256:{target}: cannot copy s3://src/full/" in run.stderr
     client = store.s3.client()
     key = f"{root}/" + Layout().blob_data("sha256:" + target)
     assert client.list_objects_v2(Bucket="dst", Prefix=key)["KeyCount"] == 0
@@ -294,3 +294,21 @@ def test_verify_never_calls_a_mirror_it_cannot_read_complete(store: Store, mirro
     assert listing.returncode == 1, listing.stdout + listing.stderr
     assert f"cannot verify: cannot list {dest}: SlowDown (HTTP 503)" in listing.stderr
     assert json.loads(listing.stdout)["complete"] is False
+
+
+def test_a_blob_that_fails_is_named_with_the_side_and_object_that_failed(store: Store) -> None:
+    layer = f"sha256:{store.small_layer}"
+    blob = f"/blobs/sha256/../{store.small_layer}/data"
+    src_url = f"s3://src/full/{Layout().blob_data(layer)}"
+    root = _root()
+    dst_url = f"s3://dst/{root}/{Layout().blob_data(layer)}"
+    store.dest.add(Fault("HEAD", blob, "status", None, status=500))
+    run = _replicate(store, f"s3://dst/{root}", *ONE_PUT)
+    assert run.returncode == 1, run.stderr + run.stdout
+    assert f"blob {layer}: cannot read {dst_url}: 500 (HTTP 500)" in run.stderr, run.stderr
+    store.dest.clear()
+    store.dest.add(Fault("PUT", blob, "status", None))
+    run = _replicate(store, f"s3://dst/{root}", *ONE_PUT)
+    assert run.returncode == 1, run.stderr + run.stdout
+    copy = f"blob {layer}: cannot copy {src_url} to {dst_url}: SlowDown (HTTP 503)"
+    assert copy in run.stderr, run.stderr
