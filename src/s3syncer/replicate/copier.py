@@ -25,7 +25,7 @@ from .changes import Changes
 from .layout import BlobRef, link_body
 from .plan import Plan, discover, read_link
 from .pool import Pool
-from .sides import Side, describe, is_not_found
+from .sides import Listed, Side, describe, is_not_found
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
@@ -66,12 +66,12 @@ class Replicator:
         stream_put_limit: int = STREAM_PUT_LIMIT,
         dry_run: bool = False,
         verbose: bool = False,
-        present: Mapping[str, int] | None = None,
+        present: Mapping[str, Listed] | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
         # --all rewrites nothing already right (a PUT makes a new version in a versioned
-        # bucket on every run). It lists the mirror's repositories/ tree once, key -> size,
+        # bucket on every run). It lists the mirror's repositories/ tree once (sizes, ETags)
         # rather than send a HEAD per link: a few requests a thousand links, not a thousand.
         self.present = present
         self.server_side = server_side
@@ -145,7 +145,8 @@ class Replicator:
                     return False
                 return self.dest.read_small(key, len(body) + 1) == body
             if listed is not None:
-                return listed.get(key) == len(body)
+                found = listed.get(key)
+                return found is not None and found.size == len(body)
             return self.dest.head_size(key) == len(body)
         except Exception:
             return False  # absent, unreadable or larger: write it
