@@ -138,7 +138,9 @@ def test_the_seeded_mirror_is_complete_and_restores(mirror: Mirror) -> None:
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
-def test_a_link_that_breaks_a_restore_breaks_verify(mirror: Mirror, mutation: str) -> None:
+def test_a_link_that_breaks_a_restore_breaks_verify_and_all_repairs_it(
+    mirror: Mirror, mutation: str
+) -> None:
     ref, key, body, problem = MUTATIONS[mutation](mirror)
     client = mirror.s3.client()
     original = client.get_object(Bucket="mirror", Key=key)["Body"].read()
@@ -149,5 +151,11 @@ def test_a_link_that_breaks_a_restore_breaks_verify(mirror: Mirror, mutation: st
         verified = mirror.s3syncer("verify")
         assert verified.returncode == 1, verified.stdout + verified.stderr
         assert f"{ref}: {problem}" in verified.stdout.splitlines(), verified.stdout
+        # what verify names, replicate --all repairs: the link is written again
+        repaired = mirror.s3syncer("replicate", "--all")
+        assert repaired.returncode == 0, repaired.stderr + repaired.stdout
+        assert client.get_object(Bucket="mirror", Key=key)["Body"].read() == original
+        assert mirror.s3syncer("verify").returncode == 0
+        assert mirror.restores(ref)
     finally:
         client.put_object(Bucket="mirror", Key=key, Body=original)

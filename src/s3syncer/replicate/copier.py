@@ -135,19 +135,22 @@ class Replicator:
     def _present(self, key: str, body: bytes) -> bool:
         """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest).
 
-        A link is looked up in :attr:`present` when the run listed the mirror; a listed
-        ``current/link`` is read all the same (its size does not say which digest it holds).
+        A link is looked up in :attr:`present` when the run listed the mirror: a link of the
+        right size may name another digest, so its ETag (the MD5 of what it holds) must match
+        too, and the link is read when the ETag cannot tell. A listed ``current/link`` is read
+        all the same: another run may have moved the tag since the listing.
         """
         listed = self.present if key.startswith(self.dest.layout.repositories) else None
         try:
-            if key.endswith("/current/link"):
-                if listed is not None and key not in listed:
-                    return False
-                return self.dest.read_small(key, len(body) + 1) == body
-            if listed is not None:
-                found = listed.get(key)
-                return found is not None and found.size == len(body)
-            return self.dest.head_size(key) == len(body)
+            if listed is None:
+                return self.dest.head_size(key) == len(body)
+            found = listed.get(key)
+            if found is None:
+                return False
+            known = None if key.endswith("/current/link") else found.holds(body)
+            if known is not None:
+                return known
+            return self.dest.read_small(key, len(body) + 1) == body
         except Exception:
             return False  # absent, unreadable or larger: write it
 
