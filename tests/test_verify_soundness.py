@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,3 +160,32 @@ def test_a_link_that_breaks_a_restore_breaks_verify_and_all_repairs_it(
         assert mirror.restores(ref)
     finally:
         client.put_object(Bucket="mirror", Key=key, Body=original)
+
+
+def _requests(result: subprocess.CompletedProcess[str]) -> int:
+    found = re.search(r"(\d+) S3 requests", result.stdout)
+    assert found, result.stdout
+    return int(found.group(1))
+
+
+def test_a_right_link_whose_etag_is_no_md5_is_read_not_reported(mirror: Mirror) -> None:
+    """Under SSE-KMS or SSE-C, or written in parts, an object's ETag is not its MD5: the
+    listing cannot tell what such a link holds, so verify reads it, and --all keeps it."""
+    _, layer = mirror.blobs_of("one")
+    key, client = MIRROR_LAYOUT.layer_link("team/app", layer), mirror.s3.client()
+    before = _requests(mirror.s3syncer("verify"))
+    upload = client.create_multipart_upload(Bucket="mirror", Key=key)["UploadId"]
+    part = client.upload_part(
+        Bucket="mirror", Key=key, UploadId=upload, PartNumber=1, Body=link_body(layer)
+    )
+    client.complete_multipart_upload(
+        Bucket="mirror", Key=key, UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )  # fmt: skip
+    assert "-" in client.head_object(Bucket="mirror", Key=key)["ETag"]  # MD5 of MD5s, -PARTS
+    verified = mirror.s3syncer("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert _requests(verified) == before + 1  # that one link read
+    kept = mirror.s3syncer("replicate", "--all")
+    assert kept.returncode == 0, kept.stderr + kept.stdout
+    assert "0 links written" in kept.stdout
