@@ -189,3 +189,21 @@ def test_a_right_link_whose_etag_is_no_md5_is_read_not_reported(mirror: Mirror) 
     kept = mirror.s3syncer("replicate", "--all")
     assert kept.returncode == 0, kept.stderr + kept.stdout
     assert "0 links written" in kept.stdout
+
+
+def test_a_tag_index_link_is_wanted_but_no_pull_reads_it(mirror: Mirror) -> None:
+    """The index link records that the tag once pointed at a digest: its content breaks no
+    restore, so verify does not call the mirror incomplete for it (its absence it reports)."""
+    digest = mirror.tags["team/app:v1"]
+    key, client = MIRROR_LAYOUT.tag_index_link("team/app", "v1", digest), mirror.s3.client()
+    original = client.get_object(Bucket="mirror", Key=key)["Body"].read()
+    client.put_object(Bucket="mirror", Key=key, Body=b"garbage")
+    try:
+        assert mirror.restores("team/app:v1")
+        verified = mirror.s3syncer("verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        client.delete_object(Bucket="mirror", Key=key)
+        missing = mirror.s3syncer("verify")
+        assert f"team/app:v1: tag index link {digest}" in missing.stdout.splitlines()
+    finally:
+        client.put_object(Bucket="mirror", Key=key, Body=original)
