@@ -266,6 +266,25 @@ def test_replicate_all_delete_refuses_to_empty_the_mirror_from_a_source_with_no_
     assert _verify(source, dest).returncode == 0  # every tag is still there
 
 
+def test_verify_of_a_source_with_no_tags_proves_nothing_and_says_so(source: Source) -> None:
+    # A nightly verify with a typo in --source's root must not stay green proving nothing.
+    dest = "s3://mirror/unproven"
+    _replicate_all(source, dest)
+    wrong = _verify(source, dest, src="s3://seed/rge")
+    assert wrong.returncode == 1, wrong.stderr + wrong.stdout
+    assert wrong.stderr.strip() == (
+        "s3syncer verify: cannot verify: s3://seed/rge holds no tags, s3://mirror/unproven holds "
+        "3: nothing proven (is --source right?)"
+    )
+    as_json = _verify(source, dest, "--json", src="s3://seed/rge")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["complete"] is False
+    # A registry and a mirror that are both still empty are not an error.
+    empty = _verify(source, "s3://mirror/nothing-yet", src="s3://seed/nothing-yet")
+    assert empty.returncode == 0, empty.stderr + empty.stdout
+    assert "0 tags" in empty.stdout and "; complete" in empty.stdout
+
+
 def test_a_truncated_events_file_copies_every_tag(source: Source) -> None:
     events = source.tmp / "truncated.json"
     one_event = {"action": "push", "target": {"repository": "team/app", "tag": "v1"}}

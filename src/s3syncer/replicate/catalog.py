@@ -20,6 +20,10 @@ class ListingError(Exception):
     """A side's ``repositories/`` tree cannot be listed; the message names the side and why."""
 
 
+class EmptySourceError(Exception):
+    """The source lists no tag at all while the mirror has some: most likely a wrong root."""
+
+
 def list_tree(side: Side) -> dict[str, Listed]:
     """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .arguments import SIDES, Sides, UsageError, parse_sides
-from .catalog import ListingError, list_tags, list_tree, read_tags, tags_of
+from .catalog import EmptySourceError, ListingError, list_tags, list_tree, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
 from .sides import (
@@ -76,10 +76,6 @@ def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list
             "not all that happened): copying every tag of the source instead, as --all does"
         )
     return events, truncated
-
-
-class EmptySourceError(Exception):
-    """``--all --delete`` found no tag in the source but some in the mirror."""
 
 
 def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) -> Changes:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .arguments import SIDES, UsageError, parse_sides
-from .catalog import ListingError, Tag, list_tags, list_tree, read_tags
+from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, read_tags, tags_of
 from .command import connect
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, fetch_manifest
@@ -107,10 +107,17 @@ class Verifier:
         return {item: problem for item, problem in zip(unique, results, strict=True) if problem}
 
     def verify(self) -> Report:
-        """Check every tag of the source."""
+        """Check every tag of the source; EmptySourceError if it has none and the mirror has."""
         tags = list_tags(self.source)
-        want, unreadable = read_tags(self.source, tags, self.pool.map)
         mirror = list_tree(self.dest)
+        if not tags and (held := len(tags_of(self.dest.layout, mirror))):
+            # A wrong --source root lists nothing, and "0 tags, complete" would stay green
+            # every night while proving nothing about the mirror an operator restores from.
+            raise EmptySourceError(
+                f"{self.source} holds no tags, {self.dest} holds {held}: nothing proven "
+                "(is --source right?)"
+            )
+        want, unreadable = read_tags(self.source, tags, self.pool.map)
         current = self.dest.layout.tag_current_link
         listed = [t for t in want if current(*t) in mirror]
         have, garbled = read_tags(self.dest, listed, self.pool.map)
@@ -285,7 +292,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             sides.jobs, lambda item, exc: problems.append(f"{item}: {describe(exc)}")
         ) as pool:
             report = Verifier(source, dest, pool, deep=args.deep).verify()
-    except ListingError as exc:
+    except (ListingError, EmptySourceError) as exc:
         return _cannot_verify(str(exc), as_json=args.json)
     except Exception as exc:
         return _cannot_verify(describe(exc), as_json=args.json)
