@@ -272,6 +272,28 @@ def test_readme_pairing_is_the_replicate_example() -> None:
     assert yaml.safe_load(blocks[0]) == example
 
 
+def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
+    """A stalled store fails each request only after about 6 minutes (botocore's 60 s, 5
+    times), `--jobs` requests at a time: the daemon's `timeout` is what ends such a run."""
+    configs = {
+        path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in EXAMPLES.glob("*.yaml")
+    }
+    configs["manifest/k8s.yaml"] = configmap_config()
+    for block in code_blocks(readme_subsection("Running under systemd"), "yaml"):
+        configs["README: Running under systemd"] = yaml.safe_load(block)
+    tools = ("replicate", "verify")
+    commands = [
+        (where, command)
+        for where, config in configs.items()
+        for command in config.get("commands", [])
+        if command.get("args", [None])[0] in tools and command["cmd"].endswith("s3syncer")
+    ]
+    assert len(commands) >= 4, commands
+    for where, command in commands:
+        assert "timeout" in command, f"{where}: {command['name']} has no timeout"
+
+
 def documented_curl() -> list[str]:
     """The curl command in examples/config.yaml's header comment, as argv."""
     lines = (EXAMPLES / "config.yaml").read_text(encoding="utf-8").splitlines()

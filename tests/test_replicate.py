@@ -173,6 +173,9 @@ class _Body:
         data, self.data = self.data[:cut], self.data[cut:]
         return data
 
+    def close(self) -> None:
+        """Release the response, as botocore's StreamingBody does."""
+
 
 class FakeS3:
     """Just enough of an S3 client for Replicator, recording every write in order."""

@@ -83,6 +83,24 @@ def test_rewinding_a_source_stream_opens_the_source_again() -> None:
         stream.seek(10)
 
 
+def test_a_source_response_that_broke_before_its_first_byte_is_opened_again_on_rewind() -> None:
+    """A connection cut before any byte arrived: botocore's retry must not reuse its response."""
+
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            raise ConnectionResetError("connection reset by peer")
+
+    bodies: list[io.BytesIO] = [Broken(), io.BytesIO(DATA)]
+    stream = SourceStream(lambda: bodies.pop(0), "sha256", len(DATA))
+    with pytest.raises(ConnectionResetError):
+        stream.read(16384)
+    assert stream.tell() == 0
+    assert stream.seek(0) == 0
+    assert _send(stream) == DATA
+    stream.check(DIGEST, len(DATA))
+    assert not bodies  # the source was opened a second time
+
+
 def test_content_that_is_not_the_digest_is_a_mismatch() -> None:
     tampered = b"X" + DATA[1:]
     stream = SourceStream(_Source(tampered), "sha256", len(DATA))

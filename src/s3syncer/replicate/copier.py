@@ -228,10 +228,13 @@ class Replicator:
         """
         digest = ref.digest
         src_key, dst_key = self.source.layout.blob_data(digest), self.dest.layout.blob_data(digest)
+        # what a failure names: the side and object of the request that failed
+        doing = f"cannot read {self.dest.url(dst_key)}"
         try:
             dst_size = self.dest.head_size(dst_key)
             size = ref.size
             if size is None or dst_size != size:
+                doing = f"cannot read {self.source.url(src_key)}"
                 size = self.source.head_size(src_key)
                 if size is None:
                     if ref.optional:
@@ -244,12 +247,13 @@ class Replicator:
             self._say(f"copy blob {digest} ({size} bytes)")
             if self.dry_run:
                 return "ok"
+            doing = f"cannot copy {self.source.url(src_key)} to {self.dest.url(dst_key)}"
             self.transfers.copy(digest, size)
         except CopyMismatchError as exc:
             self._problem(f"blob {digest}: {exc}")
             return "failed"
         except Exception as exc:
-            self._problem(f"blob {digest}: copy {src_key}: {describe(exc)}")
+            self._problem(f"blob {digest}: {doing}: {describe(exc)}")
             return "failed"
         self.stats.add(blobs_copied=1, bytes_copied=size)
         return "ok"

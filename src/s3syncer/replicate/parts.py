@@ -131,10 +131,7 @@ class PartPool:
         )
 
     def _read_range(self, key: str, first: int, last: int) -> bytes:
-        body = self.source.client.get_object(
-            Bucket=self.source.bucket, Key=key, Range=f"bytes={first}-{last}"
-        )["Body"]
-        data: bytes = body.read()
+        data: bytes = self.source.get(key, lambda obj: obj["Body"].read(), f"bytes={first}-{last}")
         if len(data) != last - first + 1:
             raise CopyMismatchError(f"source {key} is shorter than its size")
         return data

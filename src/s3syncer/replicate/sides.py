@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .arguments import Location, SideConfig
 from .layout import Layout
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     import botocore.session
     from botocore.loaders import Loader
     from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+# botocore retries a request until its response starts, never a body that breaks after: a
+# GET whose body does is sent again, as many times as the client tries a request
+BODY_ATTEMPTS = 5
 
 INSTALL_HINT = (
     "pip install '.[replicate]' in a clone of s3syncer, "
@@ -143,6 +149,13 @@ def refused_digest(exc: BaseException) -> bool:
     return _error_code(exc) in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch")
 
 
+def broken_body(exc: BaseException) -> bool:
+    """Whether ``exc`` is a response body that broke midway (reset, cut short, timed out)."""
+    from botocore.exceptions import HTTPClientError, IncompleteReadError  # noqa: PLC0415
+
+    return isinstance(exc, HTTPClientError | IncompleteReadError)
+
+
 class TooLargeError(Exception):
     """An object that should be small (a manifest, a link) is not."""
 
@@ -191,21 +204,42 @@ class Side:
                 return None
             raise
 
+    def get(self, key: str, read: Callable[[Any], T], byte_range: str | None = None) -> T:
+        """``read(response)`` of a GET of ``key``; the GET again if its body breaks midway."""
+        extra: dict[str, Any] = {"Range": byte_range} if byte_range else {}
+        attempt = 1
+        while True:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+            try:
+                return read(response)
+            except Exception as exc:
+                if attempt == BODY_ATTEMPTS or not broken_body(exc):
+                    raise
+            finally:
+                response["Body"].close()
+            attempt += 1
+
     def read_small(self, key: str, limit: int) -> bytes:
         """The whole of a small object; TooLargeError above ``limit`` bytes."""
-        obj = self.client.get_object(Bucket=self.bucket, Key=key)
-        if obj["ContentLength"] > limit:
-            raise TooLargeError(f"{key} is larger than {limit} bytes")
-        data: bytes = obj["Body"].read()
-        return data
+
+        def read(obj: Any) -> bytes:
+            if obj["ContentLength"] > limit:
+                raise TooLargeError(f"{key} is larger than {limit} bytes")
+            data: bytes = obj["Body"].read()
+            return data
+
+        return self.get(key, read)
 
     def content_digest(self, key: str, algorithm: str) -> str:
         """The ``algorithm:hex`` digest of the bytes ``key`` holds, read 1 MiB at a time."""
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        hasher = hashlib.new(algorithm)
-        for chunk in body.iter_chunks(1024 * 1024):
-            hasher.update(chunk)
-        return f"{algorithm}:{hasher.hexdigest()}"
+
+        def read(obj: Any) -> str:
+            hasher = hashlib.new(algorithm)
+            for chunk in obj["Body"].iter_chunks(1024 * 1024):
+                hasher.update(chunk)
+            return f"{algorithm}:{hasher.hexdigest()}"
+
+        return self.get(key, read)
 
     def put(self, key: str, body: bytes) -> None:
         """Write a small object."""

@@ -70,10 +70,14 @@ class SourceStream:
         return self.size - len(self._chunk)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        """Only back to the start, for a retry: the next read opens the source again."""
-        if (offset, whence) == (self.tell(), io.SEEK_SET) or (offset, whence) == (0, io.SEEK_CUR):
-            return self.tell()
+        """Only back to the start, for a retry: the next read opens the source again.
+
+        Even from the start: a source response that broke before its first byte (a connection
+        reset) would break every retry of the request too if it were kept.
+        """
         if (offset, whence) != (0, io.SEEK_SET):
+            if (offset, whence) in ((self.tell(), io.SEEK_SET), (0, io.SEEK_CUR)):
+                return self.tell()
             raise io.UnsupportedOperation("a source stream only rewinds to its start")
         self._drop_body()
         self._chunk = memoryview(b"")

@@ -265,6 +265,13 @@ def _shown(data: bytes) -> str:
     return text if text.strip() == text else repr(text)  # the registry reads no whitespace
 
 
+def _named(item: object) -> str:
+    """How a line names an object that could not be checked: a blob by digest, not a repr."""
+    if isinstance(item, tuple):  # a Link: its key
+        return str(item[0])
+    return f"blob {item.digest}" if isinstance(item, BlobRef) else str(item)
+
+
 def _cannot_verify(reason: str, *, as_json: bool) -> int:
     # Nothing was proven: a machine reading --json gets a document that says so, not nothing.
     print(f"{PROG}: cannot verify: {reason}", file=sys.stderr)
@@ -289,7 +296,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     try:
         source, dest, _same = connect(sides, counters)
         with Pool(
-            sides.jobs, lambda item, exc: problems.append(f"{item}: {describe(exc)}")
+            sides.jobs,
+            lambda item, exc: problems.append(f"{_named(item)}: cannot check: {describe(exc)}"),
         ) as pool:
             report = Verifier(source, dest, pool, deep=args.deep).verify()
     except (ListingError, EmptySourceError) as exc:
