@@ -38,7 +38,7 @@ from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate import Location, Replicator
 from s3syncer.replicate.changes import replay
 from s3syncer.replicate.layout import BlobRef, Layout, LayoutError, parse_manifest
-from s3syncer.replicate.sides import Side
+from s3syncer.replicate.sides import Listed, Side
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -184,6 +184,7 @@ class FakeS3:
         self.objects = dict(objects or {})
         self.writes: list[str] = []
         self.heads: list[str] = []
+        self.gets: list[str] = []
 
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
         self.heads.append(Key)
@@ -192,6 +193,7 @@ class FakeS3:
         return {"ContentLength": len(self.objects[(Bucket, Key)])}
 
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        self.gets.append(Key)
         data = self.objects.get((Bucket, Key))
         if data is None:
             raise _NotFoundError
@@ -269,13 +271,17 @@ def test_index_copied_in_order_with_current_link_last() -> None:
     assert not [key for key in store.heads[heads:] if "/repositories/" in key]
 
 
-def _listing(store: FakeS3) -> dict[str, int]:
-    """The mirror's repositories/ tree as replicate --all lists it: key -> size."""
+def _listing(store: FakeS3) -> dict[str, Listed]:
+    """The mirror's repositories/ tree as replicate --all lists it: key -> size and ETag."""
     prefix = Layout().repositories
-    return {k: len(v) for (b, k), v in store.objects.items() if b == "dst" and k.startswith(prefix)}
+    return {
+        k: Listed(len(v), hashlib.md5(v, usedforsecurity=False).hexdigest())
+        for (b, k), v in store.objects.items()
+        if b == "dst" and k.startswith(prefix)
+    }
 
 
-def test_all_writes_a_link_the_listing_lacks_or_sizes_wrong() -> None:
+def test_all_writes_a_link_the_listing_lacks_or_shows_wrong() -> None:
     store = FakeS3()
     image = _image(store, b"one")
     push = [_tag_push("team/app", "v1", image["digest"])]
@@ -289,11 +295,21 @@ def test_all_writes_a_link_the_listing_lacks_or_sizes_wrong() -> None:
     )
     del listing[layer]  # gone from the mirror since it was listed: written again
     store.objects[("dst", current)] = b"sha256:" + b"0" * 64  # right size, wrong digest: read
-    before = len(store.writes)
+    # a revision link of the right size naming another digest: its ETag says so, rewritten
+    revision = next(k for k in listing if "/_manifests/revisions/" in k)
+    wrong = b"sha256:" + b"1" * 64
+    store.objects[("dst", revision)] = wrong
+    listing[revision] = Listed(len(wrong), hashlib.md5(wrong, usedforsecurity=False).hexdigest())
+    # a right link whose ETag is no MD5 (SSE-KMS): read, found right, kept
+    other = next(k for k in listing if "/_layers/" in k)  # the one still listed
+    listing[other] = Listed(listing[other].size, "not-an-md5")
+    before, gets = len(store.writes), len(store.gets)
     again = _run(store, push, present=listing)
-    assert sorted(store.writes[before:]) == sorted([layer, current])
-    assert again.stats.links_written == 2 and again.problems == []
+    assert sorted(store.writes[before:]) == sorted([layer, current, revision])
+    assert again.stats.links_written == 3 and again.problems == []
     assert store.objects[("dst", current)] == image["digest"].encode()
+    assert store.objects[("dst", revision)] != wrong
+    assert other in store.gets[gets:]
 
 
 def test_missing_layer_leaves_no_link_to_it() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from .layout import Layout
 from .plan import read_link
-from .sides import Side, describe
+from .sides import Listed, Side, describe
 
 Tag = tuple[str, str]
 Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str | None]]
@@ -24,10 +24,10 @@ class EmptySourceError(Exception):
     """The source lists no tag at all while the mirror has some: most likely a wrong root."""
 
 
-def list_tree(side: Side) -> dict[str, int]:
-    """Every key of ``side``'s ``repositories/`` tree and its size; ListingError if it fails."""
+def list_tree(side: Side) -> dict[str, Listed]:
+    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
     try:
-        return side.list_sizes(side.layout.repositories)
+        return side.list_objects(side.layout.repositories)
     except Exception as exc:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 

@@ -25,7 +25,7 @@ from .changes import Changes
 from .layout import BlobRef, link_body
 from .plan import Plan, discover, read_link
 from .pool import Pool
-from .sides import Side, describe, is_not_found
+from .sides import Listed, Side, describe, is_not_found
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 
@@ -66,12 +66,12 @@ class Replicator:
         stream_put_limit: int = STREAM_PUT_LIMIT,
         dry_run: bool = False,
         verbose: bool = False,
-        present: Mapping[str, int] | None = None,
+        present: Mapping[str, Listed] | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
         # --all rewrites nothing already right (a PUT makes a new version in a versioned
-        # bucket on every run). It lists the mirror's repositories/ tree once, key -> size,
+        # bucket on every run). It lists the mirror's repositories/ tree once (sizes, ETags)
         # rather than send a HEAD per link: a few requests a thousand links, not a thousand.
         self.present = present
         self.server_side = server_side
@@ -135,18 +135,22 @@ class Replicator:
     def _present(self, key: str, body: bytes) -> bool:
         """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest).
 
-        A link is looked up in :attr:`present` when the run listed the mirror; a listed
-        ``current/link`` is read all the same (its size does not say which digest it holds).
+        A link is looked up in :attr:`present` when the run listed the mirror: a link of the
+        right size may name another digest, so its ETag (the MD5 of what it holds) must match
+        too, and the link is read when the ETag cannot tell. A listed ``current/link`` is read
+        all the same: another run may have moved the tag since the listing.
         """
         listed = self.present if key.startswith(self.dest.layout.repositories) else None
         try:
-            if key.endswith("/current/link"):
-                if listed is not None and key not in listed:
-                    return False
-                return self.dest.read_small(key, len(body) + 1) == body
-            if listed is not None:
-                return listed.get(key) == len(body)
-            return self.dest.head_size(key) == len(body)
+            if listed is None:
+                return self.dest.head_size(key) == len(body)
+            found = listed.get(key)
+            if found is None:
+                return False
+            known = None if key.endswith("/current/link") else found.holds(body)
+            if known is not None:
+                return known
+            return self.dest.read_small(key, len(body) + 1) == body
         except Exception:
             return False  # absent, unreadable or larger: write it
 

@@ -161,6 +161,25 @@ class TooLargeError(Exception):
 
 
 @dataclass(frozen=True)
+class Listed:
+    """One key as a listing shows it: its size and its ETag (without the quotes)."""
+
+    size: int
+    etag: str
+
+    def holds(self, body: bytes) -> bool | None:
+        """Whether the object holds exactly ``body``, as far as the listing tells.
+
+        False when the size differs; True when the ETag is ``body``'s MD5 (what S3 gives an
+        object written in one PUT, unencrypted or SSE-S3); None when the ETag cannot tell
+        (SSE-KMS, SSE-C and multipart ETags are not the MD5): read the object to know.
+        """
+        if self.size != len(body):
+            return False
+        return self.etag == hashlib.md5(body, usedforsecurity=False).hexdigest() or None
+
+
+@dataclass(frozen=True)
 class Side:
     """One registry storage: a client, the bucket and root, and its key layout."""
 
@@ -230,13 +249,16 @@ class Side:
         """Remove one object."""
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def list_sizes(self, prefix: str) -> dict[str, int]:
-        """Every key under ``prefix`` and its size, in key order (one paginated listing)."""
-        sizes: dict[str, int] = {}
+    def list_objects(self, prefix: str) -> dict[str, Listed]:
+        """Every key under ``prefix``, its size and ETag, in key order (one paginated listing)."""
+        found: dict[str, Listed] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            sizes.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
-        return sizes
+            found.update(
+                (obj["Key"], Listed(obj["Size"], obj.get("ETag", "").strip('"')))
+                for obj in page.get("Contents", [])
+            )
+        return found
 
     def has_keys(self, prefix: str) -> bool:
         """Whether any key starts with ``prefix`` (one listing request of one key)."""
@@ -249,7 +271,7 @@ class Side:
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, in key order (one paginated listing)."""
-        return list(self.list_sizes(prefix))
+        return list(self.list_objects(prefix))
 
     def __str__(self) -> str:
         return str(self.location)

@@ -3,11 +3,13 @@
 For every tag of the source, the mirror must have the same ``current/link`` digest and the
 whole closure: each manifest's bytes, every config and layer blob at the right size, every
 layer link, every revision link and the tag's index link (a foreign layer that neither side
-has needs neither blob nor link). ``--deep`` also hashes each blob.
+has needs neither blob nor link), each link a pull reads holding exactly its digest.
+``--deep`` also hashes each blob.
 
 Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
 the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
-``blobs/``. Each object is checked once, however many tags share it.
+``blobs/``. Each object is checked once, however many tags share it. A link is read only when
+the listing's ETag does not show that it holds its digest.
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ from typing import Any, TypeVar
 from .arguments import SIDES, UsageError, parse_sides
 from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, read_tags, tags_of
 from .command import connect
-from .layout import BlobRef
-from .plan import Closure, Plan, discover, fetch_manifest
+from .layout import BlobRef, LayoutError, check_digest, link_body
+from .plan import MAX_LINK_BYTES, Closure, Plan, discover, fetch_manifest
 from .pool import Pool
-from .sides import INSTALL_HINT, RequestCounter, Side, botocore_missing, describe
+from .sides import (
+    INSTALL_HINT,
+    Listed,
+    RequestCounter,
+    Side,
+    TooLargeError,
+    botocore_missing,
+    describe,
+)
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 PROG = "s3syncer verify"
 K = TypeVar("K", bound=Hashable)
+Link = tuple[str, str]  # a link file's key, and the digest it must hold
 
 
 @dataclass
@@ -117,12 +128,14 @@ class Verifier:
         blobs = {ref for c in complete.values() for ref in c[1]}
         bad_manifests = self._each(lambda m: self._check_manifest(plan, m), manifests)
         bad_blobs = self._each(self._check_blob, blobs)
-        links = {
-            key: _missing_link(key)
-            for (repo, tag), c in complete.items()
-            for key in self._link_keys(repo, tag, want[(repo, tag)], c)
-            if key not in mirror
+        matched = {t for t in complete if have.get(t) == want[t]}
+        link_items = {
+            t: self._links(*t, want[t], c, current=t in matched) for t, c in complete.items()
         }
+        bad_links = self._each(
+            lambda link: self._check_link(mirror, link),
+            (link for items in link_items.values() for link in items),
+        )
         report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
@@ -133,8 +146,8 @@ class Verifier:
                 c = complete[(repo, tag)]
                 missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
                 missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
-                keys = self._link_keys(repo, tag, digest, c)
-                missing += [links[k] for k in keys if k in links]
+                items = link_items[(repo, tag)]
+                missing += [bad_links[link] for link in items if link in bad_links]
             if missing:
                 report.broken[(repo, tag)] = missing
         report.broken = dict(sorted(report.broken.items()))
@@ -165,13 +178,36 @@ class Verifier:
             return problems
         return problems or None
 
-    def _link_keys(self, repo: str, tag: str, digest: str, closure: Closure) -> list[str]:
+    def _links(
+        self, repo: str, tag: str, digest: str, closure: Closure, *, current: bool
+    ) -> list[Link]:
+        """The links a pull of the tag reads, ``current/link`` too when it is to be checked."""
         layout = self.dest.layout
-        blobs = sorted((ref for ref in closure[1] if ref.digest not in self._absent), key=str)
-        keys = [layout.layer_link(repo, ref.digest) for ref in blobs]
-        keys += [layout.revision_link(repo, m) for m in sorted(closure[0])]
-        keys.append(layout.tag_index_link(repo, tag, digest))
-        return keys
+        blobs = sorted({r.digest for r in closure[1] if r.digest not in self._absent})
+        links = [(layout.layer_link(repo, blob), blob) for blob in blobs]
+        links += [(layout.revision_link(repo, m), m) for m in sorted(closure[0])]
+        links.append((layout.tag_index_link(repo, tag, digest), digest))
+        if current:
+            links.append((layout.tag_current_link(repo, tag), digest))
+        return links
+
+    def _check_link(self, mirror: Mapping[str, Listed], link: Link) -> str | None:
+        """Whether a link holds exactly its digest: the registry serves whatever digest a link
+        names, and fails on anything else (a trailing newline included)."""
+        key, digest = link
+        listed = mirror.get(key)
+        if listed is None:
+            return _link_name(key, digest)
+        body = link_body(digest)
+        if listed.holds(body) or not _read_by_a_pull(key):
+            return None  # its ETag is the MD5 of the right digest: no need to read it
+        try:
+            data = self.dest.read_small(key, MAX_LINK_BYTES)
+        except TooLargeError:
+            return f"{_link_name(key, digest)} (holds {listed.size} bytes, not a digest)"
+        if data == body:
+            return None
+        return f"{_link_name(key, digest)} (holds {_shown(data)})"
 
     def _check_manifest(self, plan: Plan, digest: str) -> str | None:
         mirrored = fetch_manifest(self.dest, digest)
@@ -202,17 +238,37 @@ class Verifier:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
 
 
-def _missing_link(key: str) -> str:
-    """How a report names the link file ``key`` that the mirror lacks."""
+def _link_name(key: str, digest: str) -> str:
+    """How a report names the link file ``key`` that must hold ``digest``."""
     kind = "layer link" if "/_layers/" in key else "revision link"
     if "/_manifests/tags/" in key:
-        kind = "tag index link"
-    digest = "sha256:" + key.rsplit("/", 2)[-2] if "/sha256/" in key else key
+        kind = "tag current/link" if key.endswith("/current/link") else "tag index link"
     return f"{kind} {digest}"
+
+
+def _read_by_a_pull(key: str) -> bool:
+    """Whether a registry reads link ``key`` to serve a pull.
+
+    A tag's index link only records that the tag once pointed at a digest: no pull reads it,
+    so verify wants it there (the registry writes it) but does not read it.
+    """
+    return "/_manifests/tags/" not in key or key.endswith("/current/link")
+
+
+def _shown(data: bytes) -> str:
+    """A link's wrong content as a report shows it: the digest, or the text quoted."""
+    text = data.decode("ascii", "replace")
+    try:
+        check_digest(text)
+    except LayoutError:
+        return repr(text[:80])
+    return text if text.strip() == text else repr(text)  # the registry reads no whitespace
 
 
 def _named(item: object) -> str:
     """How a line names an object that could not be checked: a blob by digest, not a repr."""
+    if isinstance(item, tuple):  # a Link: its key
+        return str(item[0])
     return f"blob {item.digest}" if isinstance(item, BlobRef) else str(item)
 
 
