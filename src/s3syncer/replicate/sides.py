@@ -114,7 +114,12 @@ def make_client(
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line reason for an S3 or network error."""
+    """A one-line reason for an S3 or network error, with the notes added to it."""
+    notes = getattr(exc, "__notes__", ())
+    return "; ".join([_reason(exc), *map(str, notes)])
+
+
+def _reason(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error", {})
