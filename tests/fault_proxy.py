@@ -5,7 +5,8 @@ is forwarded to the real store (SeaweedFS in the tests) unless a :class:`Fault` 
 (method, a regular expression searched in the path with its query, optionally a header that
 must be present) and still has hits left. A fault then, instead of the store's answer:
 
-* ``status``: answers ``status`` with an S3 XML error body (503 SlowDown, 500 InternalError);
+* ``status``: answers ``status`` with an S3 XML error body (503 SlowDown, 500 InternalError,
+  403 AccessDenied);
 * ``reset``: resets the connection before the request reaches the store;
 * ``lost``: forwards the request, then resets the connection instead of answering;
 * ``cut``: forwards it and sends the headers and only the first half of the body;
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 Kind = Literal["status", "reset", "lost", "cut", "stall", "delay"]
-_CODES = {500: "InternalError", 503: "SlowDown"}
+_CODES = {403: "AccessDenied", 500: "InternalError", 503: "SlowDown"}
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
 
 

@@ -316,3 +316,26 @@ def test_a_blob_that_fails_is_named_with_the_side_and_object_that_failed(store: 
     assert run.returncode == 1, run.stderr + run.stdout
     copy = f"blob {layer}: cannot copy {src_url} to {dst_url}: SlowDown (HTTP 503)"
     assert copy in run.stderr, run.stderr
+
+
+def test_an_upload_that_cannot_be_aborted_is_named_after_what_failed_first(store: Store) -> None:
+    # Mirror credentials without s3:AbortMultipartUpload: the failure to report is the one
+    # that stopped the blob; the upload it leaves open is named, for the lifecycle rule.
+    root = _root()
+    store.dest.add(
+        Fault("POST", r"uploadId=", "status", None, status=500),  # CompleteMultipartUpload
+        Fault("DELETE", r"uploadId=", "status", None, status=403),  # AbortMultipartUpload
+    )
+    run = _replicate(store, f"s3://dst/{root}", *STREAM_PARTS)
+    assert run.returncode == 1, run.stderr + run.stdout
+    (upload,) = _open_uploads(store, root)
+    line = next(line for line in run.stderr.splitlines() if store.big_layer in line)
+    assert line.endswith(
+        f": InternalError (HTTP 500): injected by the test proxy; upload {upload['UploadId']} "
+        "left open, it could not be "
+        "aborted: permission denied (AccessDenied, HTTP 403)"
+    ), line
+    store.dest.clear()
+    again = _replicate(store, f"s3://dst/{root}", *STREAM_PARTS)
+    assert again.returncode == 0, again.stderr + again.stdout
+    _assert_complete(store, root)

@@ -207,3 +207,34 @@ def test_a_tag_index_link_is_wanted_but_no_pull_reads_it(mirror: Mirror) -> None
         assert f"team/app:v1: tag index link {digest}" in missing.stdout.splitlines()
     finally:
         client.put_object(Bucket="mirror", Key=key, Body=original)
+
+
+def test_a_blob_or_link_moved_to_an_archive_class_is_no_restore(mirror: Mirror) -> None:
+    """A lifecycle rule that moves the mirror to GLACIER or DEEP_ARCHIVE leaves every HEAD and
+    listing answering, but S3 refuses the GET of such an object until it is restored, so a
+    registry serving the mirror cannot serve the pull: verify must not call it complete."""
+    _config, layer = mirror.blobs_of("one")
+    blob = MIRROR_LAYOUT.blob_data(layer)
+    link = MIRROR_LAYOUT.layer_link("team/app", layer)
+    client = mirror.s3.client()
+    originals = {
+        key: client.get_object(Bucket="mirror", Key=key)["Body"].read() for key in (blob, link)
+    }
+    try:
+        # as a transition rule leaves them: the same bytes, in another class
+        client.put_object(
+            Bucket="mirror", Key=blob, Body=originals[blob], StorageClass="DEEP_ARCHIVE"
+        )
+        client.put_object(Bucket="mirror", Key=link, Body=originals[link], StorageClass="GLACIER")
+        verified = mirror.s3syncer("verify")
+        assert verified.returncode == 1, verified.stdout + verified.stderr
+        assert (
+            f"team/app:v1: blob {layer} (archived in DEEP_ARCHIVE: no pull reads it until it is "
+            f"restored); layer link {layer} (archived in GLACIER: no pull reads it until it is "
+            "restored)"
+        ) in verified.stdout.splitlines(), verified.stdout
+        assert "team/multi:v1" not in verified.stdout  # the other image shares none of them
+    finally:
+        for key, body in originals.items():
+            client.put_object(Bucket="mirror", Key=key, Body=body)
+    assert mirror.s3syncer("verify").returncode == 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Final
 
-from .sides import Side
+from .sides import Side, describe
 from .source_stream import CopyMismatchError, check_content
 
 if TYPE_CHECKING:
@@ -165,9 +165,16 @@ class PartPool:
                 UploadId=upload_id,
                 MultipartUpload={"Parts": completed},
             )
-        except BaseException:
+        except BaseException as exc:
             _settle(futures, quiet=True)
-            client.abort_multipart_upload(Bucket=bucket, Key=dst_key, UploadId=upload_id)
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=dst_key, UploadId=upload_id)
+            except Exception as abort:
+                # What failed first is what to fix; the upload left behind holds space until
+                # the lifecycle rule the README recommends removes it, so name it too.
+                exc.add_note(
+                    f"upload {upload_id} left open, it could not be aborted: {describe(abort)}"
+                )
             raise
 
 

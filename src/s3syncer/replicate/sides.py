@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -114,7 +114,12 @@ def make_client(
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line reason for an S3 or network error."""
+    """A one-line reason for an S3 or network error, with the notes added to it."""
+    notes = getattr(exc, "__notes__", ())
+    return "; ".join([_reason(exc), *map(str, notes)])
+
+
+def _reason(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error", {})
@@ -160,12 +165,38 @@ class TooLargeError(Exception):
     """An object that should be small (a manifest, a link) is not."""
 
 
+# Storage classes a GET cannot read until the object is restored (GLACIER_IR can be read).
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+def archive_of(found: Mapping[str, Any]) -> str | None:
+    """The archive a listed or HEADed object sits in, that no GET reads until it is restored.
+
+    ``StorageClass`` of a listing entry or a HEAD; a HEAD also gives the ``ArchiveStatus`` of
+    an INTELLIGENT_TIERING object moved to one of its archive tiers.
+    """
+    status = found.get("ArchiveStatus")
+    if status:
+        return str(status)
+    storage_class = found.get("StorageClass")
+    return str(storage_class) if storage_class in ARCHIVE_CLASSES else None
+
+
+@dataclass(frozen=True)
+class Head:
+    """One object as a HEAD shows it: its size, and the archive it sits in if any."""
+
+    size: int
+    archive: str | None = None
+
+
 @dataclass(frozen=True)
 class Listed:
-    """One key as a listing shows it: its size and its ETag (without the quotes)."""
+    """One key as a listing shows it: its size, its ETag (without the quotes), its archive."""
 
     size: int
     etag: str
+    archive: str | None = None
 
     def holds(self, body: bytes) -> bool | None:
         """Whether the object holds exactly ``body``, as far as the listing tells.
@@ -197,12 +228,18 @@ class Side:
 
     def head_size(self, key: str) -> int | None:
         """The size of ``key``, or None when it does not exist; other errors raise."""
+        found = self.head(key)
+        return None if found is None else found.size
+
+    def head(self, key: str) -> Head | None:
+        """The size and archive of ``key``, or None when it does not exist; other errors raise."""
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             if is_not_found(exc):
                 return None
             raise
+        return Head(response["ContentLength"], archive_of(response))
 
     def get(self, key: str, read: Callable[[Any], T], byte_range: str | None = None) -> T:
         """``read(response)`` of a GET of ``key``; the GET again if its body breaks midway."""
@@ -255,7 +292,7 @@ class Side:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             found.update(
-                (obj["Key"], Listed(obj["Size"], obj.get("ETag", "").strip('"')))
+                (obj["Key"], Listed(obj["Size"], obj.get("ETag", "").strip('"'), archive_of(obj)))
                 for obj in page.get("Contents", [])
             )
         return found

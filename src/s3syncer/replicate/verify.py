@@ -198,6 +198,8 @@ class Verifier:
         listed = mirror.get(key)
         if listed is None:
             return _link_name(key, digest)
+        if listed.archive and _read_by_a_pull(key):
+            return f"{_link_name(key, digest)} ({_archived(listed.archive)})"
         body = link_body(digest)
         if listed.holds(body) or not _read_by_a_pull(key):
             return None  # its ETag is the MD5 of the right digest: no need to read it
@@ -219,7 +221,8 @@ class Verifier:
 
     def _check_blob(self, ref: BlobRef) -> str | None:
         key = self.dest.layout.blob_data(ref.digest)
-        size = self.dest.head_size(key)
+        found = self.dest.head(key)
+        size = None if found is None else found.size
         want = ref.size
         if want is None or (size is None and ref.optional):  # the source says what is right
             want = self.source.head_size(self.source.layout.blob_data(ref.digest))
@@ -230,6 +233,8 @@ class Verifier:
             return f"blob {ref.digest}"
         if size != want:
             return f"blob {ref.digest} ({size} bytes, source has {want})"
+        if found is not None and found.archive:
+            return f"blob {ref.digest} ({_archived(found.archive)})"
         if self.deep and not self._hash_matches(key, ref.digest):
             return f"blob {ref.digest} (content does not match its digest)"
         return None
@@ -244,6 +249,12 @@ def _link_name(key: str, digest: str) -> str:
     if "/_manifests/tags/" in key:
         kind = "tag current/link" if key.endswith("/current/link") else "tag index link"
     return f"{kind} {digest}"
+
+
+def _archived(archive: str) -> str:
+    # A lifecycle rule that moves a mirror to a cold class keeps every HEAD and listing
+    # answering, yet a registry serving it fails the pull until each object is restored.
+    return f"archived in {archive}: no pull reads it until it is restored"
 
 
 def _read_by_a_pull(key: str) -> bool:
