@@ -1,4 +1,4 @@
-"""Shared test fixtures: the real registry bodies from ../shared/fixtures."""
+"""Shared test fixtures: the real registry bodies in tests/fixtures/distribution-2.8."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# In the repository, so that a clone runs its tests wherever it is (S3SYNCER_FIXTURES: others).
 FIXTURES = Path(
-    os.environ.get("S3SYNCER_FIXTURES", REPO.parent / "shared" / "fixtures" / "distribution-2.8")
+    os.environ.get("S3SYNCER_FIXTURES", REPO / "tests" / "fixtures" / "distribution-2.8")
 )
 # Bodies whose events are tagged manifest pushes: the only ones the default rule accepts.
 TAGGED_PUSHES = frozenset({"02-push-manifest-tag-v1.json", "05-push-manifest-tag-latest.json"})

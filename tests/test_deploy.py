@@ -11,6 +11,8 @@
 - examples/registry-notifications.yml and the README's block: the same, pointing at the Service
   and a command that takes events, with the Secret's token.
 - examples/s3syncer.service: the shutdown budget and the pieces an operator relies on.
+- tests/fixtures/distribution-2.8: the registry bodies the tests read are in the repository, so
+  the README's test command runs in any clone.
 
 The schema validation of the manifest, hadolint and `systemd-analyze verify` run in
 .ci/deploy-checks; the built image and the pod in tests/container_e2e.py.
@@ -35,6 +37,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import FIXTURES
 from daemon import start_daemon
 from deployment_files import (
     DOCKERFILE,
@@ -253,6 +256,19 @@ def test_replicate_sides_get_their_keys_from_the_secret() -> None:
 
 
 # --- (b) the example configs ------------------------------------------------
+
+
+def test_the_tests_read_their_registry_bodies_from_the_clone() -> None:
+    """The README's test command runs in any clone, not only next to a ../shared folder."""
+    default = REPO / "tests" / "fixtures" / "distribution-2.8"
+    overridden = "S3SYNCER_FIXTURES" in os.environ  # a bool: a failure must not print the env
+    assert overridden or default == FIXTURES, FIXTURES
+    bodies = sorted(default.glob("*.json"))
+    assert {"02-push-manifest-tag-v1.json", "05-push-manifest-tag-latest.json"} <= {
+        body.name for body in bodies
+    }
+    for body in bodies:  # exact bodies the registry sent: every one an envelope of events
+        assert isinstance(json.loads(body.read_bytes())["events"], list), body.name
 
 
 def test_examples_exist() -> None:
@@ -560,6 +576,32 @@ def seconds(value: str) -> float:
     match = re.fullmatch(r"(\d+)(s|min)?", value)
     assert match, f"{value}: use s or min"
     return int(match.group(1)) * (60 if match.group(2) == "min" else 1)
+
+
+def test_readme_systemd_config_passes_the_readme_check_as_written(tmp_path: Path) -> None:
+    """The systemd section's `s3syncer check` line, run as root runs it, accepts its config.
+
+    The config names the token under /run/credentials/, which exists only inside the
+    service: a check that reads it there fails before the operator ever starts the unit.
+    """
+    section = readme_subsection("Running under systemd")
+    install = code_blocks(section, "sh")[0].splitlines()
+    lines = [line for line in install if "s3syncer check" in line]
+    assert len(lines) == 1, install
+    etc = tmp_path / "etc-s3syncer"
+    etc.mkdir()
+    (etc / "config.yaml").write_text(code_blocks(section, "yaml")[0], encoding="utf-8")
+    (etc / "token").write_text("0123456789abcdef" * 4 + "\n", encoding="utf-8")
+    script = lines[0].replace("/etc/s3syncer/", f"{etc}/")
+    script = script.replace(
+        "/opt/s3syncer/bin/s3syncer", str(Path(sys.executable).parent / "s3syncer")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3SYNCER_")}
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK, 2 commands" in result.stdout and "auth: token required" in result.stdout
 
 
 def test_systemd_unit_stops_within_its_timeout() -> None:

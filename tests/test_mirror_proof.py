@@ -183,6 +183,25 @@ def test_replicate_all_seeds_an_empty_mirror(source: Source) -> None:
     assert "13 already there, 0 links written (19 already there)" in again.stdout
 
 
+def _copied(result: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """The blobs and bytes that a run's summary line says it copied."""
+    found = re.search(r" (\d+) blobs copied \((\d+) bytes", result.stdout.splitlines()[-1])
+    assert found, result.stdout
+    return found.group(1), found.group(2)
+
+
+def test_a_dry_run_writes_nothing_and_sums_up_what_the_run_copies(source: Source) -> None:
+    dest, client = "s3://mirror/dry", source.s3.client()
+    preview = _replicate_all(source, dest, "--dry-run")
+    assert client.list_objects_v2(Bucket="mirror", Prefix="dry/")["KeyCount"] == 0
+    would = [line for line in preview.stdout.splitlines() if " blob sha256:" in line]
+    assert would and all(line.startswith("would ") for line in would), preview.stdout
+    # the operator reads the preview's summary as what the real run will do
+    done = _replicate_all(source, dest)
+    assert _copied(preview) == _copied(done)
+    assert _copied(preview)[0] == str(len(would))
+
+
 def test_verify_names_the_broken_tag_and_replicate_all_repairs_it(source: Source) -> None:
     dest, client = "s3://mirror/repair", source.s3.client()
     _replicate_all(source, dest)

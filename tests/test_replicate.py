@@ -43,7 +43,7 @@ from s3syncer.replicate.sides import Listed, Side
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared/fixtures/distribution-2.8"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "distribution-2.8"
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64
 D3 = "sha256:" + "c" * 64

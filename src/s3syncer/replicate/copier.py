@@ -245,10 +245,9 @@ class Replicator:
                 self.stats.add(blobs_skipped=1)
                 return "ok"
             self._say(f"copy blob {digest} ({size} bytes)")
-            if self.dry_run:
-                return "ok"
-            doing = f"cannot copy {self.source.url(src_key)} to {self.dest.url(dst_key)}"
-            self.transfers.copy(digest, size)
+            if not self.dry_run:  # a dry run counts what it would copy, like the run it previews
+                doing = f"cannot copy {self.source.url(src_key)} to {self.dest.url(dst_key)}"
+                self.transfers.copy(digest, size)
         except CopyMismatchError as exc:
             self._problem(f"blob {digest}: {exc}")
             return "failed"
