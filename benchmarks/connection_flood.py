@@ -38,7 +38,7 @@ from registry_harness import wait_until  # noqa: E402
 # A run's own lines (start, coalesced triggers, end, output): they grow with runs, not requests.
 RUN_LINE = re.compile(r" push(: (.* )?run \d+\b| \| )")
 TOKEN = "benchmark-token"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "distribution-2.8" / "02-push-manifest-tag-v1.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "distribution-2.8" / "02-push-manifest-tag-v1.json"
 HEADERS = {
     "Content-Type": "application/vnd.docker.distribution.events.v1+json",
     "Authorization": f"Bearer {TOKEN}",

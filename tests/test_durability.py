@@ -108,6 +108,26 @@ def test_an_unusable_state_dir_is_a_clear_error_at_start(tmp_path: Path) -> None
         assert "Traceback" not in daemon.log_text()
 
 
+def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(tmp_path: Path) -> None:
+    # A second serve (another port, or a unit started twice) would read and rewrite the
+    # first one's journals and start its own runs of every command, runOnStart at once.
+    recorder = Recorder(tmp_path / "push")
+    config = _config(tmp_path / "state", recorder.command_yaml("push", runOnStart=True))
+    with start_daemon(tmp_path, config) as first:
+        recorder.wait_starts(1)
+        journals = sorted(p.name for p in (tmp_path / "state").iterdir())
+        second = start_daemon(tmp_path, config, wait_listening=False)
+        with second:
+            assert second.wait(15) == 1
+            assert (
+                f"stateDir {tmp_path / 'state'} is in use by another s3syncer" in second.log_text()
+            ), second.log_text()
+            assert "Traceback" not in second.log_text()
+        assert len(recorder.starts()) == 1  # the second daemon ran nothing
+        assert sorted(p.name for p in (tmp_path / "state").iterdir()) == journals
+        assert first.get("/health")[0] == 200
+
+
 # --- reload --------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 FIXTURES = Path(
-    os.environ.get("S3SYNCER_FIXTURES", REPO.parent / "shared" / "fixtures" / "distribution-2.8")
+    os.environ.get("S3SYNCER_FIXTURES", REPO / "tests" / "fixtures" / "distribution-2.8")
 )
 # A tagged manifest push, the notification a registry sends most.
 FIXTURE = FIXTURES / "05-push-manifest-tag-latest.json"

@@ -49,7 +49,7 @@ class ListenError(ValueError):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces) into host and port."""
+    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (every IPv4 interface) into host and port."""
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
         raise ListenError(f"listen address {text!r} is not HOST:PORT or :PORT")

@@ -11,6 +11,7 @@ ends every process of an earlier run there (they carry its path in
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -26,6 +27,10 @@ from .leftovers import end_processes, processes_of_runs_in
 log = logging.getLogger("s3syncer")
 
 LOCK_NAME = ".lock"
+
+
+class DirectoryInUseError(OSError):
+    """Another running s3syncer holds the directory's lock."""
 
 
 def default_location(state_dir: str | None, config_path: str | None) -> str | None:
@@ -45,13 +50,21 @@ class RunDirectory:
         self.path = path
         self._lock_fd: int | None = None
 
-    def claim(self) -> None:
-        """Create and lock the directory; without a lock, fall back to a fresh one."""
+    def claim(self, *, exclusive: bool = False) -> None:
+        """Create and lock the directory; without a lock, fall back to a fresh one.
+
+        ``exclusive`` when the directory is a stateDir's: another daemon holding it shares our
+        journals, so raise DirectoryInUseError rather than fall back.
+        """
         if self.path is not None:
             try:
                 self._lock(self.path)
                 return
             except BlockingIOError:
+                if exclusive:
+                    raise DirectoryInUseError(
+                        errno.EBUSY, f"{self.path} is locked by another s3syncer"
+                    ) from None
                 log.warning("%s is in use by another s3syncer; using a new directory", self.path)
             except OSError as exc:
                 log.warning("cannot use %s for events files: %s", self.path, exc.strerror)

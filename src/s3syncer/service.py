@@ -14,9 +14,11 @@ stopping the commands' runners is :class:`~s3syncer.supervision.Supervisor`'s.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +32,7 @@ from .journal import remove_stale_temporaries
 from .metrics import Metrics
 from .process import KILL_GRACE, ProcessLauncher
 from .reload import CONFIG_POLL, Reloader
-from .run_directory import RunDirectory, default_location
+from .run_directory import DirectoryInUseError, RunDirectory, default_location
 from .runner import Launch, Runner
 from .server import HTTP_GRACE, ServerSettings, bind_address, serve_http
 from .status import status_document
@@ -148,8 +150,19 @@ class Service:
     async def _claim_run_directory(self) -> None:
         if self._processes is None:
             return  # an injected launcher keeps its own files
-        directory = RunDirectory(default_location(self.config.state_dir, self.config_path))
-        await trio.to_thread.run_sync(directory.claim)
+        state_dir = self.config.state_dir
+        directory = RunDirectory(default_location(state_dir, self.config_path))
+        try:
+            await trio.to_thread.run_sync(partial(directory.claim, exclusive=bool(state_dir)))
+        except DirectoryInUseError:
+            # Before any journal is read or a run started: a second daemon would rewrite the
+            # first one's journals and run every command a second time, runOnStart at once.
+            raise StateDirError(
+                errno.EBUSY,
+                f"stateDir {state_dir} is in use by another s3syncer (its {directory.path} is "
+                "locked): two daemons on one stateDir would overwrite each other's journals "
+                "and run each command twice",
+            ) from None
         await directory.clear(KILL_GRACE)
         self._processes.events_dir = directory.path
         self._run_directory = directory  # its lock lasts as long as we do
