@@ -198,10 +198,12 @@ class Verifier:
         listed = mirror.get(key)
         if listed is None:
             return _link_name(key, digest)
-        if listed.archive and _read_by_a_pull(key):
+        if not _read_by_a_pull(key):
+            return None  # wanted there, but what it holds breaks no restore
+        if listed.archive:
             return f"{_link_name(key, digest)} ({_archived(listed.archive)})"
         body = link_body(digest)
-        if listed.holds(body) or not _read_by_a_pull(key):
+        if listed.holds(body):
             return None  # its ETag is the MD5 of the right digest: no need to read it
         try:
             data = self.dest.read_small(key, MAX_LINK_BYTES)
