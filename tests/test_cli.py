@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from s3syncer import __version__, cli, config_file, service
-from s3syncer.cli import main, normalise_argv, summarise
-from s3syncer.config import Config
-from s3syncer.config_file import parse_config
+from s3syncer import __version__
+from s3syncer.cli import serve as serve_command
+from s3syncer.cli.check import summarise
+from s3syncer.cli.main import main, normalise_argv
+from s3syncer.config import file as config_file
+from s3syncer.config.file import parse_config
+from s3syncer.daemon import service
+from s3syncer.model.config import Config
 
 SECRET = "s3cr3t-T0ken-value"
 ENV_SECRET = "hunter2-env-value"
@@ -355,7 +359,7 @@ def started(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[Star
 
     # serve imports the service when it runs (replicate never loads it): patch it at its home
     monkeypatch.setattr(service, "Service", FakeService)
-    monkeypatch.setattr(cli, "_serve", serve_nothing)
+    monkeypatch.setattr(serve_command, "_serve", serve_nothing)
     return record
 
 

@@ -10,9 +10,10 @@ import math
 
 import pytest
 
-from s3syncer.coalesce import Coalescer, Retrying, RunRequest, Trigger
-from s3syncer.config import Retry
-from s3syncer.events import Event
+from s3syncer.engine.coalesce import Coalescer, Retrying
+from s3syncer.model.config import Retry
+from s3syncer.model.event import Event
+from s3syncer.model.run import RunRequest, Trigger
 from test_runner import command, event
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from s3syncer.config import (
+from s3syncer.config.file import load_config, parse_config
+from s3syncer.model.config import (
     DEFAULT_EVENT_RULES,
     CommandConfig,
     Config,
@@ -22,7 +23,6 @@ from s3syncer.config import (
     format_duration,
     parse_duration,
 )
-from s3syncer.config_file import load_config, parse_config
 
 NO_ENV: dict[str, str] = {}
 MINIMAL = "commands:\n  - {name: push, cmd: /bin/true}\n"

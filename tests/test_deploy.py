@@ -434,7 +434,7 @@ def test_boto3_hint_names_an_install_that_works(tmp_path: Path) -> None:
     events.write_text('{"command": "r", "reason": "event", "events": [], "truncated": false}')
     hide_boto3 = (
         "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None; "
-        "from s3syncer.cli import main; "
+        "from s3syncer.cli.main import main; "
         "sys.exit(main(sys.argv[1:]))"
     )
     args = ["replicate", "--source", "s3://a", "--dest", "s3://b", "--events", str(events)]

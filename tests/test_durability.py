@@ -21,7 +21,7 @@ import pytest
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, pid_gone, spawn_s3syncer, start_daemon
 from registry_harness import wait_until
-from s3syncer.reload import CONFIG_POLL
+from s3syncer.daemon.reload import CONFIG_POLL
 
 pytestmark = pytest.mark.integration
 

@@ -14,18 +14,12 @@ from typing import Any
 import pytest
 
 from conftest import TAGGED_PUSHES, fixture_files
-from s3syncer.config import DEFAULT_EVENT_RULES, ConfigError, EventRule
-from s3syncer.config_file import parse_config
-from s3syncer.events import (
-    MAX_EVENTS_PER_RUN,
-    EnvelopeError,
-    Event,
-    EventLog,
-    matching,
-    parse_envelope,
-    parse_event,
-    rule_matches,
-)
+from s3syncer.config.file import parse_config
+from s3syncer.formats.distribution import parse_envelope
+from s3syncer.model.config import DEFAULT_EVENT_RULES, ConfigError, EventRule
+from s3syncer.model.event import EnvelopeError, Event, parse_event
+from s3syncer.model.event_log import MAX_EVENTS_PER_RUN, EventLog
+from s3syncer.model.rules import matching, rule_matches
 
 
 def rules_from_yaml(events_yaml: str) -> tuple[EventRule, ...]:

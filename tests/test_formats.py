@@ -21,15 +21,15 @@ from conftest import FIXTURES
 from daemon import Recorder, start_daemon
 from deployment_files import EXAMPLES, code_blocks, readme_section
 from registry_harness import wait_until
-from s3syncer.config import FORMATS
-from s3syncer.events import EnvelopeError, event_from_document
-from s3syncer.formats import (
+from s3syncer.durable.journal import Journal
+from s3syncer.formats.detect import (
     Notification,
     UnsupportedContentTypeError,
     check_content_type,
     parse_request,
 )
-from s3syncer.journal import Journal
+from s3syncer.model.config import FORMATS
+from s3syncer.model.event import EnvelopeError, event_from_document
 from s3syncer.replicate.changes import replay
 
 HERE = Path(__file__).resolve().parent / "fixtures"

@@ -27,18 +27,22 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
-from s3syncer.config import AuthConfig, CommandConfig, Config, EventRule
-from s3syncer.events import EnvelopeError, Event, event_from_document, matching, parse_envelope
-from s3syncer.formats import (
+from s3syncer.daemon.service import Service
+from s3syncer.engine.runner import Runner
+from s3syncer.formats.detect import (
     CONTENT_TYPES,
     DISTRIBUTION_CONTENT_TYPES,
     JSON,
     Notification,
     parse_request,
 )
-from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
-from s3syncer.service import Service
-from s3syncer.web import MAX_BODY, create_app
+from s3syncer.formats.distribution import parse_envelope
+from s3syncer.model.config import AuthConfig, CommandConfig, Config, EventRule
+from s3syncer.model.event import EnvelopeError, Event, event_from_document
+from s3syncer.model.rules import matching
+from s3syncer.model.run import RunRequest, RunResult, Trigger
+from s3syncer.web.app import create_app
+from s3syncer.web.webhook import MAX_BODY
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
 # The content types under which a Distribution envelope is what is expected.

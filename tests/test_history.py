@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from s3syncer.history import KEEP_RUNS, PastRun, open_history
+from s3syncer.durable.history import KEEP_RUNS, open_history
+from s3syncer.model.run import PastRun
 
 
 def past(run_id: int, ok: bool = True) -> PastRun:

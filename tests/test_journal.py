@@ -15,9 +15,10 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3syncer import journal as journal_module
-from s3syncer.events import Event
-from s3syncer.journal import Journal
+from s3syncer.durable import atomic_file
+from s3syncer.durable import journal as journal_module
+from s3syncer.durable.journal import Journal
+from s3syncer.model.event import Event
 
 
 def event(event_id: str | None, tag: str = "v1") -> Event:
@@ -257,7 +258,7 @@ async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[list[str]] = []
-    real_replace = journal_module.replace_file
+    real_replace = atomic_file.replace_file
 
     def slow_replace(path: Path, document: dict[str, Any] | None) -> None:
         trio.from_thread.run(trio.sleep, 0.05)  # an fsync that takes a while
@@ -303,7 +304,7 @@ def test_a_failed_write_leaves_no_temporary_file(
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        journal_module.replace_file(tmp_path / "push.json", {"events": []})
+        atomic_file.replace_file(tmp_path / "push.json", {"events": []})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -312,9 +313,9 @@ def test_stale_temporary_files_are_removed_and_nothing_else(tmp_path: Path) -> N
     kept = [tmp_path / n for n in ("push.json", "push.json.corrupt-20261129T000000Z", ".x.tmp")]
     for path in (*stale, *kept):
         path.write_text("{}")
-    assert sorted(journal_module.remove_stale_temporaries(str(tmp_path))) == sorted(stale)
+    assert sorted(atomic_file.remove_stale_temporaries(str(tmp_path))) == sorted(stale)
     assert sorted(tmp_path.iterdir()) == sorted(kept)
-    assert journal_module.remove_stale_temporaries(str(tmp_path / "missing")) == []
+    assert atomic_file.remove_stale_temporaries(str(tmp_path / "missing")) == []
 
 
 _JSON = st.recursive(

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import free_port, wait_until
-from s3syncer.runner import Reason
+from s3syncer.model.run import Reason
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from s3syncer.page import ago, duration, render_status_page
+from s3syncer.web.page import ago, duration, render_status_page
 
 NOW = 1_800_000_000.0
 

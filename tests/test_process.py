@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 import trio
 
-from s3syncer import process
-from s3syncer.config import CommandConfig
-from s3syncer.events import Event, EventLog, parse_envelope
-from s3syncer.output import TAIL_BYTES
-from s3syncer.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, ProcessLauncher
-from s3syncer.runner import Reason, RunRequest, RunResult
+from s3syncer.exec import process
+from s3syncer.exec.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, ProcessLauncher
+from s3syncer.formats.distribution import parse_envelope
+from s3syncer.model.config import CommandConfig
+from s3syncer.model.event import Event
+from s3syncer.model.event_log import EventLog
+from s3syncer.model.run import TAIL_BYTES, Reason, RunRequest, RunResult
 
 PY = sys.executable
 GRACE = 0.5  # kill_grace in these tests: short, so the SIGKILL path stays fast

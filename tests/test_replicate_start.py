@@ -23,7 +23,7 @@ from s3syncer.replicate.sides import RequestCounter, SharedLoader, make_client
 # Prints the modules a run of the console script's entry point has loaded, after it.
 PROBE = """\
 import sys
-from s3syncer.cli import main
+from s3syncer.cli.main import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
@@ -35,7 +35,7 @@ sys.exit(code)
 EXIT_PROBE = """\
 import atexit, sys
 atexit.register(lambda: print("torn down", file=sys.stderr))
-from s3syncer.cli import entry
+from s3syncer.cli.main import entry
 entry()
 """
 DAEMON_MODULES = {
@@ -45,13 +45,13 @@ DAEMON_MODULES = {
     "hypercorn",
     "yaml",
     "croniter",
-    "s3syncer.config",
-    "s3syncer.config_checker",
-    "s3syncer.config_commands",
-    "s3syncer.config_file",
-    "s3syncer.logs",
-    "s3syncer.leftovers",
-    "s3syncer.service",
+    "s3syncer.model.config",
+    "s3syncer.config.checker",
+    "s3syncer.config.commands",
+    "s3syncer.config.file",
+    "s3syncer.obs.logs",
+    "s3syncer.exec.leftovers",
+    "s3syncer.daemon.service",
 }
 UNREACHABLE = "http://127.0.0.1:9"  # never asked: no request is made in these tests
 
@@ -134,7 +134,7 @@ def test_serve_does_load_the_daemon() -> None:
     # the probe sees the daemon's imports where they belong, so the checks above can fail
     code, modules = _loaded_modules(["serve", "--help"], {})
     assert code == 0
-    assert {"s3syncer.config", "s3syncer.logs"} <= modules
+    assert {"s3syncer.model.config", "s3syncer.obs.logs"} <= modules
 
 
 # --- both sides' clients -------------------------------------------------------------------

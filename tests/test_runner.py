@@ -14,9 +14,11 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from s3syncer.config import CommandConfig, Retry
-from s3syncer.events import Event, EventLog
-from s3syncer.runner import Runner, RunRequest, RunResult, Trigger
+from s3syncer.engine.runner import Runner
+from s3syncer.model.config import CommandConfig, Retry
+from s3syncer.model.event import Event
+from s3syncer.model.event_log import EventLog
+from s3syncer.model.run import RunRequest, RunResult, Trigger
 
 OK = RunResult(exit_code=0)
 FAILED = RunResult(exit_code=1)

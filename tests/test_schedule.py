@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from s3syncer.schedule import Schedule
+from s3syncer.engine.schedule import Schedule
 from test_runner import command
 
 WALL = datetime(2026, 11, 29, 2, 59, 0, tzinfo=UTC)

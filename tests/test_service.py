@@ -20,14 +20,14 @@ import pytest
 import trio
 import trio.testing
 
-from s3syncer.admission import Accepted, Refused
-from s3syncer.config import CommandConfig
-from s3syncer.config_file import load_config
-from s3syncer.events import Event
-from s3syncer.runner import RunRequest, RunResult
-from s3syncer.server import HTTP_GRACE
-from s3syncer.service import Service
-from s3syncer.web import create_app
+from s3syncer.config.file import load_config
+from s3syncer.daemon.service import Service
+from s3syncer.model.answers import Accepted, Refused
+from s3syncer.model.config import CommandConfig
+from s3syncer.model.event import Event
+from s3syncer.model.run import RunRequest, RunResult
+from s3syncer.web.app import create_app
+from s3syncer.web.server import HTTP_GRACE
 
 WATCH = 2.0  # the file watcher's poll, in virtual seconds
 

@@ -1,5 +1,5 @@
 """``python -m s3syncer``: the same as the ``s3syncer`` command."""
 
-from .cli import entry
+from .cli.main import entry
 
 entry()

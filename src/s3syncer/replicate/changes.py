@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import MANIFEST_MEDIA_TYPES
+from ..model.event import MANIFEST_MEDIA_TYPES
 from .layout import LayoutError, check_digest, check_repository, check_tag
 
 

@@ -1,0 +1,1 @@
+"""The command line: every subcommand, and the original tool's single-dash flags."""

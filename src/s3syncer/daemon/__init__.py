@@ -1,0 +1,1 @@
+"""The daemon: service, admission, supervision of the runners, reload and signals."""

@@ -1,0 +1,77 @@
+"""Files replaced whole or not at all: write, fsync, rename, fsync the directory.
+
+The journal and the run history are written this way, so a crash leaves the old file or
+the new one, never half of either; what a crash cut short is removed at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+# What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
+_TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``NAME.corrupt-<UTC time>``, never over an earlier one."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while aside.exists() or aside.is_symlink():
+        number += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    path.rename(aside)
+    _fsync_dir(path.parent)
+    return aside
+
+
+def replace_file(path: Path, document: dict[str, Any] | None) -> None:
+    """Atomically replace ``path`` with ``document`` (write, fsync, rename), or remove it."""
+    if document is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        _fsync_dir(path.parent)
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except BaseException:
+        # ENOSPC halfway: a partial temporary file would hold the space for good.
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(state_dir: str) -> list[Path]:
+    """Remove what writes cut short by a crash left in ``state_dir``; return what went.
+
+    Call it at start, before any journal writes: every temporary file is then stale.
+    """
+    removed = []
+    # No directory, no leftovers: opening the journals reports a bad stateDir.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in Path(state_dir).iterdir():
+            if _TEMPORARY.fullmatch(entry.name):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed

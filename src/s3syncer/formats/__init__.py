@@ -1,0 +1,3 @@
+"""Registry notification bodies: Distribution, Harbor, zot and CloudEvents, read into the model's
+events.
+"""

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, logging, and the throttle that keeps a flood out of the log."""

@@ -1,0 +1,24 @@
+"""The ASGI types the web layer speaks, named once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+
+
+Scope = Mapping[str, Any]
+
+
+Message = dict[str, Any]
+
+
+Receive = Callable[[], Awaitable[Message]]
+
+
+Send = Callable[[Message], Awaitable[None]]
+
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
