@@ -348,17 +348,17 @@ def started(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> list[Star
     """Replace the service with a recorder that returns at once."""
     record: list[Started] = []
 
-    class FakeService:
-        def __init__(
-            self, config: Config, listen: str, config_path: str, listen_override: str | None
-        ) -> None:
-            record.append(Started(config, listen))
+    def build_service(
+        config: Config, listen: str, config_path: str, listen_override: str | None
+    ) -> object:
+        record.append(Started(config, listen))
+        return object()
 
     async def serve_nothing(service: object, early: object) -> None:
         return None
 
     # serve imports the service when it runs (replicate never loads it): patch it at its home
-    monkeypatch.setattr(service, "Service", FakeService)
+    monkeypatch.setattr(service, "build_service", build_service)
     monkeypatch.setattr(serve_command, "_serve", serve_nothing)
     return record
 

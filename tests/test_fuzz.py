@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from registry_harness import wait_until
-from s3syncer.daemon.service import Service
+from s3syncer.daemon.admission import Admission
+from s3syncer.daemon.supervision import CommandSlot
+from s3syncer.durable.history import RunHistory
 from s3syncer.engine.runner import Runner
 from s3syncer.formats.detect import (
     CONTENT_TYPES,
@@ -37,10 +39,12 @@ from s3syncer.formats.detect import (
     parse_request,
 )
 from s3syncer.formats.distribution import parse_envelope
-from s3syncer.model.config import AuthConfig, CommandConfig, Config, EventRule
+from s3syncer.model.command_view import CommandView
+from s3syncer.model.config import AuthConfig, CommandConfig, EventRule
 from s3syncer.model.event import EnvelopeError, Event, event_from_document
 from s3syncer.model.rules import matching
 from s3syncer.model.run import RunRequest, RunResult, Trigger
+from s3syncer.obs.metrics import Metrics
 from s3syncer.web.app import create_app
 from s3syncer.web.webhook import MAX_BODY
 
@@ -587,9 +591,23 @@ class Answer:
     body: bytes
 
 
+class ReadyDaemon:
+    """A daemon that is up and has nothing to show: the fuzz aims at the webhook."""
+
+    ready = True
+    shutting_down = False
+
+    def views(self) -> list[CommandView]:
+        return []
+
+    def metrics_text(self) -> bytes:
+        return b""
+
+
 @dataclass
 class Harness:
-    """The whole ASGI app from ``create_app``, on a service whose runners are never started."""
+    """The whole ASGI app from ``create_app``, on the daemon's admission, whose runners are
+    never started: their channels take triggers and nothing runs them."""
 
     auth: bool
     runners: dict[str, Runner] = field(default_factory=dict)
@@ -600,12 +618,13 @@ class Harness:
             CommandConfig(name=name, cmd="/bin/true", events=RULES, disable=name == "disabled")
             for name in COMMANDS
         )
-        service = Service(Config(commands, auth=AuthConfig(TOKEN) if self.auth else None))
+        slots = {}
         for command in commands:
-            self.runners[command.name] = Runner(command, never_launch)
-        service.runners.update(self.runners)
-        service.ready = True
-        self.app = create_app(service)
+            runner = Runner(command, never_launch)
+            self.runners[command.name] = runner
+            slots[command.name] = CommandSlot(runner, None, RunHistory(), trio.Lock(), trio.Event())
+        admission = Admission(slots.get, Metrics())
+        self.app = create_app(admission, ReadyDaemon(), AuthConfig(TOKEN) if self.auth else None)
 
     async def call(self, request: Request) -> Answer:
         chunks = request.chunks()

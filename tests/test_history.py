@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from s3syncer.durable.history import KEEP_RUNS, open_history
-from s3syncer.model.run import PastRun
+from s3syncer.durable.history import open_history
+from s3syncer.model.run import KEEP_RUNS, PastRun
 
 
 def past(run_id: int, ok: bool = True) -> PastRun:

@@ -255,18 +255,19 @@ async def test_the_journal_is_bounded_and_says_when_it_dropped_events(tmp_path: 
 
 
 async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     writes: list[list[str]] = []
-    real_replace = atomic_file.replace_file
 
-    def slow_replace(path: Path, document: dict[str, Any] | None) -> None:
-        trio.from_thread.run(trio.sleep, 0.05)  # an fsync that takes a while
-        writes.append([e["id"] for e in (document or {"events": []})["events"]])
-        real_replace(path, document)
+    class SlowDisk(atomic_file.FileDisk):
+        async def write(
+            self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+        ) -> None:
+            await trio.sleep(0.05)  # an fsync that takes a while
+            writes.append([e["id"] for e in (document or {"events": []})["events"]])
+            await super().write(path, document)
 
-    monkeypatch.setattr(journal_module, "replace_file", slow_replace)
-    journal = Journal(tmp_path / "push.json")
+    journal = Journal(tmp_path / "push.json", disk=SlowDisk())
     on_disk_when_answered: dict[str, bool] = {}
 
     async def request(i: int) -> None:

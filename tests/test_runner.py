@@ -15,6 +15,8 @@ import trio.lowlevel
 import trio.testing
 
 from s3syncer.engine.runner import Runner
+from s3syncer.engine.view import command_view
+from s3syncer.model.command_view import CommandView
 from s3syncer.model.config import CommandConfig, Retry
 from s3syncer.model.event import Event
 from s3syncer.model.event_log import EventLog
@@ -22,6 +24,11 @@ from s3syncer.model.run import RunRequest, RunResult, Trigger
 
 OK = RunResult(exit_code=0)
 FAILED = RunResult(exit_code=1)
+
+
+def look(runner: Runner) -> CommandView:
+    """The runner as status shows it, now."""
+    return command_view(runner, trio.current_time(), time.time())
 
 
 @dataclass
@@ -263,7 +270,7 @@ async def test_run_at_starts_a_run_at_each_tick(autojump_clock: trio.testing.Moc
     cmd = command(run_at="*/5 * * * *")
     async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
         await at(launch, 60)
-        assert runner.next_schedule() is not None
+        assert look(runner).next_schedule is not None
         await at(launch, 60 + 15 * 60 + 10)
     # 03:00, 03:05, 03:10, 03:15 -> 60 s, 360 s, 660 s, 960 s after 02:59
     assert launch.starts() == [pytest.approx(s) for s in (60.0, 360.0, 660.0, 960.0)]
@@ -302,7 +309,7 @@ async def test_a_disabled_command_never_runs(autojump_clock: trio.testing.MockCl
     async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
         send(runner, trigger(), times=100)
         await at(launch, 1000)
-        assert runner.state == "disabled"
+        assert look(runner).state == "disabled"
     assert launch.runs == []
 
 
@@ -350,7 +357,7 @@ async def test_triggers_during_the_backoff_coalesce_into_the_retry(
         for i in range(5):
             await at(launch, 10 + i)
             send(runner, trigger(event(f"b{i}")))
-        assert runner.state == "backoff"
+        assert look(runner).state == "backoff"
         await at(launch, 100)
     assert launch.starts() == [pytest.approx(3.0), pytest.approx(34.0)]
     assert launch.reasons() == ["event", "retry"]
@@ -400,17 +407,17 @@ async def test_the_events_of_one_run_are_bounded_and_say_when_truncated(
 async def test_status_follows_the_runner(autojump_clock: trio.testing.MockClock) -> None:
     launch = FakeLaunch(duration=10.0)
     async with running(launch, command(reconcile=3600.0)) as [runner]:
-        assert runner.state == "idle"
+        assert look(runner).state == "idle"
         send(runner, trigger(), times=7)
         await at(launch, 1)
-        assert (runner.state, runner.pending_triggers) == ("waiting", 7)
+        assert (look(runner).state, look(runner).pending_triggers) == ("waiting", 7)
         await at(launch, 5)
-        assert (runner.state, runner.pending_triggers) == ("running", 0)
+        assert (look(runner).state, look(runner).pending_triggers) == ("running", 0)
         await at(launch, 20)
-        assert runner.state == "idle"
+        assert look(runner).state == "idle"
         assert runner.last_run is not None and runner.last_run.triggers == 7
         assert runner.last_run.result == OK
-        assert runner.next_reconcile() is not None
+        assert look(runner).next_reconcile is not None
 
 
 async def test_stop_lets_the_running_run_finish_and_drops_pending_triggers(
@@ -556,7 +563,7 @@ async def test_update_adds_a_reconcile_and_a_schedule(
     async with running(launch, cmd, wall_clock=wall_clock_from(BASE)) as [runner]:
         await at(launch, 30)
         runner.update(command(run_at="0 3 * * *", reconcile=100.0))
-        assert runner.next_schedule() is not None
+        assert look(runner).next_schedule is not None
         await at(launch, 170)
     # The 03:00 tick (60 s after 02:59), then reconcile 100 s after that run ended.
     assert launch.starts() == [pytest.approx(60.0), pytest.approx(161.0)]
@@ -586,7 +593,7 @@ async def test_update_that_drops_run_at_during_a_run_drops_the_tick_it_spanned(
         await at(launch, 10)
         runner.update(command(delay=3.0))
         await at(launch, 1000)
-        assert runner.next_schedule() is None
+        assert look(runner).next_schedule is None
     assert launch.starts() == [pytest.approx(3.0)]
 
 
@@ -612,7 +619,7 @@ async def test_update_that_adds_run_at_during_a_run_folds_the_tick_into_the_foll
 
 def lag(runner: Runner) -> tuple[int, float]:
     """Events waiting and the age of the oldest, to the millisecond."""
-    return runner.waiting_events(), round(runner.pending_event_age(), 3)
+    return look(runner).pending_events, round(look(runner).pending_event_age, 3)
 
 
 async def test_the_lag_counts_from_the_oldest_event_no_success_covered(
@@ -628,14 +635,14 @@ async def test_the_lag_counts_from_the_oldest_event_no_success_covered(
         await at(launch, 4)  # running: still not covered
         assert lag(runner) == (1, 4.0)
         await at(launch, 50)  # failed, nothing pending: the event still waits, and ages
-        assert runner.state == "idle" and runner.pending_triggers == 0
+        assert look(runner).state == "idle" and look(runner).pending_triggers == 0
         assert lag(runner) == (1, 50.0)
         send(runner, trigger(event("b")))  # runs 53..55 with a and b, fails again
         await at(launch, 100)
         assert lag(runner) == (2, 100.0)
         send(runner, trigger(event("c")))  # 103..105 succeeds: all three covered
         await at(launch, 104)
-        assert runner.pending_event_age() == pytest.approx(104.0)
+        assert look(runner).pending_event_age == pytest.approx(104.0)
         await at(launch, 106)
         assert lag(runner) == (0, 0.0)
         assert runner.history.last_success is not None
@@ -665,12 +672,12 @@ async def test_a_full_sync_is_owed_until_a_run_covering_everything_succeeds(
     recovered = Trigger("recovered", (), immediate=True, truncated=True)
     async with running(launch, command(delay=3.0), recovered=recovered) as [runner]:
         await at(launch, 1)  # the recovered run, 0..2
-        assert (runner.full_sync_owed(), lag(runner)) == (True, (0, 1.0))
+        assert (look(runner).pending_full_sync, lag(runner)) == (True, (0, 1.0))
         await at(launch, 10)  # it failed: still owed
-        assert runner.full_sync_owed()
+        assert look(runner).pending_full_sync
         send(runner, trigger(event("a")))  # 13..15, marked truncated, succeeds
         await at(launch, 20)
-        assert (runner.full_sync_owed(), lag(runner)) == (False, (0, 0.0))
+        assert (look(runner).pending_full_sync, lag(runner)) == (False, (0, 0.0))
     assert [run.truncated for run in launch.runs] == [True, True]
 
 
@@ -680,16 +687,16 @@ async def test_next_run_says_when_the_pending_run_or_retry_falls_due(
     launch = FakeLaunch(duration=1.0, results=[FAILED])
     cmd = command(delay=3.0, retry=Retry(attempts=1, backoff=10.0))
     async with running(launch, cmd) as [runner]:
-        assert runner.next_run() is None
+        assert look(runner).next_run is None
         send(runner, trigger(event("a")))
         await at(launch, 1)
-        wall_now = runner.next_run()
+        wall_now = look(runner).next_run
         assert wall_now is not None
         due_in = wall_now - time.time()
         assert due_in == pytest.approx(2.0, abs=0.5)  # the quiet period ends at 3
         await at(launch, 5)  # failed at 4: the retry falls due at 14
-        assert runner.state == "backoff"
-        retry_at = runner.next_run()
+        assert look(runner).state == "backoff"
+        retry_at = look(runner).next_run
         assert retry_at is not None and retry_at - time.time() == pytest.approx(9.0, abs=0.5)
         await at(launch, 20)
-        assert runner.next_run() is None
+        assert look(runner).next_run is None

@@ -26,7 +26,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     # `replicate` and `verify`, which a command runs on every push, 1-2 s of start each
     import trio  # noqa: PLC0415
 
-    from ..daemon.service import Service  # noqa: PLC0415
+    from ..daemon.service import build_service  # noqa: PLC0415
     from ..daemon.signals import EarlySignals  # noqa: PLC0415
     from ..exec.fd_budget import raise_open_files_limit  # noqa: PLC0415
     from ..exec.leftovers import become_subreaper  # noqa: PLC0415
@@ -50,7 +50,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
         return EXIT_USAGE
     raise_open_files_limit()
     become_subreaper()  # orphans of a run come to us, not to init: see leftovers.py
-    service = Service(
+    service = build_service(
         config, listen, config_path=config_path(config_flag), listen_override=override
     )
     try:

@@ -3,20 +3,20 @@
 :class:`Admission` is the one way a webhook's events or a manual run reach a
 runner: it checks them against the command's rules, records them in the journal
 and drops them into the runner's channel, and never waits on a command. It answers
-:class:`Accepted` or :class:`Refused`; the web layer turns these into HTTP answers.
-Nothing here knows a status code, so the same answers serve any front end (and
-tests, which call the service directly).
+:class:`Accepted` or :class:`Refused`; the web layer, to which the daemon hands it as
+the commands' inbox, turns these into HTTP answers. Nothing here knows a status code, so
+the same answers serve any front end (and tests, which call it directly).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from ..model.answers import BUSY, NOT_DURABLE, SHUTTING_DOWN, Accepted, Refused
+from ..model.answers import BUSY, NOT_DURABLE, SHUTTING_DOWN, Accepted, BadRequest, Refused
 from ..model.event import Event
 from ..model.rules import matching
 from ..model.run import Trigger
@@ -25,20 +25,22 @@ from ..obs.throttle import Throttle
 if TYPE_CHECKING:
     from ..engine.runner import Runner
     from ..obs.metrics import Metrics
-    from .supervision import Supervisor
+    from .supervision import CommandSlot
+
+Lookup = Callable[[str], "CommandSlot | None"]
 
 log = logging.getLogger("s3syncer")
 
 
 class Admission:
-    """Takes events and manual runs in for the commands ``supervisor`` runs.
+    """Takes events and manual runs in for the commands that ``lookup`` finds.
 
     Once :meth:`close` is called every run is refused with a retry: the runners are
     stopping and would drop it.
     """
 
-    def __init__(self, supervisor: Supervisor, metrics: Metrics) -> None:
-        self.supervisor = supervisor
+    def __init__(self, lookup: Lookup, metrics: Metrics) -> None:
+        self._lookup = lookup
         self.metrics = metrics
         self.closed = False
         # A full disk fails every request's flush: one line a minute says so, not one a request.
@@ -50,8 +52,8 @@ class Admission:
 
     def formats(self, name: str) -> frozenset[str] | None:
         """The webhook formats command ``name`` reads; None when there is no such command."""
-        runner = self.supervisor.runners.get(name)
-        return None if runner is None else runner.command.formats
+        slot = self._lookup(name)
+        return None if slot is None else slot.runner.command.formats
 
     async def accept(
         self,
@@ -66,9 +68,10 @@ class Admission:
         Accepted means the runner has it and, with ``stateDir``, the journal holds it on disk.
         ``unmapped`` notifications of the request carried no event: they count as ignored.
         """
-        runner = self.supervisor.runners.get(name)
-        if runner is None:
+        slot = self._lookup(name)
+        if slot is None:
             return Refused("unknown", f"no command named {name!r}")
+        runner = slot.runner
         if reason == "manual":
             return self._accept_manual(name, runner)
         if self.closed:
@@ -79,7 +82,7 @@ class Admission:
         command = runner.command
         accepted = [] if command.disable else matching(command.events, events)
         if accepted:
-            refused = await self._deliver(name, runner, accepted)
+            refused = await self._deliver(slot, accepted)
             if refused is not None:
                 self.metrics.rejected(name)
                 return refused
@@ -87,12 +90,15 @@ class Admission:
         self.metrics.triggered(name, len(accepted), ignored)
         return Accepted(len(accepted), ignored)
 
-    def refuse(self, name: str, detail: str) -> Refused:
-        """Answer a request for ``name`` that could not be read; counts it for a known command."""
-        if name not in self.supervisor.runners:
+    def refuse(self, name: str, why: BadRequest, detail: str) -> Refused:
+        """Answer a request for ``name`` that could not be read; counts it for a known command.
+
+        ``why`` says what was wrong with it, ``detail`` says it to the client in one line.
+        """
+        if self._lookup(name) is None:
             return Refused("unknown", f"no command named {name!r}")
         self.metrics.rejected(name)
-        return SHUTTING_DOWN if self.closed else Refused("bad request", detail)
+        return SHUTTING_DOWN if self.closed else Refused(why, detail)
 
     def _accept_manual(self, name: str, runner: Runner) -> Accepted | Refused:
         if runner.command.disable:
@@ -106,8 +112,8 @@ class Admission:
         log.info("%s: manual run requested", name, extra={"command": name})
         return Accepted()
 
-    async def _deliver(self, name: str, runner: Runner, accepted: list[Event]) -> Refused | None:
-        journal = self.supervisor.journals.get(name)
+    async def _deliver(self, slot: CommandSlot, accepted: list[Event]) -> Refused | None:
+        name, runner, journal = slot.name, slot.runner, slot.journal
         seq = journal.record(accepted) if journal is not None else 0
         try:
             runner.send_channel.send_nowait(Trigger("event", tuple(accepted), seq=seq))

@@ -24,6 +24,7 @@ log = logging.getLogger("s3syncer")
 CONFIG_POLL = 2.0
 
 FileIdentity = tuple[int, int, int, int]
+Apply = Callable[[Config], Awaitable[None]]
 
 
 def file_identity(path: str) -> FileIdentity | None:
@@ -36,23 +37,16 @@ def file_identity(path: str) -> FileIdentity | None:
 
 
 class Reloader:
-    """Reads ``path`` on request or when it changes, and hands each good version to ``apply``.
+    """Reads ``path`` on request or when it changes, and hands each good version on.
 
-    Start it with ``nursery.start(reloader.run)``: ``task_status`` gets a cancel scope that
+    Start it with ``nursery.start(reloader.run, apply)``: ``task_status`` gets a cancel scope that
     ends it. A bad file, or an ``apply`` that fails, is logged and changes nothing else: the
     daemon goes on with what it has, and the next request tries again.
     """
 
-    def __init__(
-        self,
-        path: str,
-        apply: Callable[[Config], Awaitable[None]],
-        *,
-        poll: float = CONFIG_POLL,
-    ) -> None:
+    def __init__(self, path: str, *, poll: float = CONFIG_POLL) -> None:
         self.path = path
         self.poll = poll
-        self._apply = apply
         self._requested = trio.Event()
         # The version the daemon started with is the one the caller read.
         self._read = file_identity(path)
@@ -63,9 +57,12 @@ class Reloader:
         self._requested.set()
 
     async def run(
-        self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+        self,
+        apply: Apply,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Reload on every request, one at a time, and watch the file for changes."""
+        """Reload on every request, one at a time, handing each good version to ``apply``."""
         try:
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
@@ -74,11 +71,11 @@ class Reloader:
                     while True:
                         await self._requested.wait()
                         self._requested = trio.Event()
-                        await self._reload_once()
+                        await self._reload_once(apply)
         finally:
             self.stopped.set()
 
-    async def _reload_once(self) -> None:
+    async def _reload_once(self, apply: Apply) -> None:
         # Noted before reading: an edit during the read is a new version for the watcher.
         self._read = file_identity(self.path)
         try:
@@ -89,7 +86,7 @@ class Reloader:
             log.error("reload: the file has errors; still running the previous configuration")
             return
         try:
-            await self._apply(config)
+            await apply(config)
         except Exception as exc:  # a reload must never end the daemon
             log.error("reload of %s failed: %s; the next reload tries again", self.path, exc)
 

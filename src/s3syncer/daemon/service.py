@@ -1,127 +1,132 @@
-"""The daemon: one root nursery holding the HTTP server and one nursery per command.
+"""The daemon: one root nursery holding the HTTP server, the supervisor and the reloader.
 
-The runners belong to our nursery, not to the web app's, so an error in a
-runner ends the daemon loudly instead of vanishing. Shutdown is graceful:
-``/ready`` turns 503 (and webhooks and manual runs 503 with ``Retry-After``)
-while ``/health`` stays 200, pending delays are dropped, a running command
-gets ``shutdownGrace`` seconds before its process group is terminated, and
-only then does the server stop accepting.
+The runners belong to the supervisor's nursery under ours, not to the web app's, so an
+error in a runner ends the daemon loudly instead of vanishing. Shutdown is graceful:
+``/ready`` turns 503 (and webhooks and manual runs 503 with ``Retry-After``) while
+``/health`` stays 200, pending delays are dropped, a running command gets
+``shutdownGrace`` seconds before its process group is terminated, and only then does the
+server stop accepting.
 
-:class:`Service` is the entry point and owns that order; taking requests in is
-:class:`~s3syncer.daemon.admission.Admission`'s job, and starting, changing and
-stopping the commands' runners is :class:`~s3syncer.daemon.supervision.Supervisor`'s.
+:class:`Service` owns that order and is handed its parts; :func:`build_service` makes the
+real ones. Taking requests in is :class:`~s3syncer.daemon.admission.Admission`'s job, and
+starting, changing and stopping the commands' runners is
+:class:`~s3syncer.daemon.supervision.Supervisor`'s.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Protocol
 
 import trio
 
-from ..durable.atomic_file import remove_stale_temporaries
+from ..durable.atomic_file import FILE_DISK, Disk, remove_stale_temporaries
 from ..engine.ports import Launch
-from ..engine.runner import Runner
+from ..engine.view import command_view
 from ..exec import fd_budget
 from ..exec.process import KILL_GRACE, ProcessLauncher
 from ..exec.run_directory import DirectoryInUseError, RunDirectory, default_location
-from ..model.answers import Accepted, Refused
+from ..model.command_view import CommandView
 from ..model.config import DEFAULT_LISTEN, Config, parse_listen
 from ..model.errors import StateDirError
-from ..model.event import Event
 from ..obs.metrics import Metrics
 from ..web.app import create_app
+from ..web.asgi import ASGIApp
 from ..web.server import HTTP_GRACE, ServerSettings, bind_address, serve_http
-from ..web.status import status_document
 from .admission import Admission
 from .reload import CONFIG_POLL, Reloader
 from .supervision import Supervisor
 
-__all__ = ["Service", "StateDirError"]
-
 log = logging.getLogger("s3syncer")
 
 
-@dataclass
+class Serve(Protocol):
+    """Serves an ASGI app until ``shutdown_trigger`` returns: :func:`serve_http`, or a fake."""
+
+    async def __call__(
+        self,
+        app: ASGIApp,
+        settings: ServerSettings,
+        shutdown_trigger: Callable[[], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[list[str]] = ...,
+    ) -> None:
+        """Serve; ``task_status`` gets the URLs it listens on."""
+
+
 class Service:
-    """Everything one ``s3syncer serve`` runs."""
+    """Everything one ``s3syncer serve`` runs, in the order a start and a shutdown need.
 
-    config: Config
-    listen: str = DEFAULT_LISTEN
-    launch: Launch | None = None
-    config_path: str | None = None  # what a reload reads
-    watch_interval: float = CONFIG_POLL
-    listen_override: str | None = None  # --listen or S3SYNCER_LISTEN: the file's has no say
+    Its parts come in made: :func:`build_service` makes the real ones, tests pass fakes for
+    the launcher, the disk and the server.
+    """
 
-    def __post_init__(self) -> None:
-        self.metrics = Metrics()
-        self.ready = False
-        self._stop_http = trio.Event()
-        self._http_done = trio.Event()
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: str,
+        metrics: Metrics,
+        supervisor: Supervisor,
+        admission: Admission,
+        serve: Serve,
+        reloader: Reloader | None = None,
+        processes: ProcessLauncher | None = None,
+        listen_override: str | None = None,
+    ) -> None:
+        self.config = config
+        self.listen = listen
+        self.metrics = metrics
+        self.supervisor = supervisor
+        self.admission = admission
+        self._serve = serve
+        self._reloader = reloader
+        self._processes = processes  # the real launcher, whose files we keep; None when faked
+        self._listen_override = (
+            listen_override  # --listen or S3SYNCER_LISTEN: the file's has no say
+        )
+        self._started = False
         self._shutdown = trio.Event()
-        self._processes: ProcessLauncher | None = None
-        self._run_directory: RunDirectory | None = None
-        launcher: Launch
-        if self.launch is None:
-            self._processes = launcher = ProcessLauncher()
-        else:
-            launcher = self.launch
-        self._supervisor = Supervisor(self.config.state_dir, launcher, self.metrics)
-        self._admission = Admission(self._supervisor, self.metrics)
-        self._reloader: Reloader | None = None
-        self._reload_scope = trio.CancelScope()
-        if self.config_path is not None:
-            self._reloader = Reloader(self.config_path, self._apply, poll=self.watch_interval)
+        self.app = create_app(admission, self, config.auth)
+
+    # --- what the web layer reads (web.ports.Daemon) --------------------------------
 
     @property
-    def runners(self) -> dict[str, Runner]:
-        """The running commands' runners, by command name."""
-        return self._supervisor.runners
+    def ready(self) -> bool:
+        """Every runner is up and no shutdown has begun."""
+        return self._started and not self.shutting_down
 
     @property
     def shutting_down(self) -> bool:
         """Whether a shutdown has begun: from then on every run is refused with a retry."""
-        return self._admission.closed
+        return self.admission.closed
+
+    def views(self) -> list[CommandView]:
+        """Each running command as ``/status`` shows it."""
+        now, wall_now = trio.current_time(), time.time()
+        return [command_view(slot.runner, now, wall_now) for slot in self.supervisor.slots.values()]
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus text exposition."""
+        return self.metrics.render()
+
+    # --- signals ---------------------------------------------------------------------
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
-        self._admission.close()
+        self.admission.close()
         self._shutdown.set()
 
     def request_reload(self) -> None:
         """Read the config file again soon (what SIGHUP does); folds into a pending reload."""
         if self._reloader is not None and not self.shutting_down:
             self._reloader.request()
-
-    def status(self) -> dict[str, Any]:
-        """The ``/status`` document."""
-        return status_document(self.runners.values())
-
-    # --- accepting triggers and manual runs: see Admission ----------------------------
-
-    def formats(self, name: str) -> frozenset[str] | None:
-        """The webhook formats command ``name`` reads; None when there is no such command."""
-        return self._admission.formats(name)
-
-    async def accept(
-        self,
-        name: str,
-        events: Sequence[Event],
-        reason: Literal["event", "manual"],
-        *,
-        unmapped: int = 0,
-    ) -> Accepted | Refused:
-        """Take ``events`` (or a manual run) for command ``name``: :meth:`Admission.accept`."""
-        return await self._admission.accept(name, events, reason, unmapped=unmapped)
-
-    def refuse(self, name: str, detail: str) -> Refused:
-        """Answer a request for ``name`` that could not be read; counts it for a known command."""
-        return self._admission.refuse(name, detail)
 
     # --- running -----------------------------------------------------------------------
 
@@ -131,30 +136,35 @@ class Service:
         """Serve until ``request_shutdown()``; ``task_status`` gets the bound URLs."""
         host, port = parse_listen(self.listen)
         async with trio.open_nursery() as root:
-            self._supervisor.nursery = root
-            await self._claim_run_directory()
+            run_directory = await self._claim_run_directory()
             _remove_stale_temporaries(self.config)
+            await root.start(self.supervisor.run)
             for command in self.config.commands:
-                await self._supervisor.start(command)
+                await self.supervisor.start(command)
             _warn_about_orphan_state(self.config)
-            binds: list[str] = await root.start(self._serve_http, bind_address(host, port))
-            self.ready = True
-            for url in binds:
-                log.info("listening on %s", url)
-            if self._reloader is not None:
-                self._reload_scope = await root.start(self._reloader.run)
-            task_status.started(binds)
-            await self._shutdown.wait()
-            await self._shut_down()
-            if self._run_directory is not None:
-                self._run_directory.release()
+            stop_http = trio.Event()
+            async with trio.open_nursery() as http:
+                binds = await http.start(self._serve_http, bind_address(host, port), stop_http)
+                self._started = True
+                for url in binds:
+                    log.info("listening on %s", url)
+                reload_scope = trio.CancelScope()
+                if self._reloader is not None:
+                    reload_scope = await root.start(self._reloader.run, self._apply)
+                task_status.started(binds)
+                await self._shutdown.wait()
+                await self._shut_down(reload_scope, stop_http)
+            log.info("shut down cleanly")
+            if run_directory is not None:
+                run_directory.release()
             root.cancel_scope.cancel()
 
-    async def _claim_run_directory(self) -> None:
+    async def _claim_run_directory(self) -> RunDirectory | None:
         if self._processes is None:
-            return  # an injected launcher keeps its own files
+            return None  # an injected launcher keeps its own files
         state_dir = self.config.state_dir
-        directory = RunDirectory(default_location(state_dir, self.config_path))
+        config_path = None if self._reloader is None else self._reloader.path
+        directory = RunDirectory(default_location(state_dir, config_path))
         try:
             await trio.to_thread.run_sync(partial(directory.claim, exclusive=bool(state_dir)))
         except DirectoryInUseError:
@@ -168,12 +178,12 @@ class Service:
             ) from None
         await directory.clear(KILL_GRACE)
         self._processes.events_dir = directory.path
-        self._run_directory = directory  # its lock lasts as long as we do
+        return directory  # its lock lasts as long as we do
 
     async def _apply(self, new: Config) -> None:
         """Make the daemon match ``new``; the reloader calls this, one at a time."""
         old = self.config
-        listen = self.listen_override or new.listen or DEFAULT_LISTEN
+        listen = self._listen_override or new.listen or DEFAULT_LISTEN
         for key, before, after in (
             ("listen", parse_listen(self.listen), parse_listen(listen)),
             ("auth", old.auth, new.auth),
@@ -189,17 +199,20 @@ class Service:
             state_dir=old.state_dir,
             request_timeout=old.request_timeout,
         )
-        changes = await self._supervisor.apply(new.commands)
+        changes = await self.supervisor.apply(new.commands)
+        path = None if self._reloader is None else self._reloader.path
         if not any(changes):
-            log.info("reload: no command changed in %s", self.config_path)
+            log.info("reload: no command changed in %s", path)
             return
         log.info(
             "reloaded %s: %d added, %d changed, %d removed",
-            self.config_path,
+            path,
             *(changes.added, changes.changed, changes.removed),
         )
 
-    async def _serve_http(self, bind: str, *, task_status: trio.TaskStatus[list[str]]) -> None:
+    async def _serve_http(
+        self, bind: str, stop: trio.Event, *, task_status: trio.TaskStatus[list[str]]
+    ) -> None:
         limit = fd_budget.open_files_limit()
         settings = ServerSettings(
             bind=bind,
@@ -213,33 +226,57 @@ class Service:
                 limit,
                 settings.max_connections,
             )
-        try:
-            await serve_http(
-                create_app(self), settings, self._stop_http.wait, task_status=task_status
-            )
-        finally:
-            self._http_done.set()
+        await self._serve(self.app, settings, stop.wait, task_status=task_status)
 
-    async def _shut_down(self) -> None:
+    async def _shut_down(self, reload_scope: trio.CancelScope, stop_http: trio.Event) -> None:
         grace = self.config.shutdown_grace
         if self._reloader is not None:
             # A reload must not start a runner behind our back: end it, and wait until it has.
-            self._reload_scope.cancel()
+            reload_scope.cancel()
             await self._reloader.stopped.wait()
         log.info(
             "shutting down: %d command(s) running, waiting up to %gs for them",
-            self._supervisor.running(),
+            self.supervisor.running(),
             grace,
         )
         # The server keeps answering through the grace: /health 200 keeps a liveness probe
         # from killing us, /ready, /trigger and /run say 503. It closes once runs are over.
-        runners = await self._supervisor.stop(grace)
-        self._stop_http.set()
+        slots = await self.supervisor.stop(grace)
+        stop_http.set()
         with trio.move_on_after(HTTP_GRACE):
-            for runner in runners:
-                await runner.history.done.wait()  # the last runs are on disk
-            await self._http_done.wait()
-        log.info("shut down cleanly")
+            for slot in slots:
+                await slot.history.done.wait()  # the last runs are on disk
+
+
+def build_service(
+    config: Config,
+    listen: str = DEFAULT_LISTEN,
+    *,
+    config_path: str | None = None,
+    listen_override: str | None = None,
+    watch_interval: float = CONFIG_POLL,
+    launch: Launch | None = None,
+    disk: Disk = FILE_DISK,
+    serve: Serve = serve_http,
+) -> Service:
+    """The daemon for ``config``: real processes, disk and server unless others are given."""
+    metrics = Metrics()
+    processes = None
+    if launch is None:
+        processes = launch = ProcessLauncher()
+    supervisor = Supervisor(config.state_dir, launch, metrics, disk=disk)
+    reloader = None if config_path is None else Reloader(config_path, poll=watch_interval)
+    return Service(
+        config,
+        listen=listen,
+        metrics=metrics,
+        supervisor=supervisor,
+        admission=Admission(supervisor.lookup, metrics),
+        serve=serve,
+        reloader=reloader,
+        processes=processes,
+        listen_override=listen_override,
+    )
 
 
 def _remove_stale_temporaries(config: Config) -> None:

@@ -1,12 +1,12 @@
 """The command lifecycle: a runner per command, started, changed, retired and stopped.
 
-:class:`Supervisor` starts each command's runner with its journal and history in
-a nursery of its own under the daemon's root nursery (so a runner's error ends
-the daemon loudly), makes the running commands match a reloaded configuration,
-retires a removed command while its last run ends as it would have, and stops
-every runner within the shutdown grace. Taking requests in is
-:mod:`s3syncer.daemon.admission`'s job; serving HTTP and the order of the whole
-shutdown are :class:`~s3syncer.daemon.service.Service`'s.
+:class:`Supervisor` keeps one :class:`CommandSlot` per command: its runner, journal,
+history, cancel scope, retirement and run lock. It starts each runner in a nursery of
+its own under the supervisor's (so a runner's error ends the daemon loudly), makes the
+running commands match a reloaded configuration, retires a removed command while its
+last run ends as it would have, and stops every runner within the shutdown grace.
+Taking requests in is :mod:`s3syncer.daemon.admission`'s job; serving HTTP and the order
+of the whole shutdown are :class:`~s3syncer.daemon.service.Service`'s.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
 
 import trio
 
+from ..durable.atomic_file import FILE_DISK, Disk
 from ..durable.history import RunHistory, open_history
 from ..durable.journal import Journal, open_journal
+from ..engine import view
 from ..engine.ports import Launch
 from ..engine.runner import Runner
 from ..model.config import CommandConfig
@@ -39,52 +42,91 @@ class Changes(NamedTuple):
     removed: int
 
 
-class Supervisor:
-    """The running commands: one runner each, in its own nursery under ``nursery``.
+@dataclass(eq=False)
+class CommandSlot:
+    """Everything the daemon keeps for one command's runner, from start to retirement.
 
-    ``runners`` and ``journals`` are the live tables admission reads. Set ``nursery``
-    to the daemon's root nursery before starting a command.
+    A command removed and added back gets a new slot while the old one's run may still
+    go on: the two share ``lock``, so their runs never overlap.
     """
 
-    def __init__(self, state_dir: str | None, launch: Launch, metrics: Metrics) -> None:
+    runner: Runner
+    journal: Journal | None
+    history: RunHistory
+    lock: trio.Lock
+    retired: trio.Event
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    @property
+    def name(self) -> str:
+        """The command's name."""
+        return self.runner.command.name
+
+
+class Supervisor:
+    """The running commands, one :class:`CommandSlot` each.
+
+    Start it with ``nursery.start(supervisor.run)``; the runners live in its nursery.
+    ``slots`` is the live table admission reads.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | None,
+        launch: Launch,
+        metrics: Metrics,
+        *,
+        disk: Disk = FILE_DISK,
+    ) -> None:
         self.state_dir = state_dir  # a reload never changes it: that takes a restart
         self.metrics = metrics
-        self.runners: dict[str, Runner] = {}
-        self.journals: dict[str, Journal] = {}
-        self.nursery: trio.Nursery | None = None
+        self.slots: dict[str, CommandSlot] = {}
         self._launch = launch
-        self._scopes: dict[Runner, trio.CancelScope] = {}
-        self._retired: dict[Runner, trio.Event] = {}
-        self._retiring: list[Runner] = []
-        self._run_locks: dict[str, trio.Lock] = {}
+        self._disk = disk
+        self._retiring: list[CommandSlot] = []
+        self._nursery: trio.Nursery | None = None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold the runners' nursery until cancelled; ``task_status`` gets the supervisor."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    def lookup(self, name: str) -> CommandSlot | None:
+        """The live slot of command ``name``, if it is configured."""
+        return self.slots.get(name)
 
     async def start(self, command: CommandConfig) -> None:
         """Start ``command``'s runner, with the triggers its journal recovered."""
-        assert self.nursery is not None
+        assert self._nursery is not None, "start the supervisor first"
         journal, recovered = self._open_journal(command)
+        history = self._open_history(command)
+        # A retiring slot of the same name may still be running: share its lock.
+        lock = next((s.lock for s in self._retiring if s.name == command.name), trio.Lock())
         retired = trio.Event()
         runner = Runner(
             command,
-            partial(self._launch_alone, retired),
+            partial(self._launch_alone, lock, retired),
             metrics=self.metrics,
             settle=None if journal is None else partial(self._settle_live, command.name, journal),
             recovered=recovered,
-            history=self._open_history(command),
+            history=history,
         )
+        slot = CommandSlot(runner, journal, history, lock, retired)
         self.metrics.add_command(command.name)
-        self.metrics.track_pending_event_age(command.name, runner.pending_event_age)
-        self.nursery.start_soon(runner.history.keep_saved)
-        self._scopes[runner] = await self.nursery.start(self._supervise, runner)
-        self._retired[runner] = retired
-        self.runners[command.name] = runner
-        if journal is not None:
-            self.journals[command.name] = journal
+        self.metrics.track_pending_event_age(command.name, partial(_event_age, runner))
+        self._nursery.start_soon(history.keep_saved)
+        await self._nursery.start(self._supervise, slot)
+        self.slots[command.name] = slot
 
     async def apply(self, commands: Sequence[CommandConfig]) -> Changes:
         """Make the running commands match ``commands``; one call at a time."""
         # Compared with the runners themselves, not the last config: a reload that failed
         # halfway is completed by the next one.
-        live = {name: runner.command for name, runner in self.runners.items()}
+        live = {name: slot.runner.command for name, slot in self.slots.items()}
         wanted = {command.name: command for command in commands}
         removed = [name for name in live if name not in wanted]
         added = [command for name, command in wanted.items() if name not in live]
@@ -96,7 +138,7 @@ class Supervisor:
                 await self.retire(command.name, keep_events=command.disable)
                 await self.start(command)
             else:
-                self.runners[command.name].update(command)
+                self.slots[command.name].runner.update(command)
         for command in added:
             await self.start(command)
         return Changes(len(added), len(changed), len(removed))
@@ -107,52 +149,49 @@ class Supervisor:
         With ``keep_events`` (the command is being disabled), the events its journal holds
         stay on disk, to run when it is enabled again; otherwise they are forgotten.
         """
-        runner = self.runners.pop(name)
-        runner.stop()
-        self._retired[runner].set()
-        self._retiring.append(runner)
-        assert self.nursery is not None
-        self.nursery.start_soon(self._forget_when_stopped, runner)
-        journal = self.journals.pop(name, None)
-        if journal is not None and keep_events:
-            await _keep(name, journal)
-        elif journal is not None:
-            await _settle(journal, journal.seq)
+        assert self._nursery is not None
+        slot = self.slots.pop(name)
+        slot.runner.stop()
+        slot.retired.set()
+        self._retiring.append(slot)
+        self._nursery.start_soon(self._forget_when_stopped, slot)
+        if slot.journal is not None and keep_events:
+            await _keep(name, slot.journal)
+        elif slot.journal is not None:
+            await _settle(slot.journal, slot.journal.seq)
 
     def running(self) -> int:
         """How many commands are running a process now."""
-        return sum(1 for runner in self.runners.values() if runner.state == "running")
+        return sum(1 for slot in self.slots.values() if view.state(slot.runner) == "running")
 
-    async def stop(self, grace: float) -> list[Runner]:
+    async def stop(self, grace: float) -> list[CommandSlot]:
         """Stop every runner, retired ones too; cancel those still running after ``grace``.
 
-        Returns the runners it stopped, whose histories may still be saving.
+        Returns the slots it stopped, whose histories may still be saving.
         """
-        runners = [*self.runners.values(), *self._retiring]
-        for runner in runners:
-            runner.stop()
-            self._retired[runner].set()  # a run still waiting for its turn never starts
+        slots = [*self.slots.values(), *self._retiring]
+        for slot in slots:
+            slot.runner.stop()
+            slot.retired.set()  # a run still waiting for its turn never starts
         with trio.move_on_after(grace) as waiting:
-            for runner in runners:
-                await runner.stopped.wait()
+            for slot in slots:
+                await slot.runner.stopped.wait()
         if waiting.cancelled_caught:
-            late = [r for r in runners if not r.stopped.is_set()]
-            names = ", ".join(r.command.name for r in late)
+            late = [slot for slot in slots if not slot.runner.stopped.is_set()]
+            names = ", ".join(slot.name for slot in late)
             log.warning("shutdown grace of %gs is over; terminating %s", grace, names)
-            for runner in late:
-                self._scopes[runner].cancel()
-            for runner in late:
-                await runner.stopped.wait()
-        return runners
+            for slot in late:
+                slot.scope.cancel()
+            for slot in late:
+                await slot.runner.stopped.wait()
+        return slots
 
     async def _launch_alone(
-        self, retired: trio.Event, command: CommandConfig, request: RunRequest
+        self, lock: trio.Lock, retired: trio.Event, command: CommandConfig, request: RunRequest
     ) -> RunResult:
-        # A command removed and added back gets a new runner while the old one may still
-        # be running: the lock keeps its two runs from overlapping all the same, and a run
-        # whose runner was retired while it waited never starts (a storm of reloads would
-        # otherwise queue one run per runner it made).
-        lock = self._run_locks.setdefault(command.name, trio.Lock())
+        # The lock keeps a retired runner's run and its successor's from overlapping, and
+        # a run whose runner was retired while it waited never starts (a storm of reloads
+        # would otherwise queue one run per runner it made).
         async with lock:
             if retired.is_set():
                 return RunResult(error="not started: the command was removed or replaced")
@@ -160,7 +199,7 @@ class Supervisor:
 
     def _open_history(self, command: CommandConfig) -> RunHistory:
         try:
-            return open_history(self.state_dir, command.name)
+            return open_history(self.state_dir, command.name, self._disk)
         except OSError as exc:
             raise self._unusable(exc) from exc
 
@@ -168,7 +207,7 @@ class Supervisor:
         if self.state_dir is None or command.disable:
             return None, None
         try:
-            journal = open_journal(self.state_dir, command.name)
+            journal = open_journal(self.state_dir, command.name, self._disk)
         except OSError as exc:
             raise self._unusable(exc) from exc
         found = journal.load()
@@ -195,32 +234,30 @@ class Supervisor:
     async def _settle_live(self, name: str, journal: Journal, seq: int) -> None:
         # A run that ends after its command was disabled leaves the kept journal as it is
         # (a spare run once enabled), so no late write lands on a file a new runner reads.
-        if self.journals.get(name) is journal:
+        live = self.slots.get(name)
+        if live is not None and live.journal is journal:
             await _settle(journal, seq)
 
     def _unusable(self, exc: OSError) -> StateDirError:
         return StateDirError(exc.errno, f"cannot use stateDir {self.state_dir}: {exc.strerror}")
 
-    async def _forget_when_stopped(self, runner: Runner) -> None:
-        await runner.stopped.wait()
+    async def _forget_when_stopped(self, slot: CommandSlot) -> None:
+        await slot.runner.stopped.wait()
         # Every reload that removes a command would otherwise keep its runner forever.
-        self._retiring.remove(runner)
-        del self._scopes[runner], self._retired[runner]
-        name = runner.command.name
-        if name not in self.runners:  # not added back meanwhile
-            self.metrics.remove_command(name)
-            lock = self._run_locks.get(name)
-            if lock is not None and not lock.locked():
-                del self._run_locks[name]
+        self._retiring.remove(slot)
+        if slot.name not in self.slots:  # not added back meanwhile
+            self.metrics.remove_command(slot.name)
 
-    async def _supervise(
-        self, runner: Runner, *, task_status: trio.TaskStatus[trio.CancelScope]
-    ) -> None:
+    async def _supervise(self, slot: CommandSlot, *, task_status: trio.TaskStatus[None]) -> None:
         # One nursery per command, under ours: a runner's error ends the daemon loudly.
-        with trio.CancelScope() as scope:
+        with slot.scope:
             async with trio.open_nursery() as nursery:
-                await nursery.start(runner.run)
-                task_status.started(scope)
+                await nursery.start(slot.runner.run)
+                task_status.started()
+
+
+def _event_age(runner: Runner) -> float:
+    return view.pending_event_age(runner, trio.current_time())
 
 
 async def _keep(name: str, journal: Journal) -> None:

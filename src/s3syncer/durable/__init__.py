@@ -1,1 +1,3 @@
-"""What survives a restart: the journal of accepted events and the run history, written atomically."""
+"""What survives a restart: the journal of accepted events and the run history, written
+atomically.
+"""

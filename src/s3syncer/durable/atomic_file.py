@@ -10,15 +10,18 @@ import contextlib
 import json
 import os
 import re
+import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import trio
 
 # What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
 _TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
 
 
-def _move_aside(path: Path) -> Path:
+def move_aside(path: Path) -> Path:
     """Rename ``path`` to ``NAME.corrupt-<UTC time>``, never over an earlier one."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -75,3 +78,61 @@ def remove_stale_temporaries(state_dir: str) -> list[Path]:
                     entry.unlink()
                     removed.append(entry)
     return removed
+
+
+class Disk(Protocol):
+    """The state files as the journal and the history see them: the port tests fake."""
+
+    def read_text(self, path: Path) -> str:
+        """The UTF-8 text of ``path``; FileNotFoundError if there is none, ValueError (or
+        another OSError) if it cannot be read as a file."""
+
+    async def write(
+        self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+    ) -> None:
+        """Replace ``path`` with ``document`` as JSON, whole or not at all; None removes it.
+
+        With ``make_directory``, the file's directory is made first if it is missing.
+        """
+
+
+class FileDisk:
+    """The real disk: reads that never block on a FIFO, writes in a worker thread."""
+
+    def read_text(self, path: Path) -> str:
+        """The UTF-8 text of the regular file ``path``."""
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            kind = os.fstat(fd).st_mode
+            if not stat.S_ISREG(kind):
+                raise ValueError(f"it is {_describe_kind(kind)}, not a file")
+            with open(fd, "rb", closefd=False) as file:
+                return file.read().decode("utf-8")
+        finally:
+            os.close(fd)
+
+    async def write(
+        self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+    ) -> None:
+        """:func:`replace_file` in a worker thread, so no fsync holds the loop."""
+        await trio.to_thread.run_sync(_replace_in, path, document, make_directory)
+
+
+FILE_DISK = FileDisk()
+
+
+def _replace_in(path: Path, document: dict[str, Any] | None, make_directory: bool) -> None:
+    if make_directory and document is not None:
+        path.parent.mkdir(exist_ok=True)
+    replace_file(path, document)
+
+
+def _describe_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"

@@ -3,43 +3,42 @@
 With ``stateDir`` the history lives in ``STATEDIR/history/NAME.json`` (replaced
 atomically, once when a run starts and once when it ends), so run ids go on
 across restarts and the page still shows what ran before one. Without it, the
-history is kept in memory only. The runner only records; :meth:`RunHistory.keep_saved`,
-a task of the service, does the writing, so no run waits on the disk.
+history is kept in memory only. The runner only records, through its run-log port;
+:meth:`RunHistory.keep_saved`, a task the supervisor starts beside the runner, does the
+writing, so no run waits on the disk.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
-from ..model.run import PastRun
-from .atomic_file import replace_file
+from ..model.run import KEEP_RUNS, PastRun, RecentRuns
+from ..model.strict_json import strict_json
+from .atomic_file import FILE_DISK, Disk
 
 if TYPE_CHECKING:
     pass
 
 log = logging.getLogger("s3syncer.history")
 
-KEEP_RUNS = 20
 FORMAT_VERSION = 1
 # Not runs/: that holds the runs' events files, and is emptied at every start.
 HISTORY_DIR = "history"
 
 
-class RunHistory:
-    """The last ``keep`` runs of one command and the id of the latest; saved to ``path``."""
+class RunHistory(RecentRuns):
+    """:class:`RecentRuns`, saved to ``path`` by :meth:`keep_saved` after each change."""
 
-    def __init__(self, path: Path | None = None, keep: int = KEEP_RUNS) -> None:
+    def __init__(
+        self, path: Path | None = None, keep: int = KEEP_RUNS, *, disk: Disk = FILE_DISK
+    ) -> None:
+        super().__init__(keep)
         self.path = path
-        self.last_run_id = 0
-        self.last_success: PastRun | None = None
-        self._runs: deque[PastRun] = deque(maxlen=keep)
+        self._disk = disk
         self._failed_to_save = False
         self._changed = trio.Event()
         self._closed = False
@@ -47,24 +46,17 @@ class RunHistory:
         self._lock = trio.Lock()
         self.done = trio.Event()  # set once the last change is on disk after close()
 
-    def __iter__(self) -> Iterator[PastRun]:
-        """Oldest first."""
-        return iter(self._runs)
-
-    def __len__(self) -> int:
-        return len(self._runs)
-
     def started(self, run_id: int) -> None:
-        """Note the id of a run that starts now: the next start goes on from it."""
-        self.last_run_id = max(self.last_run_id, run_id)
-        self._dirty = True
-        self._changed.set()
+        """Note the id of a run that starts now; saved at once, so the id is never reused."""
+        super().started(run_id)
+        self._changed_now()
 
     def add(self, run: PastRun) -> None:
         """Remember a finished run."""
-        self._runs.append(run)
-        if run.ok:
-            self.last_success = run
+        super().add(run)
+        self._changed_now()
+
+    def _changed_now(self) -> None:
         self._dirty = True
         self._changed.set()
 
@@ -94,7 +86,9 @@ class RunHistory:
         if self.path is None:
             return
         try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
+            # Read like the journal: a FIFO, a directory or 100,000 nested brackets in its
+            # place is an unreadable history, never a start that hangs or dies.
+            document = strict_json(self._disk.read_text(self.path))
             if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
                 raise ValueError("no runs list")
             runs = [PastRun.from_json(run) for run in document["runs"]]
@@ -123,7 +117,8 @@ class RunHistory:
         }
         try:
             async with self._lock:
-                await trio.to_thread.run_sync(_save, self.path, document)
+                # Made by the first write: a command that never ran leaves nothing.
+                await self._disk.write(self.path, document, make_directory=True)
         except OSError as exc:
             if not self._failed_to_save:
                 log.error("cannot save run history %s: %s", self.path, exc.strerror)
@@ -132,17 +127,11 @@ class RunHistory:
             self._failed_to_save = False
 
 
-def _save(path: Path, document: dict[str, Any]) -> None:
-    # The journal's write, fsync, rename: a crash leaves the old history or the new one.
-    path.parent.mkdir(exist_ok=True)
-    replace_file(path, document)
-
-
-def open_history(state_dir: str | None, command: str) -> RunHistory:
+def open_history(state_dir: str | None, command: str, disk: Disk = FILE_DISK) -> RunHistory:
     """The history of ``command``: kept in ``state_dir`` if given, else in memory."""
     if state_dir is None:
         return RunHistory()
     # The directory is made by the first write: a command that never ran leaves nothing.
-    history = RunHistory(Path(state_dir) / HISTORY_DIR / f"{command}.json")
+    history = RunHistory(Path(state_dir) / HISTORY_DIR / f"{command}.json", disk=disk)
     history.load()
     return history

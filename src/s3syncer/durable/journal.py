@@ -29,8 +29,8 @@ import trio
 
 from ..model.event import Event
 from ..model.event_log import MAX_EVENTS_PER_RUN, EventLog
-from .atomic_file import _move_aside, replace_file
-from .journal_file import FORMAT_VERSION, Recovered, _read, _reason
+from .atomic_file import FILE_DISK, Disk, move_aside, replace_file
+from .journal_file import FORMAT_VERSION, Recovered, describe_read_error, parse_journal
 
 # Batches recorded this close together share one accept time (the oldest's), so a
 # command that keeps failing under a flood of pushes keeps at most one span a second.
@@ -82,8 +82,11 @@ class AcceptTimes:
 class Journal:
     """One command's accepted, not yet successfully run events, mirrored to ``path``."""
 
-    def __init__(self, path: Path, limit: int = MAX_EVENTS_PER_RUN) -> None:
+    def __init__(
+        self, path: Path, limit: int = MAX_EVENTS_PER_RUN, *, disk: Disk = FILE_DISK
+    ) -> None:
         self.path = path
+        self._disk = disk
         self._events = EventLog(limit)
         self._seq = 0
         self._accepted = AcceptTimes()
@@ -151,7 +154,7 @@ class Journal:
         document = self._document()
         try:
             # The write itself cannot be cancelled halfway: the file is replaced whole or not.
-            await trio.to_thread.run_sync(replace_file, self.path, document)
+            await self._disk.write(self.path, document)
             self._saved_version = max(self._saved_version, version)
         finally:
             self._writing = None
@@ -176,11 +179,11 @@ class Journal:
         file is moved aside and reported in ``Recovered.problem``.
         """
         try:
-            events, truncated, accepted_at = _read(self.path)
+            events, truncated, accepted_at = parse_journal(self._disk.read_text(self.path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            return self._set_aside(_reason(exc))
+            return self._set_aside(describe_read_error(exc))
         # Never in the future: a clock set back must not make a negative lag.
         at = time.time() if accepted_at is None else min(accepted_at, time.time())
         self.record(events, truncated=truncated, at=at)
@@ -193,7 +196,7 @@ class Journal:
         self.record((), truncated=True, at=at)
         problem = f"state file {self.path} is unreadable ({why})"
         try:
-            aside = _move_aside(self.path)
+            aside = move_aside(self.path)
         except OSError as exc:
             return Recovered((), True, at, f"{problem} and cannot be moved aside ({exc.strerror})")
         problem += f"; moved it to {aside.name}"
@@ -206,8 +209,8 @@ class Journal:
         return Recovered((), True, at, problem)
 
 
-def open_journal(state_dir: str, command: str) -> Journal:
+def open_journal(state_dir: str, command: str, disk: Disk = FILE_DISK) -> Journal:
     """The journal of ``command`` in ``state_dir``, creating the directory if needed."""
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    return Journal(directory / f"{command}.json")
+    return Journal(directory / f"{command}.json", disk=disk)

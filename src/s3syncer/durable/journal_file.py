@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..model.event import Event, event_from_document
 from ..model.strict_json import strict_json
@@ -44,21 +41,11 @@ class Recovered:
         return f"{found}; running now"
 
 
-def _read(path: Path) -> tuple[list[Event], bool, float | None]:
-    """The events, the truncated flag and their oldest accept time in ``path``.
+def parse_journal(text: str) -> tuple[list[Event], bool, float | None]:
+    """The events, the truncated flag and their oldest accept time in a journal's text.
 
     ValueError if it holds no journal.
     """
-    # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        kind = os.fstat(fd).st_mode
-        if not stat.S_ISREG(kind):
-            raise ValueError(f"it is {_describe_kind(kind)}, not a file")
-        with open(fd, "rb", closefd=False) as file:
-            text = file.read().decode("utf-8")
-    finally:
-        os.close(fd)
     document = strict_json(text)
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
@@ -80,19 +67,9 @@ def _read(path: Path) -> tuple[list[Event], bool, float | None]:
     return events, truncated, accepted_at
 
 
-def _reason(exc: OSError | ValueError) -> str:
+def describe_read_error(exc: OSError | ValueError) -> str:
     if isinstance(exc, OSError):
         return f"cannot read it: {exc.strerror}"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
     return str(exc)
-
-
-def _describe_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"

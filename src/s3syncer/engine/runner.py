@@ -1,51 +1,36 @@
 """The per-command runner: the trio loop that drives coalescing and the schedule.
 
-One runner drives one command. It owns a memory channel of triggers; the web
-handler drops triggers into it with ``send_nowait`` and never waits. The
+One runner drives one command. It owns a memory channel of triggers; the daemon's
+admission drops triggers into it with ``send_nowait`` and never waits. The
 runner drains the channel into its :class:`~s3syncer.engine.coalesce.Coalescer`, so
 any number of triggers costs O(1) memory, sleeps until the next deadline (the
 pending run, reconcile, a ``runAt`` tick) and runs the command, never twice at
 the same time. What falls due when is decided in :mod:`s3syncer.engine.coalesce` and
 :mod:`s3syncer.engine.schedule`, without trio; launching the process is injected
-(``launch``), so this loop is testable under trio's MockClock without a
-process or a socket.
+(``launch``) and so is the log its runs go to (``history``), so this loop is testable
+under trio's MockClock without a process, a file or a socket. What the runner is doing,
+as ``/status`` shows it, is read by :mod:`s3syncer.engine.view`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import trio
 
-from ..durable.history import RunHistory
 from ..model.config import CommandConfig
 from ..model.event_log import EventLog
-from ..model.run import PastRun, Reason, RunRecord, RunRequest, RunResult, Trigger
+from ..model.run import PastRun, RecentRuns, RunRecord, RunRequest, RunResult, Trigger
 from ..obs.metrics import Metrics
 from .coalesce import Coalescer, Retrying
-from .ports import Launch, Settle
+from .ports import Launch, RunLog, Settle
 from .schedule import Schedule, system_wall_clock
 
-__all__ = [
-    "Launch",
-    "Reason",
-    "RunRecord",
-    "RunRequest",
-    "RunResult",
-    "Runner",
-    "Settle",
-    "State",
-    "Trigger",
-]
-
 log = logging.getLogger("s3syncer.runner")
-
-State = Literal["idle", "waiting", "running", "backoff", "disabled", "stopped"]
 
 TRIGGER_BUFFER = 4096
 
@@ -63,21 +48,21 @@ class Runner:
         buffer: int = TRIGGER_BUFFER,
         settle: Settle | None = None,
         recovered: Trigger | None = None,
-        history: RunHistory | None = None,
+        history: RunLog | None = None,
     ) -> None:
         self.command = command
-        self.history = history if history is not None else RunHistory()
+        self.history: RunLog = history if history is not None else RecentRuns()
         self._launch = launch
         self._settle = settle
         self._recovered = recovered
         self._metrics = metrics or Metrics()
         self._wall_clock = wall_clock
         self.send_channel, self._receive = trio.open_memory_channel[Trigger](buffer)
-        self._next_run = Coalescer(command, last_run_id=self.history.last_run_id)
-        self._schedule = Schedule(command)
+        self.coalescer = Coalescer(command, last_run_id=self.history.last_run_id)
+        self.schedule = Schedule(command)
         self._scope: trio.CancelScope | None = None  # the wait for triggers, if one is on
-        self._running: RunRecord | None = None
-        self._in_flight: EventLog | None = None  # the events of the run in progress
+        self.current_run: RunRecord | None = None
+        self.in_flight: EventLog | None = None  # the events of the run in progress
         self._stopping = False
         self.last_run: RunRecord | None = None
         self.runs = 0
@@ -89,76 +74,20 @@ class Runner:
     def stop(self) -> None:
         """Stop after the current run, if any; pending triggers are dropped."""
         self._stopping = True
-        if self._scope is not None and self._running is None:
+        if self._scope is not None and self.current_run is None:
             self._scope.cancel()
 
     def update(self, command: CommandConfig) -> None:
         """Take new settings (a reload): pending triggers stay, deadlines are recomputed.
 
         A running run finishes as it started; ``disable`` cannot change here (the
-        service replaces the runner for that).
+        supervisor replaces the runner for that).
         """
         self.command = command
-        self._next_run.update(command)
-        self._schedule.update(command, trio.current_time(), self._wall_clock())
+        self.coalescer.update(command)
+        self.schedule.update(command, trio.current_time(), self._wall_clock())
         if self._scope is not None:
             self._scope.deadline = self._deadline()
-
-    @property
-    def state(self) -> State:
-        """What the runner is doing now."""
-        if self.command.disable:
-            return "disabled"
-        if self.stopped.is_set():
-            return "stopped"
-        if self._running is not None:
-            return "running"
-        reason = self._next_run.pending_reason
-        if reason is not None:
-            return "backoff" if reason == "retry" else "waiting"
-        return "idle"
-
-    @property
-    def current_run(self) -> RunRecord | None:
-        """The run in progress, if any."""
-        return self._running
-
-    @property
-    def pending_triggers(self) -> int:
-        """Triggers accepted and not yet covered by a started run."""
-        return self._next_run.pending_triggers
-
-    def waiting_events(self) -> int:
-        """Accepted events no successful run has covered yet: pending, running or failed."""
-        return sum(len(log) for log in self._unsettled())
-
-    def full_sync_owed(self) -> bool:
-        """Whether some of those events are unknown (dropped, or an unreadable journal)."""
-        return any(log.truncated for log in self._unsettled())
-
-    def pending_event_age(self) -> float:
-        """Seconds since the oldest event no successful run has covered was accepted; 0: none."""
-        accepted = [log.oldest_at for log in self._unsettled() if log.oldest_at is not None]
-        return max(0.0, trio.current_time() - min(accepted)) if accepted else 0.0
-
-    def _unsettled(self) -> list[EventLog]:
-        in_flight = [] if self._in_flight is None else [self._in_flight]
-        return [*in_flight, *self._next_run.unsettled()]
-
-    def next_run(self) -> float | None:
-        """Wall-clock time (epoch seconds) the pending run or retry falls due, if any."""
-        at = self._next_run.due()
-        return None if math.isinf(at) else time.time() + (at - trio.current_time())
-
-    def next_reconcile(self) -> float | None:
-        """Wall-clock time (epoch seconds) of the next reconcile run, if reconcile is on."""
-        at = self._schedule.reconcile_at()
-        return None if math.isinf(at) else time.time() + (at - trio.current_time())
-
-    def next_schedule(self) -> float | None:
-        """Wall-clock time (epoch seconds) of the next ``runAt`` tick, if any."""
-        tick = self._schedule.tick_wall
-        return None if tick is None else tick.timestamp()
 
     # --- the loop --------------------------------------------------------------------
 
@@ -171,7 +100,7 @@ class Runner:
                     async for _ in self._receive:
                         pass  # a disabled command accepts triggers and never runs them
                 return
-            self._schedule.start(trio.current_time(), self._wall_clock())
+            self.schedule.start(trio.current_time(), self._wall_clock())
             if self._recovered is not None:
                 # Accepted before a restart and never run: first, and it names the run.
                 self._add(self._recovered)
@@ -183,7 +112,7 @@ class Runner:
                 if not self._stopping:
                     await self._wake()
         finally:
-            _log_dropped(self.command.name, self._next_run.pending_triggers)
+            _log_dropped(self.command.name, self.coalescer.pending_triggers)
             self.history.close()
             self.stopped.set()
 
@@ -209,16 +138,16 @@ class Runner:
                 self._scope = None
 
     def _deadline(self) -> float:
-        if self._running is not None:
-            return self._schedule.tick_at  # triggers wait for the run to end; ticks do not
+        if self.current_run is not None:
+            return self.schedule.tick_at  # triggers wait for the run to end; ticks do not
         return self._next_wakeup()[0]
 
     def _next_wakeup(self) -> tuple[float, str]:
         # On a tie the pending run goes first: it covers what reconcile would.
         return min(
-            (self._next_run.due(), "pending"),
-            (self._schedule.reconcile_at(), "reconcile"),
-            (self._schedule.tick_at, "schedule"),
+            (self.coalescer.due(), "pending"),
+            (self.schedule.reconcile_at(), "reconcile"),
+            (self.schedule.tick_at, "schedule"),
         )
 
     async def _wake(self) -> None:
@@ -229,9 +158,9 @@ class Runner:
         if why == "reconcile":
             self._add(Trigger("reconcile", immediate=True))
         elif why == "schedule":
-            self._schedule.next_tick(now, self._wall_clock())
+            self.schedule.next_tick(now, self._wall_clock())
             self._add(Trigger("schedule", immediate=True))
-        request = self._next_run.take()
+        request = self.coalescer.take()
         if request is not None:
             await self._run(request)
 
@@ -244,8 +173,8 @@ class Runner:
             self._add(trigger)
 
     def _add(self, trigger: Trigger) -> None:
-        self._next_run.add(trigger, trio.current_time())
-        self._metrics.pending(self.command.name, self._next_run.pending_triggers)
+        self.coalescer.add(trigger, trio.current_time())
+        self._metrics.pending(self.command.name, self.coalescer.pending_triggers)
 
     # --- running ---------------------------------------------------------------------
 
@@ -258,8 +187,8 @@ class Runner:
             events=len(request.events),
             output=request.output,
         )
-        self._running = record
-        self._in_flight = request.events
+        self.current_run = record
+        self.in_flight = request.events
         self.history.started(request.run_id)  # saved at once: the id is taken, whatever happens
         self._metrics.pending(self.command.name, 0)
         self._metrics.running(self.command.name, True)
@@ -271,11 +200,11 @@ class Runner:
                 result = await self._launch(self.command, request)
                 nursery.cancel_scope.cancel()
         finally:
-            self._running = None
-            self._in_flight = None
+            self.current_run = None
+            self.in_flight = None
             self._metrics.running(self.command.name, False)
         ended = trio.current_time()
-        self._schedule.ran(ended)
+        self.schedule.ran(ended)
         record.ended_at = record.started_at + (ended - started)
         record.result = result
         self.last_run = record
@@ -288,9 +217,9 @@ class Runner:
         while True:
             await self._collect()
             now = trio.current_time()
-            if self._schedule.tick_at <= now:
+            if self.schedule.tick_at <= now:
                 # A tick during a run folds into the follow-up, like a trigger.
-                self._schedule.next_tick(now, self._wall_clock())
+                self.schedule.next_tick(now, self._wall_clock())
                 self._add(Trigger("schedule"))
 
     def _finish(self, request: RunRequest, result: RunResult, duration: float) -> None:
@@ -299,7 +228,7 @@ class Runner:
         if not result.ok:
             self.failures += 1
         now = trio.current_time()
-        retrying = self._next_run.finish(request, result.ok, now, may_retry=not self._stopping)
+        retrying = self.coalescer.finish(request, result.ok, now, may_retry=not self._stopping)
         _log_end(self.command.name, request, result, duration, retrying)
 
 

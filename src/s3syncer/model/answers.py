@@ -7,13 +7,11 @@ read the answers directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    pass
-
-
-Refusal = Literal["unknown", "disabled", "shutting down", "busy", "not durable", "bad request"]
+# What was wrong with a request that could not be read.
+BadRequest = Literal["bad request", "too large", "unsupported media type"]
+Refusal = Literal["unknown", "disabled", "shutting down", "busy", "not durable", BadRequest]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ the launcher fills its :class:`OutputTail` and returns a :class:`RunResult`; the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +37,8 @@ class OutputTail:
         """The kept bytes as text; bytes that are not UTF-8 are replaced."""
         return bytes(self._buffer).decode("utf-8", "replace")
 
+
+KEEP_RUNS = 20
 
 Reason = Literal["startup", "event", "reconcile", "schedule", "manual", "retry", "recovered"]
 
@@ -172,3 +175,36 @@ class PastRun:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a run: {exc}") from None
         return run
+
+
+class RecentRuns:
+    """A command's last ``keep`` runs, its last success, and the id the next run goes on from.
+
+    This is the run log the runner writes to when nothing keeps it on disk; the daemon's
+    :class:`~s3syncer.durable.history.RunHistory` is the same log, saved.
+    """
+
+    def __init__(self, keep: int = KEEP_RUNS) -> None:
+        self.last_run_id = 0
+        self.last_success: PastRun | None = None
+        self._runs: deque[PastRun] = deque(maxlen=keep)
+
+    def __iter__(self) -> Iterator[PastRun]:
+        """Oldest first."""
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def started(self, run_id: int) -> None:
+        """Note the id of a run that starts now: the next start goes on from it."""
+        self.last_run_id = max(self.last_run_id, run_id)
+
+    def add(self, run: PastRun) -> None:
+        """Remember a finished run."""
+        self._runs.append(run)
+        if run.ok:
+            self.last_success = run
+
+    def close(self) -> None:
+        """No more runs will be added."""

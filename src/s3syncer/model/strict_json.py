@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .event import EnvelopeError
-
-if TYPE_CHECKING:  # the replicate tool reads these events too, without the daemon's config
-    pass
 
 
 def load_json(body: bytes) -> object:

@@ -1,1 +1,3 @@
-"""Observability: Prometheus metrics, logging, and the throttle that keeps a flood out of the log."""
+"""Observability: Prometheus metrics, logging, and the throttle that keeps a flood out of
+the log.
+"""

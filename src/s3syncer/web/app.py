@@ -1,14 +1,11 @@
 """The HTTP face: the webhook hot path as a plain ASGI callable, the rest on Quart-Trio.
 
-``POST /trigger/{name}`` is what the registry calls for every push, pull and
-delete, one request at a time. It is answered by :class:`WebhookApp` before
-Quart sees it (measured: a plain ASGI callable answers about 1.4x the rate of
-a Quart route here). Everything else, the probes, metrics, status and manual
-runs, goes to the Quart-Trio app. This layer only parses requests and maps the
-service's answer (:class:`~s3syncer.admission.Accepted` or
-:class:`~s3syncer.admission.Refused`) to HTTP: :meth:`Service.accept`
-(:class:`~s3syncer.admission.Admission`) owns the rules, the journal and the
-runners' channels, and never waits on a command.
+``POST /trigger/{name}`` is what the registry calls for every push, pull and delete; it
+is answered by :class:`~s3syncer.web.webhook.WebhookApp` before Quart sees it. Everything
+else, the probes, metrics, status, the page and manual runs, goes to the Quart-Trio app.
+This layer parses requests and renders answers; the inbox it is handed
+(:class:`~s3syncer.web.ports.Inbox`) owns the rules, the journal and the runners'
+channels, and never waits on a command.
 """
 
 from __future__ import annotations
@@ -16,24 +13,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from quart import Response
 from quart_trio import QuartTrio
 
 from .. import __version__
 from ..model.answers import Refused
+from ..model.config import AuthConfig
 from ..obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .page import render_status_page
-from .webhook import WebhookApp, _refused
-
-if TYPE_CHECKING:
-    from ..daemon.service import Service
+from .ports import Daemon, Inbox
+from .status import status_document
+from .webhook import WebhookApp, refused
 
 log = logging.getLogger("s3syncer.web")
 
 
-def create_app(service: Service) -> WebhookApp:
+def create_app(inbox: Inbox, daemon: Daemon, auth: AuthConfig | None) -> WebhookApp:
     """The whole ASGI application: the webhook fast path in front of the Quart-Trio app."""
     app = QuartTrio("s3syncer")
 
@@ -43,35 +39,36 @@ def create_app(service: Service) -> WebhookApp:
 
     @app.get("/ready")
     async def ready() -> Response:
-        if service.ready and not service.shutting_down:
+        if daemon.ready and not daemon.shutting_down:
             return Response("ready\n", content_type="text/plain")
-        why = "shutting down" if service.shutting_down else "starting"
+        why = "shutting down" if daemon.shutting_down else "starting"
         return Response(f"{why}\n", status=503, content_type="text/plain")
 
     @app.get("/metrics")
     async def metrics_page() -> Response:
-        return Response(service.metrics.render(), content_type=METRICS_CONTENT_TYPE)
+        return Response(daemon.metrics_text(), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/status")
     async def status() -> Response:
-        return Response(json.dumps(service.status()), content_type="application/json")
+        document = status_document(daemon.views())
+        return Response(json.dumps(document), content_type="application/json")
 
     @app.get("/")
     async def page() -> Response:
-        html = render_status_page(service.status(), __version__, time.time())
+        html = render_status_page(daemon.views(), __version__, time.time())
         return Response(html, content_type="text/html; charset=utf-8")
 
     @app.post("/run/<name>")
     async def run(name: str) -> Response:
-        answer = await service.accept(name, (), "manual")
+        answer = await inbox.accept(name, (), "manual")
         if isinstance(answer, Refused):
-            refused = _refused(answer)
+            refusal = refused(answer)
             return Response(
-                refused.reason + "\n",
-                status=refused.status,
-                headers={k.decode(): v.decode() for k, v in refused.headers},
+                refusal.reason + "\n",
+                status=refusal.status,
+                headers={k.decode(): v.decode() for k, v in refusal.headers},
                 content_type="text/plain",
             )
         return Response(json.dumps({"accepted": True}), status=202, content_type="application/json")
 
-    return WebhookApp(service, service.config.auth, app)  # type: ignore[arg-type]
+    return WebhookApp(inbox, auth, app)  # type: ignore[arg-type]

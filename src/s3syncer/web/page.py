@@ -10,11 +10,12 @@ that came from a process, a request or the config is escaped.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from html import escape
-from typing import Any
 
+from ..model.command_view import CommandView
 from ..model.config import format_duration
+from .status import iso
 from .timeline import render_timeline
 
 REFRESH_SECONDS = 10
@@ -97,24 +98,21 @@ def duration(seconds: float) -> str:
     return format_duration(int(seconds) // 60 * 60)
 
 
-def _parse(iso: str | None) -> float | None:
-    return None if iso is None else dt.datetime.fromisoformat(iso).timestamp()
-
-
-def _mark(command: Mapping[str, Any]) -> tuple[str, str]:
+def _mark(command: CommandView) -> tuple[str, str]:
     """CSS class and label: running, failed, ok, or the runner's state."""
-    state = command["state"]
-    last = command.get("lastRun")
+    state = command.state
+    last = command.last_run
     if state == "running":
         return "running", "running"
     if state == "disabled":
         return "disabled", "disabled"
-    if last is None or last.get("ok") is None:
+    if last is None or last.result is None:
         return "idle", "no run yet" if state == "idle" else state
-    label = "ok" if last["ok"] else "failed"
+    ok = last.result.ok
+    label = "ok" if ok else "failed"
     if state in ("waiting", "backoff"):
         label += f", {state}"
-    return ("ok" if last["ok"] else "failed"), label
+    return ("ok" if ok else "failed"), label
 
 
 Row = tuple[str, str, str | None]
@@ -129,60 +127,66 @@ def _rows(pairs: Iterable[Row]) -> str:
     return "".join(html)
 
 
-def _waiting(command: Mapping[str, Any], now: float) -> Row:
-    count = int(command.get("pendingEvents") or 0)
-    everything = bool(command.get("pendingFullSync"))
-    if not count and not everything and not command.get("pendingEventAgeSeconds"):
+def _waiting(command: CommandView, now: float) -> Row:
+    count = command.pending_events
+    everything = command.pending_full_sync
+    if not count and not everything and not command.pending_event_age:
         return ("events waiting", "none", None)
-    oldest = now - float(command.get("pendingEventAgeSeconds") or 0.0)
+    oldest = now - command.pending_event_age
     # Events were dropped or a journal was unreadable: a count alone would understate it.
     what = f"{count} and a run covering everything" if everything else str(count)
     return ("events waiting", f"{what}, oldest accepted {ago(oldest, now)}", None)
 
 
-def _facts(command: Mapping[str, Any], now: float) -> list[Row]:
+def _when(label: str, at: float | None, now: float) -> Row:
+    return (label, ago(at, now), iso(at))
+
+
+def _facts(command: CommandView, now: float) -> list[Row]:
     pairs = [_waiting(command, now)]
-    if command.get("pendingTriggers"):
-        pairs.append(("triggers pending", str(command["pendingTriggers"]), None))
-    current = command.get("currentRun")
+    if command.pending_triggers:
+        pairs.append(("triggers pending", str(command.pending_triggers), None))
+    current = command.current_run
     if current is not None:
-        since = ago(_parse(current.get("start")), now)
-        pairs.append(("running", f"#{current['runId']} {current['reason']}, started {since}", None))
-    last = command.get("lastRun")
-    if last is not None and last.get("ok") is not None:
-        took = duration(last.get("durationSeconds") or 0.0)
-        when = ago(_parse(last.get("start")), now)
-        text = f"#{last['runId']} {last['reason']} {when}, took {took}: {last.get('outcome')}"
-        pairs.append(("last run", text, last.get("start")))
-    success = command.get("lastSuccess")
-    pairs.append(("last success", ago(_parse(success), now), success))
-    if command.get("nextRun") and current is not None:
+        since = ago(current.started_at, now)
+        pairs.append(("running", f"#{current.run_id} {current.reason}, started {since}", None))
+    last = command.last_run
+    if last is not None and last.result is not None:
+        took = duration(last.duration or 0.0)
+        when = ago(last.started_at, now)
+        text = f"#{last.run_id} {last.reason} {when}, took {took}: {last.result.describe()}"
+        pairs.append(("last run", text, iso(last.started_at)))
+    success = command.last_success
+    pairs.append(_when("last success", None if success is None else success.ended_at, now))
+    if command.next_run is not None and current is not None:
         # Triggers during a run make one follow-up, never before this run ends.
-        pairs.append(("next run", f"after #{current['runId']} ends", command["nextRun"]))
-    elif command.get("nextRun"):
-        label = "retry" if command["state"] == "backoff" else "next run"
-        pairs.append((label, ago(_parse(command["nextRun"]), now), command["nextRun"]))
-    for key, name in (("nextReconcile", "reconcile"), ("nextSchedule", "schedule")):
-        if command.get(key):
-            pairs.append((name, ago(_parse(command[key]), now), command[key]))
-    pairs.append(("runs", f"{command['runs']} since start ({command['failures']} failed)", None))
+        pairs.append(("next run", f"after #{current.run_id} ends", iso(command.next_run)))
+    elif command.next_run is not None:
+        label = "retry" if command.state == "backoff" else "next run"
+        pairs.append(_when(label, command.next_run, now))
+    for name, at in (("reconcile", command.next_reconcile), ("schedule", command.next_schedule)):
+        if at is not None:
+            pairs.append(_when(name, at, now))
+    pairs.append(("runs", f"{command.runs} since start ({command.failures} failed)", None))
     return pairs
 
 
-def _history(command: Mapping[str, Any], now: float) -> str:
-    runs = command.get("recentRuns") or []
-    timeline = render_timeline(runs, command.get("currentRun"), now)
+def _history(command: CommandView, now: float) -> str:
+    runs = command.recent_runs
+    current = command.current_run
+    timeline = render_timeline(runs, current, now)
     if not timeline:
         return ""
-    current = command.get("currentRun")
-    starts = [run["start"] for run in [*runs, *([current] if current else [])]]
-    oldest = min(_parse(start) or now for start in starts)
+    starts = [run.started_at for run in runs]
+    if current is not None:
+        starts.append(current.started_at)
+    oldest = min(starts)
     rows = "".join(
-        f"<tr><td>#{run['runId']}</td><td>{escape(run['reason'])}</td>"
-        f'<td title="{escape(run["start"])}">{ago(_parse(run["start"]), now)}</td>'
-        f"<td>{duration(run['durationSeconds'])}</td>"
-        f'<td class="result {"ok" if run["ok"] else "failed"}">{escape(run["result"])}</td>'
-        f"<td>{run['triggers']}</td><td>{run['events']}</td></tr>"
+        f"<tr><td>#{run.run_id}</td><td>{escape(run.reason)}</td>"
+        f'<td title="{iso(run.started_at)}">{ago(run.started_at, now)}</td>'
+        f"<td>{duration(run.duration)}</td>"
+        f'<td class="result {"ok" if run.ok else "failed"}">{escape(run.outcome)}</td>'
+        f"<td>{run.triggers}</td><td>{run.events}</td></tr>"
         for run in runs
     )
     table = ""
@@ -199,36 +203,36 @@ def _history(command: Mapping[str, Any], now: float) -> str:
     )
 
 
-def _output(command: Mapping[str, Any]) -> str:
-    current = command.get("currentRun")
+def _output(command: CommandView) -> str:
+    current = command.current_run
     if current is not None:
-        tail = current.get("outputTail") or "(nothing yet)"
+        tail = (current.output.text if current.output is not None else "") or "(nothing yet)"
         return (
-            f"<details open><summary>output of run #{current['runId']} so far</summary>"
+            f"<details open><summary>output of run #{current.run_id} so far</summary>"
             f"<pre>{escape(tail)}</pre></details>"
         )
-    last = command.get("lastRun")
-    if last is not None and last.get("outputTail"):
+    last = command.last_run
+    if last is not None and last.result is not None and last.result.output_tail:
         return (
             "<details><summary>output of the last run</summary>"
-            f"<pre>{escape(last['outputTail'])}</pre></details>"
+            f"<pre>{escape(last.result.output_tail)}</pre></details>"
         )
     return ""
 
 
-def _command_card(command: Mapping[str, Any], now: float) -> str:
+def _command_card(command: CommandView, now: float) -> str:
     css, label = _mark(command)
     return (
-        f'<section class="cmd {css}" id="cmd-{escape(command["name"])}">'
-        f'<h2><span>{escape(command["name"])}</span><span class="mark">{escape(label)}</span></h2>'
+        f'<section class="cmd {css}" id="cmd-{escape(command.name)}">'
+        f'<h2><span>{escape(command.name)}</span><span class="mark">{escape(label)}</span></h2>'
         f"<dl>{_rows(_facts(command, now))}</dl>{_history(command, now)}{_output(command)}"
         "</section>"
     )
 
 
-def render_status_page(status: Mapping[str, Any], version: str, now: float) -> str:
-    """The whole HTML page for a ``/status`` document."""
-    cards = "".join(_command_card(command, now) for command in status["commands"])
+def render_status_page(commands: Iterable[CommandView], version: str, now: float) -> str:
+    """The whole HTML page for the commands' views; ``now`` is Unix time."""
+    cards = "".join(_command_card(command, now) for command in commands)
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

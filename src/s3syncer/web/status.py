@@ -1,6 +1,7 @@
-"""The status document of ``GET /status`` (and of the page at ``GET /``): per command, its
-state, pending triggers and events (and the age of the oldest), current and last run, the
-recent runs, the last success, and the next run, reconcile and schedule."""
+"""The ``GET /status`` document: each command's :class:`CommandView` as JSON.
+
+Times stay Unix seconds in the view and become ISO 8601 text only here, and on the page.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from ..engine.runner import Runner
+from ..model.command_view import CommandView
 from ..model.run import PastRun, RunRecord
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso(timestamp: float | None) -> str | None:
+    """``timestamp`` (Unix seconds) as ISO 8601 UTC with milliseconds; None stays None."""
     if timestamp is None:
         return None
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
@@ -26,8 +28,8 @@ def run_status(record: RunRecord | None) -> dict[str, Any] | None:
     return {
         "runId": record.run_id,
         "reason": record.reason,
-        "start": _iso(record.started_at),
-        "end": _iso(record.ended_at),
+        "start": iso(record.started_at),
+        "end": iso(record.ended_at),
         "durationSeconds": None if record.duration is None else round(record.duration, 3),
         "triggers": record.triggers,
         "events": record.events,
@@ -47,7 +49,7 @@ def _current_run(record: RunRecord | None) -> dict[str, Any] | None:
     return {
         "runId": record.run_id,
         "reason": record.reason,
-        "start": _iso(record.started_at),
+        "start": iso(record.started_at),
         "triggers": record.triggers,
         "events": record.events,
         "outputTail": "" if record.output is None else record.output.text,
@@ -59,7 +61,7 @@ def past_run_status(run: PastRun) -> dict[str, Any]:
     return {
         "runId": run.run_id,
         "reason": run.reason,
-        "start": _iso(run.started_at),
+        "start": iso(run.started_at),
         "durationSeconds": round(run.duration, 3),
         "ok": run.ok,
         "result": run.outcome,
@@ -68,28 +70,28 @@ def past_run_status(run: PastRun) -> dict[str, Any]:
     }
 
 
-def command_status(runner: Runner) -> dict[str, Any]:
+def command_status(view: CommandView) -> dict[str, Any]:
     """The status API's view of one command."""
-    last_success = runner.history.last_success
+    last_success = view.last_success
     return {
-        "name": runner.command.name,
-        "state": runner.state,
-        "pendingTriggers": runner.pending_triggers,
-        "pendingEvents": runner.waiting_events(),
-        "pendingEventAgeSeconds": round(runner.pending_event_age(), 3),
-        "pendingFullSync": runner.full_sync_owed(),
-        "currentRun": _current_run(runner.current_run),
-        "lastRun": run_status(runner.last_run),
-        "lastSuccess": _iso(last_success.ended_at if last_success is not None else None),
-        "recentRuns": [past_run_status(run) for run in reversed(list(runner.history))],
-        "nextRun": _iso(runner.next_run()),
-        "nextReconcile": _iso(runner.next_reconcile()),
-        "nextSchedule": _iso(runner.next_schedule()),
-        "runs": runner.runs,
-        "failures": runner.failures,
+        "name": view.name,
+        "state": view.state,
+        "pendingTriggers": view.pending_triggers,
+        "pendingEvents": view.pending_events,
+        "pendingEventAgeSeconds": round(view.pending_event_age, 3),
+        "pendingFullSync": view.pending_full_sync,
+        "currentRun": _current_run(view.current_run),
+        "lastRun": run_status(view.last_run),
+        "lastSuccess": iso(last_success.ended_at if last_success is not None else None),
+        "recentRuns": [past_run_status(run) for run in view.recent_runs],
+        "nextRun": iso(view.next_run),
+        "nextReconcile": iso(view.next_reconcile),
+        "nextSchedule": iso(view.next_schedule),
+        "runs": view.runs,
+        "failures": view.failures,
     }
 
 
-def status_document(runners: Iterable[Runner]) -> dict[str, Any]:
+def status_document(views: Iterable[CommandView]) -> dict[str, Any]:
     """The whole ``/status`` document."""
-    return {"commands": [command_status(runner) for runner in runners]}
+    return {"commands": [command_status(view) for view in views]}

@@ -6,42 +6,39 @@ hover. Bars have a minimum width, so a run of 20 ms among hours is still seen.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from html import escape
-from typing import Any
+
+from ..model.run import PastRun, RunRecord
+from .status import iso
 
 WIDTH = 600
 HEIGHT = 24
 MIN_BAR = 3.0
 
 
-def _epoch(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso).timestamp()
-
-
-def _bar(run: Mapping[str, Any], start: float, end: float, x0: float, scale: float) -> str:
-    css = "running" if run.get("ok") is None else ("ok" if run["ok"] else "failed")
+def _bar(run: PastRun | RunRecord, start: float, end: float, x0: float, scale: float) -> str:
+    if isinstance(run, PastRun):
+        css, result = ("ok" if run.ok else "failed"), run.outcome
+    else:
+        css, result = "running", "running"
     x = (start - x0) * scale
     width = max(MIN_BAR, (end - start) * scale)
     x = min(x, WIDTH - width)
-    title = f"#{run['runId']} {run['reason']}: {run.get('result') or 'running'}, {run['start']}"
+    title = f"#{run.run_id} {run.reason}: {result}, {iso(run.started_at)}"
     return (
         f'<rect class="bar {css}" x="{x:.1f}" y="2" width="{width:.1f}" height="{HEIGHT - 4}" '
         f'rx="1"><title>{escape(title)}</title></rect>'
     )
 
 
-def render_timeline(
-    runs: Sequence[Mapping[str, Any]], current: Mapping[str, Any] | None, now: float
-) -> str:
-    """The SVG for ``recentRuns`` (any order) and the run in progress; empty with no run."""
-    spans: list[tuple[Mapping[str, Any], float, float]] = []
-    for run in runs:
-        start = _epoch(run["start"])
-        spans.append((run, start, start + float(run.get("durationSeconds") or 0.0)))
+def render_timeline(runs: Sequence[PastRun], current: RunRecord | None, now: float) -> str:
+    """The SVG for the recent runs (any order) and the run in progress; empty with no run."""
+    spans: list[tuple[PastRun | RunRecord, float, float]] = [
+        (run, run.started_at, run.started_at + run.duration) for run in runs
+    ]
     if current is not None:
-        spans.append((current, _epoch(current["start"]), now))
+        spans.append((current, current.started_at, now))
     if not spans:
         return ""
     x0 = min(start for _, start, _ in spans)

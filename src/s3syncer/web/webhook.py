@@ -14,17 +14,14 @@ import binascii
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING
 
 from ..formats.detect import UnsupportedContentTypeError, check_content_type, parse_request
-from ..model.answers import Refusal, Refused
+from ..model.answers import BadRequest, Refusal, Refused
 from ..model.config import AuthConfig
 from ..model.event import EnvelopeError
 from ..obs.throttle import Throttle
 from .asgi import ASGIApp, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from ..daemon.service import Service
+from .ports import Inbox
 
 log = logging.getLogger("s3syncer.web")
 
@@ -46,8 +43,10 @@ AUTH_CHALLENGES = [
 ]
 
 
-# "bad request" is not here: the parser that refused the request knows its status.
 REFUSAL_STATUS: dict[Refusal, int] = {
+    "bad request": 400,
+    "too large": 413,
+    "unsupported media type": 415,
     "unknown": 404,
     "disabled": 409,
     "shutting down": 503,
@@ -56,7 +55,9 @@ REFUSAL_STATUS: dict[Refusal, int] = {
 }
 
 
-class _RefusedError(Exception):
+class RefusedError(Exception):
+    """An HTTP refusal, raised on the way and answered once."""
+
     def __init__(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None):
         super().__init__(reason)
         self.status = status
@@ -64,11 +65,20 @@ class _RefusedError(Exception):
         self.headers = headers or []
 
 
+class BodyError(Exception):
+    """The body cannot be read: too large, or the client went away before its end."""
+
+    def __init__(self, why: BadRequest, detail: str) -> None:
+        super().__init__(detail)
+        self.why: BadRequest = why
+        self.detail = detail
+
+
 class WebhookApp:
     """ASGI entry point: answers webhooks itself and hands every other request to ``fallback``."""
 
-    def __init__(self, service: Service, auth: AuthConfig | None, fallback: ASGIApp) -> None:
-        self.service = service
+    def __init__(self, inbox: Inbox, auth: AuthConfig | None, fallback: ASGIApp) -> None:
+        self.inbox = inbox
         self.auth = auth
         self.fallback = fallback
         self.rejections = Throttle()  # a misbehaving client must not flood the log
@@ -85,7 +95,7 @@ class WebhookApp:
             if path.startswith(TRIGGER_PREFIX) and scope["method"] == "POST":
                 await self._trigger(scope, receive, send, path[len(TRIGGER_PREFIX) :].rstrip("/"))
                 return
-        except _RefusedError as rejection:
+        except RefusedError as rejection:
             # The path is the client's: repr() keeps a %0A in it from forging a log line.
             self.rejections.log(
                 log, logging.WARNING, "refused %r: %d %s", path, rejection.status, rejection.reason
@@ -95,34 +105,34 @@ class WebhookApp:
         await self.fallback(scope, receive, send)
 
     async def _trigger(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        formats = self.service.formats(name)
-        if formats is None:  # answered before the body is read
-            raise _refused(self.service.refuse(name, "unknown"))
+        formats = self.inbox.formats(name)
+        if formats is None:  # answered before the body is read: the inbox says "unknown"
+            raise refused(self.inbox.refuse(name, "bad request", "no such command"))
         try:
             headers = request_headers(scope)
             check_content_type(headers)
             notification = parse_request(headers, await read_body(scope, receive), formats)
         except UnsupportedContentTypeError as exc:
-            raise _refused(self.service.refuse(name, str(exc)), 415) from None
+            raise refused(self.inbox.refuse(name, "unsupported media type", str(exc))) from None
         except EnvelopeError as exc:
-            raise _refused(self.service.refuse(name, str(exc)), 400) from None
-        except _RefusedError as exc:
-            raise _refused(self.service.refuse(name, exc.reason), exc.status) from None
+            raise refused(self.inbox.refuse(name, "bad request", str(exc))) from None
+        except BodyError as exc:
+            raise refused(self.inbox.refuse(name, exc.why, exc.detail)) from None
         events, unmapped = notification.events, notification.unmapped
-        answer = await self.service.accept(name, events, "event", unmapped=unmapped)
+        answer = await self.inbox.accept(name, events, "event", unmapped=unmapped)
         if isinstance(answer, Refused):
-            raise _refused(answer)
+            raise refused(answer)
         body = json.dumps({"accepted": answer.accepted, "ignored": answer.ignored}).encode()
         await respond(send, 200, body, content_type=b"application/json")
 
 
-def _refused(refusal: Refused, bad_request_status: int = 400) -> _RefusedError:
-    """The HTTP answer to ``refusal``; a bad request keeps the status its parser chose."""
-    status = REFUSAL_STATUS.get(refusal.why, bad_request_status)
+def refused(refusal: Refused) -> RefusedError:
+    """The HTTP answer to ``refusal``."""
+    status = REFUSAL_STATUS[refusal.why]
     headers = []
     if refusal.retry_after is not None:
         headers.append((b"retry-after", str(refusal.retry_after).encode()))
-    return _RefusedError(status, refusal.detail, headers)
+    return RefusedError(status, refusal.detail, headers)
 
 
 def check_auth(auth: AuthConfig | None, scope: Scope) -> None:
@@ -132,7 +142,7 @@ def check_auth(auth: AuthConfig | None, scope: Scope) -> None:
     presented = _presented_token(_header(scope, b"authorization"))
     # Compare in constant time, whatever was presented.
     if not hmac.compare_digest(presented or b"", auth.token.encode()) or presented is None:
-        raise _RefusedError(401, "missing or wrong token", AUTH_CHALLENGES)
+        raise RefusedError(401, "missing or wrong token", AUTH_CHALLENGES)
 
 
 def _presented_token(header: bytes | None) -> bytes | None:
@@ -167,17 +177,17 @@ async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> by
     """The request body, refusing anything over ``limit`` bytes before reading it all."""
     length = _header(scope, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise _RefusedError(413, f"body over {limit} bytes")
+        raise BodyError("too large", f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _RefusedError(400, "client went away")
+            raise BodyError("bad request", "client went away")
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _RefusedError(413, f"body over {limit} bytes")
+            raise BodyError("too large", f"body over {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
