@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,16 @@ async def test_a_run_that_started_takes_its_id_even_if_it_never_ended(tmp_path: 
     assert open_history(str(tmp_path), "push").last_run_id == 7
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"runs": "no"}', '{"runs": [{"runId": 1}]}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"runs": "no"}',
+        '{"runs": [{"runId": 1}]}',
+        '{"runs": ' + "[" * 100_000 + "]" * 100_000 + "}",  # a RecursionError, once
+        '{"lastRunId": 1e999, "runs": []}',  # Infinity
+    ],
+)
 def test_an_unreadable_history_starts_afresh_with_a_warning(
     tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -52,6 +62,23 @@ def test_an_unreadable_history_starts_afresh_with_a_warning(
         history = open_history(str(tmp_path), "push")
     assert (history.last_run_id, list(history), history.last_success) == (0, [], None)
     assert "cannot be read" in caplog.text and "push.json" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_history_that_is_no_file_starts_afresh_at_once(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A FIFO once made the start wait for a writer for ever.
+    (tmp_path / "history").mkdir()
+    where = tmp_path / "history" / "push.json"
+    if kind == "fifo":
+        os.mkfifo(where)
+    else:
+        where.mkdir()
+    with caplog.at_level(logging.WARNING, "s3syncer.history"):
+        history = open_history(str(tmp_path), "push")
+    assert (history.last_run_id, list(history)) == (0, [])
+    assert f"it is a {'FIFO' if kind == 'fifo' else 'directory'}, not a file" in caplog.text
 
 
 async def test_without_state_dir_nothing_is_written(tmp_path: Path) -> None:
