@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 # In the repository, so that a clone runs its tests wherever it is (S3SYNCER_FIXTURES: others).
@@ -33,3 +34,10 @@ def fixture_body(name: str) -> bytes:
 def fixture_bodies() -> dict[str, bytes]:
     """File name -> exact body the registry POSTed."""
     return {path.name: path.read_bytes() for path in fixture_files()}
+
+
+# Hypothesis: the full budget unless the fast loop asks for its profile
+# (`pytest -m "not integration and not slow" --hypothesis-profile=fast`); CI runs both.
+settings.register_profile("full", max_examples=100_000, deadline=None)
+settings.register_profile("fast", max_examples=10, deadline=None)
+settings.load_profile("full")

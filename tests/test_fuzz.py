@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
+from fuzz_budget import examples
 from registry_harness import wait_until
 from s3syncer.daemon.admission import Admission
 from s3syncer.daemon.supervision import CommandSlot
@@ -166,13 +167,13 @@ envelopes = st.fixed_dictionaries(
 # --- parse_envelope ------------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_parse_or_say_why(body: bytes) -> None:
     parse_or_reason(body)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(json_values)
 def test_arbitrary_json_values_parse_or_say_why(value: Any) -> None:
     result = parse_or_reason(json.dumps(value).encode())
@@ -180,7 +181,7 @@ def test_arbitrary_json_values_parse_or_say_why(value: Any) -> None:
         assert isinstance(value, dict) and isinstance(value.get("events"), list)
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(envelopes, st.sampled_from(["compact", "indented", "ascii", "bom"]))
 def test_envelopes_parse_exactly_when_every_event_is_valid(
     envelope: dict[str, Any], style: str
@@ -216,7 +217,7 @@ def test_envelopes_parse_exactly_when_every_event_is_valid(
         assert parsed.id == (raw.get("id") or None)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(
     st.integers(1, 12_000),
     st.sampled_from(["{}", "[{}]", '{{"events": [], "n": {}}}', '{{"events": [{}]}}']),
@@ -239,7 +240,7 @@ def test_non_finite_numbers_are_refused(number: str) -> None:
     assert isinstance(reason, str) and reason.startswith("body is not JSON"), reason
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(
     st.integers(1, 50_000),
     st.sampled_from(["[", '{"a":', '{"events":[', '{"events":[{"action":"push","target":{"x":[']),
@@ -250,7 +251,7 @@ def test_deep_nesting(depth: int, opener: str, closed: bool) -> None:
     parse_or_reason(body.encode())
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.binary(min_size=1, max_size=8),
     st.integers(0, 60),
@@ -363,7 +364,7 @@ def encode(value: Any) -> bytes:
     return json.dumps(value).encode("utf-8", "surrogatepass")
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(harbor_payloads)
 def test_harbor_payloads_parse_or_say_why(payload: Any) -> None:
     result = parse_request_or_reason({"content-type": JSON}, encode(payload))
@@ -379,7 +380,7 @@ def test_harbor_payloads_parse_or_say_why(payload: Any) -> None:
             assert all((e.action, e.repository) == (action, repository) for e in result.events)
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.lists(cloudevents, max_size=3), st.booleans())
 def test_structured_and_batched_cloudevents_parse_or_say_why(
     documents: list[Any], batched: bool
@@ -392,7 +393,7 @@ def test_structured_and_batched_cloudevents_parse_or_say_why(
         parse_request_or_reason({"content-type": "application/cloudevents+json"}, encode(document))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(
     st.dictionaries(
         st.sampled_from(["specversion", "id", "source", "type", "time", "x"]),
@@ -730,12 +731,13 @@ def check_requests(harness: Harness, batch: list[Request]) -> None:
     assert all(t.reason == "event" for t in triggers)
 
 
+@pytest.mark.slow  # its check that every kind of answer was seen needs the full budget
 @pytest.mark.parametrize("auth", [False, True], ids=["open", "auth"])
 def test_webhook_app_answers_every_request_within_the_contract(auth: bool) -> None:
     harness = Harness(auth)
 
     @settings(
-        max_examples=150,
+        max_examples=examples(150),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -822,7 +824,7 @@ def test_live_daemon_survives_garbage_and_still_triggers(tmp_path: Path) -> None
         statuses: set[int] = set()
 
         @settings(
-            max_examples=200,
+            max_examples=examples(200),
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -15,6 +15,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz_budget import examples
 from s3syncer.durable import atomic_file
 from s3syncer.durable import journal as journal_module
 from s3syncer.durable.journal import Journal
@@ -330,7 +331,7 @@ _JOURNAL_LIKE = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     content=st.binary(max_size=200)
     | _JOURNAL_LIKE.map(lambda d: json.dumps(d).encode())

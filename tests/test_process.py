@@ -424,6 +424,7 @@ async def test_an_overlong_line_is_split(events_dir: Path, records: Records, pie
     assert lengths == [MAX_LINE_BYTES, MAX_LINE_BYTES, 100, MAX_LINE_BYTES, 3]
 
 
+@pytest.mark.slow
 async def test_output_tail_keeps_the_last_64_kib(events_dir: Path) -> None:
     lines = 1024 * 1024 // 8  # 1 MiB of 8-byte lines
     script = f"""
@@ -504,6 +505,7 @@ def group_command(
     return cmd, leader, child
 
 
+@pytest.mark.slow
 async def test_timeout_ends_the_whole_group(
     tmp_path: Path, events_dir: Path, records: Records
 ) -> None:
@@ -522,6 +524,7 @@ async def test_timeout_ends_the_whole_group(
     assert "timed out after 1s" in records.warning_text()
 
 
+@pytest.mark.slow
 async def test_sigkill_after_the_grace_when_sigterm_is_ignored(
     tmp_path: Path, events_dir: Path, records: Records
 ) -> None:
@@ -537,6 +540,7 @@ async def test_sigkill_after_the_grace_when_sigterm_is_ignored(
     assert "outlived SIGTERM" in records.warning_text()
 
 
+@pytest.mark.slow
 async def test_cancellation_ends_the_whole_group(tmp_path: Path, events_dir: Path) -> None:
     cmd, leader, child = group_command(tmp_path, ignore_term=True)
     launcher = ProcessLauncher(kill_grace=GRACE, events_dir=str(events_dir))
@@ -560,6 +564,7 @@ async def test_cancellation_ends_the_whole_group(tmp_path: Path, events_dir: Pat
     assert leftovers(events_dir) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ignore_term", [False, True], ids=["sleep", "sleep-ignoring-term"])
 async def test_a_leftover_grandchild_holding_stdout_is_ended(
     tmp_path: Path, events_dir: Path, ignore_term: bool
@@ -622,6 +627,7 @@ async def test_an_unwritable_events_dir_is_a_failed_run(tmp_path: Path) -> None:
     assert "events file" in result.error
 
 
+@pytest.mark.slow
 async def test_a_run_that_starts_while_orphans_are_sought_keeps_its_process(
     tmp_path: Path, events_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

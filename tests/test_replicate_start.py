@@ -86,6 +86,7 @@ def _keys(side: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["replicate", "verify"])
 def test_help_does_not_load_the_daemon(tool: str) -> None:
     code, modules = _loaded_modules([tool, "--help"], {})
@@ -94,6 +95,7 @@ def test_help_does_not_load_the_daemon(tool: str) -> None:
     assert modules.isdisjoint(DAEMON_MODULES), modules & DAEMON_MODULES
 
 
+@pytest.mark.slow
 def test_a_replicate_run_does_not_load_the_daemon(tmp_path: Path) -> None:
     # a run of an events file that changed nothing: both clients are made, no request is sent
     events = tmp_path / "events.json"
@@ -107,6 +109,7 @@ def test_a_replicate_run_does_not_load_the_daemon(tmp_path: Path) -> None:
     assert modules.isdisjoint({"boto3", "s3transfer"}), modules & {"boto3", "s3transfer"}
 
 
+@pytest.mark.slow
 def test_a_run_exits_without_the_teardown_and_keeps_its_output_and_code(tmp_path: Path) -> None:
     # tearing the interpreter down frees all botocore loaded: 0.1 s a run, skipped
     events = tmp_path / "events.json"
@@ -124,12 +127,14 @@ def test_a_run_exits_without_the_teardown_and_keeps_its_output_and_code(tmp_path
     assert "torn down" not in failed.stderr
 
 
+@pytest.mark.slow
 def test_the_other_subcommands_exit_as_usual(tmp_path: Path) -> None:
     done = _probe(EXIT_PROBE, ["check", "--config", str(tmp_path / "missing.yaml")], {})
     assert done.returncode == 2
     assert "torn down" in done.stderr  # so the checks above can fail
 
 
+@pytest.mark.slow
 def test_serve_does_load_the_daemon() -> None:
     # the probe sees the daemon's imports where they belong, so the checks above can fail
     code, modules = _loaded_modules(["serve", "--help"], {})

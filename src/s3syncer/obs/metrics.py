@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import get_args
 
 from prometheus_client import (
@@ -90,28 +90,37 @@ class Metrics:
 
     def add_command(self, name: str) -> None:
         """Make a command's series exist (at zero) before anything happens to it."""
-        self.last_success.labels(name)
+        for metric, labels in self._series(name):
+            # Born later: the last run's success at its end (no alert before any run),
+            # the event lag when the supervisor hands its reader over.
+            if metric is not self.last_run_success and metric is not self.pending_event_age:
+                metric.labels(*labels)
         self.running_gauge.labels(name).set(0)
         self.pending_gauge.labels(name).set(0)
-        self.duration.labels(name)
-        for outcome in TRIGGER_OUTCOMES:
-            self.triggers.labels(name, outcome)
-        for reason in RUN_REASONS:
-            for result in RUN_RESULTS:
-                self.runs.labels(name, reason, result)
 
     def remove_command(self, name: str) -> None:
         """Drop a command's series (it left the configuration): no alert on a ghost."""
-        for gauge in (self.last_success, self.last_run_success, self.running_gauge):
-            _remove(gauge, name)
-        _remove(self.pending_gauge, name)
-        _remove(self.pending_event_age, name)
-        _remove(self.duration, name)
+        for metric, labels in self._series(name):
+            # A series that never existed is fine to "remove".
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+
+    def _series(self, name: str) -> Iterator[tuple[Counter | Gauge | Histogram, tuple[str, ...]]]:
+        """Every series command ``name`` has, as its metric and its labels."""
+        for metric in (
+            self.last_success,
+            self.last_run_success,
+            self.running_gauge,
+            self.pending_gauge,
+            self.pending_event_age,
+            self.duration,
+        ):
+            yield metric, (name,)
         for outcome in TRIGGER_OUTCOMES:
-            _remove(self.triggers, name, outcome)
+            yield self.triggers, (name, outcome)
         for reason in RUN_REASONS:
             for result in RUN_RESULTS:
-                _remove(self.runs, name, reason, result)
+                yield self.runs, (name, reason, result)
 
     def track_pending_event_age(self, name: str, age: Callable[[], float]) -> None:
         """Read the command's event lag from ``age`` at each scrape: it grows between events."""
@@ -147,9 +156,3 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
-
-
-def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
-    # A series that never existed is fine to "remove".
-    with contextlib.suppress(KeyError):
-        metric.remove(*labels)

@@ -17,16 +17,13 @@ when the app has the whole request and when the answer has gone out.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
+from .asgi import ASGIApp, Message, Receive, Scope, Send
+
 Phase = Literal["idle", "headers", "body", "handling"]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Mapping[str, Any], Receive, Send], Awaitable[None]]
 
 STATE_KEY = "s3syncer.connection"
 """Where a request's ASGI ``scope["state"]`` carries its :class:`Connection`."""
@@ -223,7 +220,7 @@ class ConnectionRules:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request under its connection's rules."""
         connection = scope.get("state", {}).get(STATE_KEY) if scope["type"] == "http" else None
         if not isinstance(connection, Connection):

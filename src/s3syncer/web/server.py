@@ -34,11 +34,11 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from ..model.errors import BindError
 from ..obs.throttle import Throttle
+from .asgi import ASGIApp
 from .connection import (
     KEEP_ALIVE,
     RAW_TIMEOUT_RESPONSE,
     STATE_KEY,
-    ASGIApp,
     Connection,
     ConnectionRules,
     WatchedStream,
