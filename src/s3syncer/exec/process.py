@@ -4,7 +4,7 @@ The process gets a session (and so a process group) of its own. Whatever
 ends a run, a clean exit, a timeout or a shutdown, every process left in the
 group gets SIGTERM and, after ``kill_grace`` seconds, SIGKILL; so do the
 orphans the daemon adopted as a subreaper once no run is left that could own
-them. No process of a run outlives it (see :mod:`s3syncer.leftovers`).
+them. No process of a run outlives it (see :mod:`s3syncer.exec.leftovers`).
 """
 
 from __future__ import annotations

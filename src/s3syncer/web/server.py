@@ -8,7 +8,7 @@ endpoint facing the open network needs:
 - at most ``max_connections`` at once: a new one closes the oldest that is not
   being answered, so a flood of idle or stalled sockets cannot shut out the
   registry (and cannot take the descriptors a run needs);
-- the deadlines of :mod:`s3syncer.connection`;
+- the deadlines of :mod:`s3syncer.web.connection`;
 - accept errors and framework errors logged at most once a minute, with a
   count, and without tracebacks.
 
