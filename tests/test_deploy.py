@@ -61,6 +61,7 @@ from deployment_files import (
     page_section,
     pod_spec,
     secret_string_data,
+    titled_blocks,
 )
 
 CONFIG_PATH = "/etc/s3syncer/config.yaml"
@@ -299,6 +300,8 @@ def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
     configs["manifest/k8s.yaml"] = configmap_config()
     for block in code_blocks(page_section(SYSTEMD_PAGE, "Running under systemd"), "yaml"):
         configs["docs: Running under systemd"] = yaml.safe_load(block)
+    for page in ("walkthroughs/systemd.md", "restore.md"):
+        configs[f"docs/{page}"] = yaml.safe_load(titled_blocks(page)["/etc/s3syncer/config.yaml"])
     tools = ("replicate", "verify")
     commands = [
         (where, command)
