@@ -298,7 +298,7 @@ def run_s3_registry(
     """Run ``docker-registry serve`` with s3 storage in ``bucket`` (under ``root``).
 
     ``notifications`` is a whole ``notifications:`` block for the registry's config (e.g. the
-    README's), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
+    documented one), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
     ``validation:`` block (e.g. to allow foreign layers' URLs).
     """
     workdir.mkdir(parents=True, exist_ok=True)
