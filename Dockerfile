@@ -101,7 +101,7 @@ RUN mkdir /out; \
 # ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# The sync client for the full sync (README: "Pairing it with a full sync"):
+# The sync client for the full sync (docs/replicate.md: "Pairing it with a full sync"):
 #   rclone (default): Debian's package, /usr/bin/rclone, as on a Debian host;
 #   mc:               the MinIO client, /usr/local/bin/mc (needs dl.min.io);
 #   none:             no sync client (replicate only, or bring your own).

@@ -9,9 +9,10 @@ collect this module: without an image it could only fail)::
 2. The pod of ``podman kube play manifest/k8s.yaml``, its image swapped for the build and its
    placeholders (Secret values, the two S3 endpoints) filled; probes, security context and
    the config's commands as written. A real ``docker-registry`` on SeaweedFS sends the
-   README's notifications block to it; two tags pushed with skopeo are pullable from a second
-   registry on the mirror bucket, first through ``replicate`` (on the events), then, with the
-   mirror emptied, through the full sync (``POST /run/full-sync``), both inside the pod.
+   site's Distribution notifications block to it; two tags pushed with skopeo are pullable
+   from a second registry on the mirror bucket, first through ``replicate`` (on the events),
+   then, with the mirror emptied, through the full sync (``POST /run/full-sync``), both
+   inside the pod.
 3. The pod stops within ``terminationGracePeriodSeconds`` and logs a clean shutdown.
 
 Needs root, podman with runc, docker-registry, skopeo and ``pip install -e '.[test]'``.
@@ -47,12 +48,12 @@ from deployment_files import (
     Obj,
     command_paths,
     configmap_config,
+    documented_notifications,
     http_port,
     main_container,
     manifest_object,
     manifest_objects,
     pod_spec,
-    readme_notifications,
 )
 from registry_harness import make_oci_layout, manifest_digest, skopeo_push, wait_until
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
@@ -351,8 +352,8 @@ def empty_bucket(s3: S3Server, bucket: str) -> None:
 
 
 def registry_notifications(pod: Pod) -> dict[str, Any]:
-    """The README's block, its URL moved from the Service to the pod, with the pod's token."""
-    block = readme_notifications()
+    """The documented block, its URL moved from the Service to the pod, with the pod's token."""
+    block = documented_notifications()
     (endpoint,) = block["endpoints"]
     url = urlsplit(endpoint["url"])
     service = manifest_object("Service")["metadata"]

@@ -1,4 +1,4 @@
-"""Readers for the deployment files: manifest/k8s.yaml, the Dockerfile, the README's snippets.
+"""Readers for the deployment files: manifest/k8s.yaml, the Dockerfile, the site's snippets.
 
 Shared by tests/test_deploy.py (static checks) and tests/container_e2e.py (the built image and
 the pod), so both read the files the same way.
@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "manifest" / "k8s.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 EXAMPLES = REPO / "examples"
 NOTIFICATIONS = EXAMPLES / "registry-notifications.yml"
 SYSTEMD_UNIT = EXAMPLES / "s3syncer.service"
@@ -104,34 +105,65 @@ def command_paths() -> dict[str, str]:
     return found
 
 
-def readme_section(heading: str) -> str:
-    """The README's text under ``## heading`` (up to the next ``## ``)."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert match, f"README.md has no section '## {heading}'"
-    return match.group(1)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+
+
+def page_text(page: str) -> str:
+    """A page of the site (``docs/PAGE``) as it is rendered: snippet lines replaced by the file.
+
+    ``--8<-- "PATH"`` (pymdownx.snippets, paths from the repository root) is how a page shows a
+    shipped file whole; the page then shows exactly that file.
+    """
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return SNIPPET.sub(lambda m: (REPO / m.group(1)).read_text(encoding="utf-8").rstrip("\n"), text)
+
+
+def page_section(page: str, heading: str, level: int = 2) -> str:
+    """A page's text under the heading ``heading`` of ``level`` (up to the next heading of that
+    level or higher, or the end of the page); a ``#`` line inside a fenced block is no heading."""
+    lines = page_text(page).splitlines(keepends=True)
+    fenced = False
+    found: list[str] | None = None
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        marks = len(line) - len(line.lstrip("#"))
+        is_heading = not fenced and 0 < marks <= level and line[marks : marks + 1] == " "
+        if found is not None and is_heading:
+            break
+        if found is not None:
+            found.append(line)
+        elif is_heading and marks == level and line[marks + 1 :].rstrip("\n") == heading:
+            found = []
+    assert found is not None, f"docs/{page} has no section '{'#' * level} {heading}'"
+    return "".join(found)
 
 
 def code_blocks(text: str, language: str) -> list[str]:
-    """The fenced code blocks of ``language`` in ``text``."""
+    """The fenced code blocks of ``language`` in ``text`` (without a title)."""
     return re.findall(rf"^```{language}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
 
 
-def readme_subsection(heading: str) -> str:
-    """The README's text under ``### heading`` (up to the next heading of any level)."""
-    text = README.read_text(encoding="utf-8")
-    pattern = rf"^### {re.escape(heading)}\n(.*?)(?=^##)"
-    match = re.search(pattern, text, re.MULTILINE | re.DOTALL)
-    assert match, f"README.md has no section '### {heading}'"
-    return match.group(1)
+def titled_blocks(page: str) -> dict[str, str]:
+    """A page's fenced blocks that carry a ``title="..."`` (a path, or what a command does)."""
+    found: dict[str, str] = {}
+    pattern = r'^```\w+ title="([^"]+)"\n(.*?)^```'
+    for title, body in re.findall(pattern, page_text(page), re.MULTILINE | re.DOTALL):
+        assert title not in found, f"docs/{page}: two blocks titled {title!r}"
+        found[title] = body
+    return found
 
 
-def readme_notifications() -> Obj:
-    """The ``notifications:`` block that the README's "Wiring the registry" shows."""
+def documented_notifications() -> Obj:
+    """The ``notifications:`` block that the Distribution page's "Wiring the registry" shows."""
     blocks = [
         cast(Obj, yaml.safe_load(block))
-        for block in code_blocks(readme_section("Wiring the registry"), "yaml")
+        for block in code_blocks(page_section(DISTRIBUTION_PAGE, "Wiring the registry"), "yaml")
         if block.startswith("notifications:")
     ]
-    assert len(blocks) == 1, "README: one notifications block under 'Wiring the registry'"
+    assert len(blocks) == 1, f"docs/{DISTRIBUTION_PAGE}: one notifications block"
     return cast(Obj, blocks[0]["notifications"])
+
+
+DISTRIBUTION_PAGE = "registries/distribution.md"
+SYSTEMD_PAGE = "deployment/systemd.md"

@@ -13,5 +13,6 @@ def examples(full: int) -> int:
 
     Read at import, after pytest has loaded ``--hypothesis-profile`` (see conftest.py).
     """
-    floor = settings.default.max_examples
+    loaded = settings.default
+    floor = full if loaded is None else loaded.max_examples
     return full if floor >= full else max(floor, full // FAST_SHARE)

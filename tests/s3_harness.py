@@ -123,9 +123,17 @@ def _ports(count: int) -> list[int]:
 
 @contextlib.contextmanager
 def run_seaweedfs(
-    workdir: Path, buckets: list[str], *, startup_timeout: float = 30.0
+    workdir: Path,
+    buckets: list[str],
+    *,
+    startup_timeout: float = 30.0,
+    identities: list[dict[str, Any]] | None = None,
 ) -> Iterator[S3Server]:
-    """Run ``weed mini`` with ``buckets`` created, every listener on 127.0.0.1."""
+    """Run ``weed mini`` with ``buckets`` created, every listener on 127.0.0.1.
+
+    ``identities`` (entries of a SeaweedFS ``s3.json``, e.g. a walkthrough's) are added to the
+    harness's own admin and unlisted identities.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     data.mkdir(exist_ok=True)
@@ -143,6 +151,7 @@ def run_seaweedfs(
                 ],
                 "actions": ["Read", "Write"],
             },
+            *(identities or []),
         ]
     }
     (workdir / "s3.json").write_text(json.dumps(identity))
@@ -289,7 +298,7 @@ def run_s3_registry(
     """Run ``docker-registry serve`` with s3 storage in ``bucket`` (under ``root``).
 
     ``notifications`` is a whole ``notifications:`` block for the registry's config (e.g. the
-    README's), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
+    documented one), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
     ``validation:`` block (e.g. to allow foreign layers' URLs).
     """
     workdir.mkdir(parents=True, exist_ok=True)

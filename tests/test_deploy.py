@@ -8,8 +8,8 @@
   examples/config.yaml shows gets its 200 from a real daemon.
 - Dockerfile and requirements/: ENTRYPOINT + CMD serve on 0.0.0.0:9999 with flags the CLI has;
   every PyPI file is hash-checked and the lock covers every dependency.
-- examples/registry-notifications.yml and the README's block: the same, pointing at the Service
-  and a command that takes events, with the Secret's token.
+- examples/registry-notifications.yml and the Distribution page's block: the same, pointing at
+  the Service and a command that takes events, with the Secret's token.
 - examples/s3syncer.service: the shutdown budget and the pieces an operator relies on.
 - tests/fixtures/distribution-2.8: the registry bodies the tests read are in the repository, so
   the README's test command runs in any clone.
@@ -44,6 +44,7 @@ from deployment_files import (
     EXAMPLES,
     NOTIFICATIONS,
     REPO,
+    SYSTEMD_PAGE,
     SYSTEMD_UNIT,
     Obj,
     all_containers,
@@ -52,14 +53,15 @@ from deployment_files import (
     configmap_config,
     configmap_config_text,
     container_env,
+    documented_notifications,
     example_configs,
     http_port,
     main_container,
     manifest_object,
+    page_section,
     pod_spec,
-    readme_notifications,
-    readme_subsection,
     secret_string_data,
+    titled_blocks,
 )
 
 CONFIG_PATH = "/etc/s3syncer/config.yaml"
@@ -280,9 +282,9 @@ def test_example_config_passes_check(path: Path) -> None:
     assert_check_passes(path)
 
 
-def test_readme_pairing_is_the_replicate_example() -> None:
-    """The README's replicate + full sync config is examples/replicate.yaml (image paths)."""
-    blocks = code_blocks(readme_subsection("Pairing it with a full sync"), "yaml")
+def test_replicate_page_pairing_is_the_replicate_example() -> None:
+    """The replicate page's replicate + full sync config is examples/replicate.yaml."""
+    blocks = code_blocks(page_section("replicate.md", "Pairing it with a full sync"), "yaml")
     assert len(blocks) == 1
     example = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
     assert yaml.safe_load(blocks[0]) == example
@@ -296,8 +298,10 @@ def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
         for path in EXAMPLES.glob("*.yaml")
     }
     configs["manifest/k8s.yaml"] = configmap_config()
-    for block in code_blocks(readme_subsection("Running under systemd"), "yaml"):
-        configs["README: Running under systemd"] = yaml.safe_load(block)
+    for block in code_blocks(page_section(SYSTEMD_PAGE, "Running under systemd"), "yaml"):
+        configs["docs: Running under systemd"] = yaml.safe_load(block)
+    for page in ("walkthroughs/systemd.md", "restore.md"):
+        configs[f"docs/{page}"] = yaml.safe_load(titled_blocks(page)["/etc/s3syncer/config.yaml"])
     tools = ("replicate", "verify")
     commands = [
         (where, command)
@@ -536,10 +540,10 @@ def test_writable_paths_are_emptydirs() -> None:
 # --- the registry's notifications snippet -----------------------------------
 
 
-def test_readme_shows_the_notifications_snippet() -> None:
+def test_distribution_page_shows_the_notifications_snippet() -> None:
     with NOTIFICATIONS.open(encoding="utf-8") as handle:
         snippet = cast(Obj, yaml.safe_load(handle))["notifications"]
-    assert readme_notifications() == snippet
+    assert documented_notifications() == snippet
 
 
 def test_notifications_point_at_the_service_and_a_command() -> None:
@@ -578,13 +582,13 @@ def seconds(value: str) -> float:
     return int(match.group(1)) * (60 if match.group(2) == "min" else 1)
 
 
-def test_readme_systemd_config_passes_the_readme_check_as_written(tmp_path: Path) -> None:
+def test_systemd_page_config_passes_the_page_check_as_written(tmp_path: Path) -> None:
     """The systemd section's `s3syncer check` line, run as root runs it, accepts its config.
 
     The config names the token under /run/credentials/, which exists only inside the
     service: a check that reads it there fails before the operator ever starts the unit.
     """
-    section = readme_subsection("Running under systemd")
+    section = page_section(SYSTEMD_PAGE, "Running under systemd")
     install = code_blocks(section, "sh")[0].splitlines()
     lines = [line for line in install if "s3syncer check" in line]
     assert len(lines) == 1, install

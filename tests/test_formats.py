@@ -19,7 +19,7 @@ import yaml
 
 from conftest import FIXTURES
 from daemon import Recorder, start_daemon
-from deployment_files import EXAMPLES, code_blocks, readme_section
+from deployment_files import EXAMPLES, code_blocks, page_section
 from registry_harness import wait_until
 from s3syncer.durable.journal import Journal
 from s3syncer.formats.detect import (
@@ -461,11 +461,13 @@ def _accepted(daemon: Any, name: str, fixture: str) -> int:
 
 
 @pytest.mark.integration
-def test_the_readme_rules_for_harbor_take_its_pushes_and_deletes(tmp_path: Path) -> None:
-    """Harbor sends no media type: the README's Harbor rules match, replicate's do not."""
+def test_the_documented_rules_for_harbor_take_its_pushes_and_deletes(tmp_path: Path) -> None:
+    """Harbor sends no media type: the Harbor page's rules match, replicate's do not."""
     [block] = [
         block
-        for block in code_blocks(readme_section("Harbor, zot and CloudEvents"), "yaml")
+        for block in code_blocks(
+            page_section("registries/harbor.md", "How Harbor's events map"), "yaml"
+        )
         if block.startswith("events:")
     ]
     pairing = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
@@ -478,7 +480,7 @@ def test_the_readme_rules_for_harbor_take_its_pushes_and_deletes(tmp_path: Path)
     with start_daemon(tmp_path, config) as daemon:
         for fixture in ("01-push-artifact-tag.json", "02-push-artifact-by-digest.json"):
             assert _accepted(daemon, "harbor", fixture) == 1, fixture
-            # what the README warns of: media type rules ignore every Harbor push
+            # what the Harbor page warns of: media type rules ignore every Harbor push
             assert _accepted(daemon, "replicate", fixture) == 0, fixture
         assert _accepted(daemon, "harbor", "04-delete-artifact.json") == 1
         assert _accepted(daemon, "harbor", "03-pull-artifact.json") == 0

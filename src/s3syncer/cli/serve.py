@@ -49,7 +49,7 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
         print(f"s3syncer: {exc}", file=sys.stderr)
         return EXIT_USAGE
     raise_open_files_limit()
-    become_subreaper()  # orphans of a run come to us, not to init: see leftovers.py
+    become_subreaper()  # orphans of a run come to us, not to init: see exec/leftovers.py
     service = build_service(
         config, listen, config_path=config_path(config_flag), listen_override=override
     )

@@ -1,6 +1,6 @@
 """Reading an untyped YAML tree while collecting every error with its key path.
 
-The config file's reader (config_file.py) checks each value through a ``Checker``
+The config file's reader (config/file.py) checks each value through a ``Checker``
 instead of raising at the first problem, so every error in a file is reported at once.
 """
 

@@ -1,6 +1,6 @@
 """Read the ``commands`` list of a configuration file: what each key of a command means.
 
-config_file.py reads the rest of the file and hands this the list; the ``Checker`` it
+config/file.py reads the rest of the file and hands this the list; the ``Checker`` it
 passes collects every problem, so a bad entry never hides the errors of the next.
 """
 

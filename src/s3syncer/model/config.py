@@ -1,7 +1,7 @@
 """The configuration model: the frozen dataclasses the daemon runs on, and its value parsers.
 
 A ``Config`` is what a configuration file means once it has been checked (reading the
-YAML is config_file.py's work): the rest of the daemon trusts it without checking again.
+YAML is config/file.py's work): the rest of the daemon trusts it without checking again.
 The parsers here (durations, cron schedules, listen addresses, tokens) are shared by
 that reader and by the command line, so a value means the same wherever it is written.
 """
@@ -25,7 +25,7 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 DEFAULT_REQUEST_TIMEOUT = 10.0  # for a request's headers and body to arrive
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
-# The webhook formats a command can accept (see formats.py), in the order they are tried.
+# The webhook formats a command can accept (see formats/detect.py), in the order they are tried.
 FORMATS = ("distribution", "harbor", "cloudevents")
 CRON_ALIASES = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
