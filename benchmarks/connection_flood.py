@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from daemon import Daemon, Recorder, start_daemon  # noqa: E402
-from registry_harness import wait_until  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 # A run's own lines (start, coalesced triggers, end, output): they grow with runs, not requests.
 RUN_LINE = re.compile(r" push(: (.* )?run \d+\b| \| )")

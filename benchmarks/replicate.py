@@ -32,9 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from registry_harness import make_oci_layout, skopeo_push, wait_until  # noqa: E402
+from registry_harness import make_oci_layout, skopeo_push  # noqa: E402
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool  # noqa: E402
 from s3syncer.replicate.layout import Layout  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 REPLICATE_SAMPLES = 5
 

@@ -55,8 +55,9 @@ from deployment_files import (
     manifest_objects,
     pod_spec,
 )
-from registry_harness import make_oci_layout, manifest_digest, skopeo_push, wait_until
+from registry_harness import make_oci_layout, manifest_digest, skopeo_push
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from registry_harness import wait_until
+from waiting import wait_until
 
 __all__ = [
     "READY_TIMEOUT",

@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from waiting import free_port
 
 __all__ = [
     "ENDPOINT_NAME",
@@ -57,7 +58,6 @@ __all__ = [
     "run_registry",
     "skopeo_delete",
     "skopeo_push",
-    "wait_until",
 ]
 
 REGISTRY_BINARY = "docker-registry"
@@ -106,39 +106,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------
 # Generic helpers
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, then close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    *,
-    timeout: float = 20.0,
-    interval: float = 0.05,
-    message: str | Callable[[], str] = "condition not met",
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value and return that value.
-
-    Raises :class:`TimeoutError` (with ``message``, which may be a callable evaluated lazily so it
-    can describe the state at the deadline) if the deadline of ``timeout`` seconds passes first.
-    The predicate is always evaluated at least once, and once more right at the deadline.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            text = message() if callable(message) else message
-            raise TimeoutError(f"timed out after {timeout:.1f}s: {text}")
-        time.sleep(min(interval, remaining))
 
 
 def require_tools() -> None:
@@ -286,7 +253,7 @@ def manifest_digest(layout: Path, tag: str = "v1") -> str:
 
 @dataclass(frozen=True)
 class Registry:
-    """A running ``docker-registry`` started by :func:`run_registry`."""
+    """A running ``docker-registry`` started by :func:`start_registry`."""
 
     addr: str
     """``127.0.0.1:PORT``; use as ``docker://{addr}/repo:tag``."""
@@ -377,30 +344,22 @@ def _stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
         process.wait(timeout=grace)
 
 
-def _start_registry(
+def start_registry(
     workdir: Path,
+    config_for: Callable[[str], dict[str, Any]],
     *,
-    notify_url: str,
-    token: str | None,
-    ignore_actions: Sequence[str],
-    ignore_media_types: Sequence[str],
+    env: dict[str, str],
     startup_timeout: float,
 ) -> tuple[Registry, bool]:
-    """Start one registry. Returns ``(registry, ok)``; ``ok`` is False on a lost port race."""
+    """Start one ``docker-registry serve`` on a free port with ``config_for(addr)``.
+
+    Returns ``(registry, ok)``; ``ok`` is False when another process took the port first.
+    Raises ``RuntimeError`` with the log's tail when it dies or never answers.
+    """
     addr = f"127.0.0.1:{free_port()}"
-    config = _registry_config(
-        workdir,
-        addr=addr,
-        notify_url=notify_url,
-        token=token,
-        ignore_actions=ignore_actions,
-        ignore_media_types=ignore_media_types,
-    )
     config_path = workdir / "config.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config_for(addr), sort_keys=False))
     log_path = workdir / "registry.log"
-    # Environment variables named REGISTRY_* override config.yml; never let them leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     with log_path.open("ab") as log:
         log.write(f"--- starting registry on {addr}\n".encode())
         log.flush()
@@ -452,6 +411,31 @@ def _start_registry(
 
 
 @contextlib.contextmanager
+def serving_registry(
+    workdir: Path,
+    config_for: Callable[[str], dict[str, Any]],
+    *,
+    env: dict[str, str],
+    startup_timeout: float = 20.0,
+) -> Iterator[Registry]:
+    """Run a registry with ``config_for(addr)`` for the block, retrying a lost port race."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, _STARTUP_ATTEMPTS + 1):
+        registry, ok = start_registry(workdir, config_for, env=env, startup_timeout=startup_timeout)
+        if ok:
+            break
+        if attempt == _STARTUP_ATTEMPTS:
+            raise RuntimeError(
+                f"docker-registry could not bind a free port after {attempt} attempts; "
+                f"log tail ({registry.log_path}):\n{registry.log_tail()}"
+            )
+    try:
+        yield registry
+    finally:
+        _stop(registry.process)
+
+
+@contextlib.contextmanager
 def run_registry(
     workdir: Path,
     *,
@@ -480,27 +464,23 @@ def run_registry(
     Note: the registry retries undelivered notifications forever, in order (every 1 s here); events
     still queued when the block exits are lost.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, _STARTUP_ATTEMPTS + 1):
-        registry, ok = _start_registry(
+    # Environment variables named REGISTRY_* override config.yml; never let them leak in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+
+    def config_for(addr: str) -> dict[str, Any]:
+        return _registry_config(
             workdir,
+            addr=addr,
             notify_url=notify_url,
             token=token,
             ignore_actions=ignore_actions,
             ignore_media_types=ignore_media_types,
-            startup_timeout=startup_timeout,
         )
-        if ok:
-            break
-        if attempt == _STARTUP_ATTEMPTS:
-            raise RuntimeError(
-                f"docker-registry could not bind a free port after {attempt} attempts; "
-                f"log tail ({registry.log_path}):\n{registry.log_tail()}"
-            )
-    try:
+
+    with serving_registry(
+        workdir, config_for, env=env, startup_timeout=startup_timeout
+    ) as registry:
         yield registry
-    finally:
-        _stop(registry.process)
 
 
 # --------------------------------------------------------------------------------------------

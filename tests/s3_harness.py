@@ -27,16 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from registry_harness import (
-    REGISTRY_BINARY,
-    Registry,
-    _registry_answers,
-    _stop,
-    _tail,
-    free_port,
-)
+from registry_harness import Registry, _stop, _tail, serving_registry
+from waiting import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -301,35 +293,24 @@ def run_s3_registry(
     documented one), used instead of the minimal one that ``notify_url`` makes; ``validation`` a
     ``validation:`` block (e.g. to allow foreign layers' URLs).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    addr = f"127.0.0.1:{free_port()}"
-    config_path = workdir / "config.yml"
-    config = _s3_registry_config(
-        server, bucket, root, addr, notify_url, notifications=notifications, validation=validation
-    )
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log_path = workdir / "registry.log"
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("REGISTRY_", "AWS_")) and k not in ("http_proxy", "HTTP_PROXY")
     }
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [tool(REGISTRY_BINARY), "serve", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
+
+    def config_for(addr: str) -> dict[str, Any]:
+        return _s3_registry_config(
+            server,
+            bucket,
+            root,
+            addr,
+            notify_url,
+            notifications=notifications,
+            validation=validation,
         )
-    registry = Registry(addr, log_path, config_path, workdir, process)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not _registry_answers(registry.url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"docker-registry (s3) did not start: {_tail(log_path)}")
-            time.sleep(0.05)
+
+    with serving_registry(
+        workdir, config_for, env=env, startup_timeout=startup_timeout
+    ) as registry:
         yield registry
-    finally:
-        _stop(process)

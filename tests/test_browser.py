@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from daemon import Daemon, start_daemon
-from registry_harness import wait_until
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 
 from conftest import fixture_body
 from daemon import Daemon, Recorder, start_daemon
-from registry_harness import wait_until
 from test_serve import REGISTRY_HEADERS, TAG_V1, config_for
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

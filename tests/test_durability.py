@@ -20,8 +20,8 @@ import pytest
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, pid_gone, spawn_s3syncer, start_daemon
-from registry_harness import wait_until
 from s3syncer.daemon.reload import CONFIG_POLL
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ import pytest
 
 from conftest import fixture_body
 from daemon import Daemon, pid_gone, processes, start_daemon
-from registry_harness import wait_until
 from s3syncer.exec.process import KILL_GRACE
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

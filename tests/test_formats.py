@@ -20,7 +20,6 @@ import yaml
 from conftest import FIXTURES
 from daemon import Recorder, start_daemon
 from deployment_files import EXAMPLES, code_blocks, page_section
-from registry_harness import wait_until
 from s3syncer.durable.journal import Journal
 from s3syncer.formats.detect import (
     Notification,
@@ -31,6 +30,7 @@ from s3syncer.formats.detect import (
 from s3syncer.model.config import FORMATS
 from s3syncer.model.event import EnvelopeError, event_from_document
 from s3syncer.replicate.changes import replay
+from waiting import wait_until
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 STRUCTURED = "application/cloudevents+json"

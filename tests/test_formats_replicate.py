@@ -19,14 +19,9 @@ from typing import Any
 import pytest
 
 from daemon import start_daemon
-from registry_harness import (
-    make_oci_layout,
-    manifest_digest,
-    require_tools,
-    skopeo_push,
-    wait_until,
-)
+from registry_harness import make_oci_layout, manifest_digest, require_tools, skopeo_push
 from s3_harness import run_s3_registry, run_seaweedfs, tool
+from waiting import wait_until
 
 TOKEN = "harbor-auth-header-token"
 

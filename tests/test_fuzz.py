@@ -24,10 +24,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asgi_request import http_scope
 from conftest import FIXTURES, TAGGED_PUSHES, fixture_body
 from daemon import Daemon, Recorder, start_daemon
 from fuzz_budget import examples
-from registry_harness import wait_until
 from s3syncer.daemon.admission import Admission
 from s3syncer.daemon.supervision import CommandSlot
 from s3syncer.durable.history import RunHistory
@@ -48,6 +48,7 @@ from s3syncer.model.run import RunRequest, RunResult, Trigger
 from s3syncer.obs.metrics import Metrics
 from s3syncer.web.app import create_app
 from s3syncer.web.webhook import MAX_BODY
+from waiting import wait_until
 
 TAG_V1 = "02-push-manifest-tag-v1.json"
 # The content types under which a Distribution envelope is what is expected.
@@ -648,20 +649,7 @@ class Harness:
             await trio.lowlevel.checkpoint()
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/trigger/" + request.name,
-            "raw_path": ("/trigger/" + request.name).encode("utf-8", "surrogatepass"),
-            "query_string": b"",
-            "root_path": "",
-            "headers": request.headers(),
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8080),
-        }
+        scope = http_scope("POST", "/trigger/" + request.name, request.headers())
         with trio.fail_after(10):
             await self.app(scope, receive, send)
         return complete_answer(sent)

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, start_daemon
-from registry_harness import wait_until
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from daemon import Daemon, pid_gone, processes, spawn_s3syncer
-from registry_harness import wait_until
 from test_serve import config_for
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

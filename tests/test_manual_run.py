@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon import Recorder, run_s3syncer, start_daemon
-from registry_harness import free_port
+from waiting import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,6 @@ from registry_harness import (
     manifest_digest,
     require_tools,
     skopeo_push,
-    wait_until,
 )
 from registry_storage import put_blob, put_blob_file, put_image, put_tag, random_file
 from s3_harness import (
@@ -43,6 +42,7 @@ from s3_harness import (
 )
 from s3syncer.replicate.layout import Layout
 from test_replicate import make_index_layout
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

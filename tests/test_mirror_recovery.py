@@ -21,9 +21,9 @@ import pytest
 
 from daemon import Daemon, start_daemon
 from registry_harness import make_oci_layout, manifest_digest, require_tools, skopeo_push
-from registry_harness import wait_until as wait_for
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate.layout import Layout
+from waiting import wait_until as wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, start_daemon
-from registry_harness import free_port, wait_until
 from s3syncer.model.run import Reason
+from waiting import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, run_s3syncer, spawn_s3syncer, start_daemon
-from registry_harness import free_port, wait_until
+from waiting import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from registry_harness import (
     run_registry,
     skopeo_delete,
     skopeo_push,
-    wait_until,
 )
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

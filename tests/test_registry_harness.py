@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import registry_harness as rh
+import waiting
 
 TOKEN = "s3cr3t-token"
 NOTIFY_PATH = "/trigger/push"
@@ -60,7 +61,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", rh.free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", waiting.free_port()), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}{NOTIFY_PATH}"
 
@@ -86,7 +87,7 @@ class Receiver:
         def find() -> tuple[Received, Event] | None:
             return next(((p, e) for p, e in self.events() if predicate(e)), None)
 
-        return rh.wait_until(
+        return waiting.wait_until(
             find,
             timeout=timeout,
             message=lambda: f"no matching event; got: {self.summary()}",
@@ -314,6 +315,6 @@ def test_registry_stopped_when_block_raises(tmp_path: Path, receiver: Receiver) 
 @pytest.mark.usefixtures("tools")
 def test_skopeo_push_failure_raises_with_stderr(tmp_path: Path) -> None:
     layout = rh.make_oci_layout(tmp_path / "oci")
-    dead = f"127.0.0.1:{rh.free_port()}"
+    dead = f"127.0.0.1:{waiting.free_port()}"
     with pytest.raises(RuntimeError, match="skopeo failed"):
         rh.skopeo_push(layout, dead, "team/app:v1", timeout=30)

@@ -32,13 +32,13 @@ from registry_harness import (
     require_tools,
     skopeo_delete,
     skopeo_push,
-    wait_until,
 )
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate import Location, Replicator
 from s3syncer.replicate.changes import replay
 from s3syncer.replicate.layout import BlobRef, Layout, LayoutError, parse_manifest
 from s3syncer.replicate.sides import Listed, Side
+from waiting import wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

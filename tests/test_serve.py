@@ -18,7 +18,7 @@ import pytest
 
 from conftest import TAGGED_PUSHES, fixture_body, fixture_files
 from daemon import Recorder, pid_gone, run_s3syncer, spawn_s3syncer, start_daemon
-from registry_harness import free_port, wait_until
+from waiting import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

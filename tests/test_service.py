@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 
+from asgi_request import http_scope
 from s3syncer.config.file import load_config
 from s3syncer.daemon.service import Service, build_service
 from s3syncer.model.answers import Accepted, Refused
@@ -430,20 +431,7 @@ async def asgi_post(app: Any, path: str) -> tuple[int, dict[bytes, bytes]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8080),
-    }
+    scope = http_scope("POST", path)
     with trio.fail_after(5):
         await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")

@@ -30,8 +30,9 @@ import pytest
 import yaml
 
 from deployment_files import Obj, container_env, documented_notifications, titled_blocks
-from registry_harness import free_port, make_oci_layout, require_tools, wait_until
+from registry_harness import make_oci_layout, require_tools
 from s3_harness import run_seaweedfs, tool
+from waiting import free_port, wait_until
 from walkthrough_host import Host, assert_pulled_as_pushed
 
 PAGE = "walkthroughs/kubernetes.md"

@@ -33,8 +33,9 @@ from pathlib import Path
 import pytest
 
 from deployment_files import page_section, titled_blocks
-from registry_harness import free_port, make_oci_layout, require_tools, wait_until
+from registry_harness import make_oci_layout, require_tools
 from s3_harness import S3Server, run_seaweedfs, tool
+from waiting import free_port, wait_until
 from walkthrough_host import Host, assert_pulled_as_pushed, exec_start
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployment_files import REPO
-from registry_harness import _stop, wait_until
+from registry_harness import _stop
+from waiting import wait_until
 
 
 @dataclass
