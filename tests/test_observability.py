@@ -53,6 +53,7 @@ RUN_KEYS = {
     "timedOut",
     "error",
     "outputTail",
+    "beforeRestart",  # read back from the history after a restart: no output kept
 }
 COMMAND_KEYS = {
     "name",

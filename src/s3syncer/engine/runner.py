@@ -64,7 +64,9 @@ class Runner:
         self.current_run: RunRecord | None = None
         self.in_flight: EventLog | None = None  # the events of the run in progress
         self._stopping = False
-        self.last_run: RunRecord | None = None
+        # After a restart, the last run is the history's newest: a command whose last run
+        # failed still looks failed, never "no run yet" above its own failed row.
+        self.last_run: RunRecord | None = _newest(self.history)
         self.runs = 0
         self.failures = 0
         self.stopped = trio.Event()
@@ -230,6 +232,11 @@ class Runner:
         now = trio.current_time()
         retrying = self.coalescer.finish(request, result.ok, now, may_retry=not self._stopping)
         _log_end(self.command.name, request, result, duration, retrying)
+
+
+def _newest(history: RunLog) -> RunRecord | None:
+    runs = list(history)  # oldest first; at most KEEP_RUNS, once at start
+    return runs[-1].as_record() if runs else None
 
 
 def _log_start(name: str, request: RunRequest) -> None:

@@ -155,6 +155,8 @@ def _facts(command: CommandView, now: float) -> list[Row]:
         took = duration(last.duration or 0.0)
         when = ago(last.started_at, now)
         text = f"#{last.run_id} {last.reason} {when}, took {took}: {last.result.describe()}"
+        if last.before_restart:
+            text += " (before the restart; its output was not kept)"
         pairs.append(("last run", text, iso(last.started_at)))
     success = command.last_success
     pairs.append(_when("last success", None if success is None else success.ended_at, now))
