@@ -146,3 +146,62 @@ def test_a_real_restart_over_a_state_dir_keeps_a_failed_command_failed(tmp_path:
     assert (
         json.loads((tmp_path / "state" / "history" / "broken.json").read_text())["lastRunId"] == 1
     )
+
+
+async def test_a_run_killed_at_shutdown_is_logged_kept_and_its_id_never_reused(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    state = f"stateDir: {tmp_path / 'state'}\nshutdownGrace: 5s\n"
+    write_config(path, yaml_command("slow", runOnStart=True), top=state)
+    disk = MemoryDisk()
+    async with trio.open_nursery() as nursery:
+        service = make_service(path, FakeLaunch(durations={"slow": 100.0}), disk, watch=False)
+        await nursery.start(service.run)
+        await trio.sleep(1)
+        service.request_shutdown()
+    [line] = [r for r in caplog.records if "killed at shutdown" in r.getMessage()]
+    assert line.getMessage() == "slow: run 1 killed at shutdown after 6.00s"
+    assert (line.levelname, line.run_id) == ("ERROR", 1)  # type: ignore[attr-defined]
+    saved = disk.files[tmp_path / "state" / "history" / "slow.json"]
+    assert saved is not None and saved["lastRunId"] == 1
+    [run] = saved["runs"]
+    assert (run["runId"], run["ok"], run["outcome"]) == (1, False, "killed at shutdown")
+    assert run["end"] - run["start"] == pytest.approx(6.0)
+
+    launch = FakeLaunch(durations={"slow": 1.0})
+    async with trio.open_nursery() as nursery:
+        service = make_service(path, launch, disk, watch=False)
+        await nursery.start(service.run)
+        [before] = service.views()
+        assert before.last_run is not None and before.last_run.run_id == 1
+        assert before.last_run.result is not None
+        assert before.last_run.result.describe() == "killed at shutdown"
+        await trio.sleep(2)
+        [after] = service.views()
+        assert [run.run_id for run in after.recent_runs] == [2, 1]  # the id goes on after it
+        service.request_shutdown()
+    assert [run.reason for run in launch.runs] == ["startup"]
+
+
+@pytest.mark.integration
+def test_a_real_run_killed_at_shutdown_has_an_outcome_line_and_stays_in_the_history(
+    tmp_path: Path,
+) -> None:
+    slow = Recorder(tmp_path / "slow", blocking=True)
+    config = f"stateDir: {tmp_path / 'state'}\nshutdownGrace: 1s\ncommands:\n" + (
+        slow.command_yaml("slow", runOnStart=True)
+    )
+    with start_daemon(tmp_path, config) as daemon:
+        slow.wait_starts(1)
+        assert daemon.stop() == 0
+        log = daemon.log_text()
+    assert "slow: run 1 killed at shutdown after" in log
+    history = json.loads((tmp_path / "state" / "history" / "slow.json").read_text())
+    assert [(r["runId"], r["outcome"]) for r in history["runs"]] == [(1, "killed at shutdown")]
+    slow.release_path.touch()
+    with start_daemon(tmp_path, config) as daemon:
+        daemon.wait_for_log("slow: run 2 succeeded")
+        status = daemon.status()["slow"]
+        assert [r["runId"] for r in status["recentRuns"]] == [2, 1]
+        assert status["recentRuns"][1]["result"] == "killed at shutdown"
