@@ -111,6 +111,7 @@ def _metric(text: str, line: str) -> float | None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_real_restart_over_a_state_dir_keeps_a_failed_command_failed(tmp_path: Path) -> None:
     broken, fine = Recorder(tmp_path / "broken", exit_code=3), Recorder(tmp_path / "fine")
     state = f"stateDir: {tmp_path / 'state'}\ncommands:\n"
@@ -163,6 +164,7 @@ async def test_a_run_killed_at_shutdown_is_logged_kept_and_its_id_never_reused(
     [line] = [r for r in caplog.records if "killed at shutdown" in r.getMessage()]
     assert line.getMessage() == "slow: run 1 killed at shutdown after 6.00s"
     assert (line.levelname, line.run_id) == ("ERROR", 1)  # type: ignore[attr-defined]
+    assert line.exit_code is None and line.signal is None  # type: ignore[attr-defined]
     saved = disk.files[tmp_path / "state" / "history" / "slow.json"]
     assert saved is not None and saved["lastRunId"] == 1
     [run] = saved["runs"]
@@ -185,6 +187,7 @@ async def test_a_run_killed_at_shutdown_is_logged_kept_and_its_id_never_reused(
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_real_run_killed_at_shutdown_has_an_outcome_line_and_stays_in_the_history(
     tmp_path: Path,
 ) -> None:

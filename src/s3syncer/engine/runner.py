@@ -239,7 +239,10 @@ class Runner:
                 "run_id": request.run_id,
                 "reason": request.reason,
                 "duration": round(duration, 3),
-                "outcome": why,
+                # A finish line always has these (JSON logs): no exit code is known here.
+                "exit_code": None,
+                "signal": None,
+                "timed_out": False,
             },
         )
 
