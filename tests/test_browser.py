@@ -261,4 +261,16 @@ def test_a_refresh_keeps_what_a_person_opened_and_the_live_output_at_its_newest_
         )
         newest = browser.evaluate(f"{live_pre}.textContent.trim().split('\\n').pop()")
         assert newest == f"line {LIVE_LINES}"
+
+        # Scrolled up to read an older line, the output stays there; so does the page.
+        browser.evaluate(f"{live_pre}.scrollTop = 40")
+        page_y = browser.evaluate("window.scrollTo(0, 120), window.scrollY")
+        loaded = browser.evaluate("performance.timeOrigin")
+        browser.wait_for(
+            f"performance.timeOrigin != {loaded} && document.readyState == 'complete'",
+            30,
+            shown,
+        )
+        assert browser.evaluate(f"{live_pre}.scrollTop") == 40
+        assert page_y > 0 and browser.evaluate("window.scrollY") == page_y
         release.touch()
