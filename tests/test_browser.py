@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cdp import Browser
 from daemon import Daemon, start_daemon
 from waiting import wait_until
 
@@ -196,4 +197,80 @@ def test_chromium_shows_each_card_its_history_and_timeline(tmp_path: Path) -> No
                 )
                 assert taken.returncode == 0, taken.stderr[-2000:]
                 assert _png_size(shot) == (width, height)
+        release.touch()
+
+
+LIVE_LINES = 300
+AT_NEWEST = (
+    "(p => p.scrollHeight > p.clientHeight && p.scrollTop + p.clientHeight >= p.scrollHeight - 4)"
+)
+
+
+@pytest.mark.slow
+def test_a_refresh_keeps_what_a_person_opened_and_the_live_output_at_its_newest_line(
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    live = (
+        f"i=1; while [ $i -le {LIVE_LINES} ]; do echo line $i; i=$((i+1)); done; "
+        f"while [ ! -e {release} ]; do sleep 0.05; done"
+    )
+    commands = [
+        '{name: mirror, cmd: /bin/sh, args: [-c, "echo copied"], delay: 50ms}',
+        "{name: broken, cmd: /bin/sh, args: [-c, \"echo 'no route' >&2; exit 3\"], delay: 50ms}",
+        f'{{name: live, cmd: /bin/sh, args: [-c, "{live}"], runOnStart: true}}',
+    ]
+    config = f"auth: {{token: {TOKEN}}}\nshutdownGrace: 2s\ncommands:\n" + "".join(
+        f"  - {command}\n" for command in commands
+    )
+    with start_daemon(tmp_path, config) as daemon, Browser(tmp_path / "profile") as browser:
+        _run(daemon, "mirror", 1)
+        _run(daemon, "broken", 1)
+        wait_until(lambda: f"line {LIVE_LINES}" in daemon.log_text(), timeout=20)
+        browser.open(f"http://x:{TOKEN}@127.0.0.1:{daemon.port}/")
+
+        def shown() -> str:
+            return str(browser.evaluate("document.body && document.body.innerText.slice(0, 2000)"))
+
+        browser.wait_for(
+            "document.readyState == 'complete' && !!document.getElementById('out-live-1')",
+            30,
+            shown,
+        )
+        section = "document.querySelector('#out-{} details')"
+        # Before a person does anything: a failed run's output is open, a success's closed,
+        # and the live output shows its newest line.
+        assert browser.evaluate(section.format("broken-1") + ".open") is True
+        assert browser.evaluate(section.format("mirror-1") + ".open") is False
+        assert browser.evaluate(f"{AT_NEWEST}(document.querySelector('#out-live-1 pre'))")
+        # A person opens the successful run's output and closes the failed one's.
+        browser.evaluate(section.format("mirror-1") + ".querySelector('summary').click()")
+        browser.evaluate(section.format("broken-1") + ".querySelector('summary').click()")
+        loaded = browser.evaluate("performance.timeOrigin")
+        # The page's own refresh (10 s), not a reload by the test.
+        browser.wait_for(
+            f"performance.timeOrigin != {loaded} && document.readyState == 'complete'",
+            30,
+            shown,
+        )
+        assert browser.evaluate(section.format("mirror-1") + ".open") is True
+        assert browser.evaluate(section.format("broken-1") + ".open") is False
+        live_pre = "document.querySelector('#out-live-1 pre')"
+        assert browser.evaluate(f"{AT_NEWEST}({live_pre})"), browser.evaluate(
+            f"[{live_pre}.scrollTop, {live_pre}.clientHeight, {live_pre}.scrollHeight]"
+        )
+        newest = browser.evaluate(f"{live_pre}.textContent.trim().split('\\n').pop()")
+        assert newest == f"line {LIVE_LINES}"
+
+        # Scrolled up to read an older line, the output stays there; so does the page.
+        browser.evaluate(f"{live_pre}.scrollTop = 40")
+        page_y = browser.evaluate("window.scrollTo(0, 120), window.scrollY")
+        loaded = browser.evaluate("performance.timeOrigin")
+        browser.wait_for(
+            f"performance.timeOrigin != {loaded} && document.readyState == 'complete'",
+            30,
+            shown,
+        )
+        assert browser.evaluate(f"{live_pre}.scrollTop") == 40
+        assert page_y > 0 and browser.evaluate("window.scrollY") == page_y
         release.touch()

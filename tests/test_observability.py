@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, start_daemon
 from s3syncer.model.run import Reason
+from s3syncer.web.page import PAGE_SCRIPT
 from waiting import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,7 @@ RUN_KEYS = {
     "timedOut",
     "error",
     "outputTail",
+    "beforeRestart",  # read back from the history after a restart: no output kept
 }
 COMMAND_KEYS = {
     "name",
@@ -448,6 +450,8 @@ def test_page_marks_each_command_and_escapes_output(tmp_path: Path) -> None:
         (tmp_path / "page.html").write_text(html, encoding="utf-8")  # to look at, on failure
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert "&lt;/pre&gt;&lt;b&gt;boom&lt;/b&gt; &amp; more" in html
+        assert html.count(f"<script>{PAGE_SCRIPT}</script>") == 1  # the page's own
+        html = html.replace(f"<script>{PAGE_SCRIPT}</script>", "")
         assert "<script" not in html.lower()
         assert TOKEN not in html
 

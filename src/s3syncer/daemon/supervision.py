@@ -117,6 +117,12 @@ class Supervisor:
         )
         slot = CommandSlot(runner, journal, history, lock, retired)
         self.metrics.add_command(command.name)
+        last, success = runner.last_run, history.last_success
+        self.metrics.restore(
+            command.name,
+            None if last is None or last.result is None else last.result.ok,
+            None if success is None else success.ended_at,
+        )
         self.metrics.track_pending_event_age(command.name, partial(_event_age, runner))
         self._nursery.start_soon(history.keep_saved)
         await self._nursery.start(self._supervise, slot)

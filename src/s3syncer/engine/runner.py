@@ -33,6 +33,8 @@ from .schedule import Schedule, system_wall_clock
 log = logging.getLogger("s3syncer.runner")
 
 TRIGGER_BUFFER = 4096
+# The outcome of a run the shutdown grace cut short, in the log and the history.
+KILLED_AT_SHUTDOWN = "killed at shutdown"
 
 
 class Runner:
@@ -64,7 +66,9 @@ class Runner:
         self.current_run: RunRecord | None = None
         self.in_flight: EventLog | None = None  # the events of the run in progress
         self._stopping = False
-        self.last_run: RunRecord | None = None
+        # After a restart, the last run is the history's newest: a command whose last run
+        # failed still looks failed, never "no run yet" above its own failed row.
+        self.last_run: RunRecord | None = _newest(self.history)
         self.runs = 0
         self.failures = 0
         self.stopped = trio.Event()
@@ -194,6 +198,7 @@ class Runner:
         self._metrics.running(self.command.name, True)
         _log_start(self.command.name, request)
         started = trio.current_time()
+        result: RunResult | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._collect_during_run)
@@ -203,15 +208,43 @@ class Runner:
             self.current_run = None
             self.in_flight = None
             self._metrics.running(self.command.name, False)
+            if result is None:
+                # Cancelled (the shutdown grace is over) or broken: the run still gets an
+                # outcome line and keeps its place in the history, or its id would vanish.
+                self._interrupted(record, request, trio.current_time() - started)
         ended = trio.current_time()
         self.schedule.ran(ended)
-        record.ended_at = record.started_at + (ended - started)
-        record.result = result
-        self.last_run = record
-        self.history.add(PastRun.of(record))
+        self._ended(record, result, ended - started)
         self._finish(request, result, ended - started)
         if result.ok and self._settle is not None:
             await self._settle(request.seq)
+
+    def _ended(self, record: RunRecord, result: RunResult, duration: float) -> None:
+        record.ended_at = record.started_at + duration
+        record.result = result
+        self.last_run = record
+        self.history.add(PastRun.of(record))
+
+    def _interrupted(self, record: RunRecord, request: RunRequest, duration: float) -> None:
+        why = KILLED_AT_SHUTDOWN if self._stopping else "ended without a result"
+        self._ended(record, RunResult(error=why), duration)
+        self.runs += 1
+        self.failures += 1
+        self._metrics.run_finished(self.command.name, request.reason, False, duration)
+        log.error(
+            "%s: run %d %s after %.2fs",
+            *(self.command.name, request.run_id, why, duration),
+            extra={
+                "command": self.command.name,
+                "run_id": request.run_id,
+                "reason": request.reason,
+                "duration": round(duration, 3),
+                # A finish line always has these (JSON logs): no exit code is known here.
+                "exit_code": None,
+                "signal": None,
+                "timed_out": False,
+            },
+        )
 
     async def _collect_during_run(self) -> None:
         while True:
@@ -230,6 +263,11 @@ class Runner:
         now = trio.current_time()
         retrying = self.coalescer.finish(request, result.ok, now, may_retry=not self._stopping)
         _log_end(self.command.name, request, result, duration, retrying)
+
+
+def _newest(history: RunLog) -> RunRecord | None:
+    runs = list(history)  # oldest first; at most KEEP_RUNS, once at start
+    return runs[-1].as_record() if runs else None
 
 
 def _log_start(name: str, request: RunRequest) -> None:

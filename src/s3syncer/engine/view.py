@@ -64,4 +64,6 @@ def command_view(runner: Runner, now: float, wall_now: float) -> CommandView:
         next_schedule=None if tick is None else tick.timestamp(),
         runs=runner.runs,
         failures=runner.failures,
+        listens=bool(runner.command.events),
+        retry_attempts=0 if runner.command.retry is None else runner.command.retry.attempts,
     )

@@ -29,3 +29,5 @@ class CommandView:
     next_schedule: float | None
     runs: int  # since start
     failures: int
+    listens: bool = True  # some events rule can trigger it (not ``events: []``)
+    retry_attempts: int = 0  # retries after a failure, as configured; 0: no retry

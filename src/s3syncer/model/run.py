@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .event import Event
 from .event_log import EventLog
@@ -92,6 +92,29 @@ class RunResult:
             return f"killed by signal {self.signal}"
         return f"exit {self.exit_code}"
 
+    @classmethod
+    def from_outcome(cls, ok: bool, outcome: str) -> RunResult:
+        """The result a history's ``outcome`` (a :meth:`describe` text) stands for.
+
+        The history keeps only the text, so a run from before a restart is read back from
+        it: ``exit N``, ``killed by signal N`` and ``timed out`` as such, anything else (a
+        run that could not start, one killed at shutdown) as its error. ``ok`` wins.
+        """
+        words = outcome.split()
+        if ok:
+            return cls(exit_code=0)
+        if len(words) == 2 and words[0] == "exit" and _is_int(words[1]) and words[1] != "0":
+            return cls(exit_code=int(words[1]))
+        if outcome.startswith("killed by signal ") and _is_int(words[-1]) and len(words) == 4:
+            return cls(signal=int(words[-1]))
+        if outcome == "timed out":
+            return cls(timed_out=True)
+        return cls(error=outcome or "failed")
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
 
 @dataclass
 class RunRecord:
@@ -105,6 +128,7 @@ class RunRecord:
     events: int = 0
     result: RunResult | None = None
     output: OutputTail | None = None  # while it runs: what it wrote so far
+    before_restart: bool = False  # read back from the history: its output was not kept
 
     @property
     def duration(self) -> float | None:
@@ -143,6 +167,19 @@ class PastRun:
             events=record.events,
             ok=record.result.ok,
             outcome=record.result.describe(),
+        )
+
+    def as_record(self) -> RunRecord:
+        """This run as the last run of a command that has not run since a restart."""
+        return RunRecord(
+            run_id=self.run_id,
+            reason=cast(Reason, self.reason),  # shown as text, never matched on
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            triggers=self.triggers,
+            events=self.events,
+            result=RunResult.from_outcome(self.ok, self.outcome),
+            before_restart=True,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class Metrics:
         )
         self.last_success = Gauge(
             "s3syncer_last_success_timestamp_seconds",
-            "Unix time of the end of the last successful run (0: none since start).",
+            "Unix time of the end of the last successful run, restarts included (0: none).",
             ["command"],
             registry=self.registry,
         )
@@ -152,6 +152,17 @@ class Metrics:
         self.last_run_success.labels(name).set(1 if ok else 0)
         if ok:
             self.last_success.labels(name).set(time.time())
+
+    def restore(self, name: str, last_ok: bool | None, last_success_at: float | None) -> None:
+        """Set a command's last result and last success as its history has them at start.
+
+        Without this a restart resolves an alert on a failed last run, and the last success
+        reads 0 ("none") until the next run ends.
+        """
+        if last_ok is not None:
+            self.last_run_success.labels(name).set(1 if last_ok else 0)
+        if last_success_at is not None:
+            self.last_success.labels(name).set(last_success_at)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

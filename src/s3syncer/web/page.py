@@ -1,6 +1,10 @@
 """The status page at ``GET /``: the same facts as ``/status``, for a person diagnosing.
 
-Server-rendered, no JavaScript: it refreshes itself every few seconds. Each
+Server-rendered; it refreshes itself every few seconds with a meta refresh, so it works
+without JavaScript. A tiny inline script (:data:`PAGE_SCRIPT`, allowed by the
+Content-Security-Policy through :data:`PAGE_SCRIPT_HASH`) carries across each refresh
+what a person did: the output sections opened or closed, the page's scroll, and the live
+output following its newest line unless they scrolled up in it. Each
 command gets a card: its state, the events waiting and how old the oldest is,
 the last success, the next run or retry, a timeline and a table of the last
 runs, and the output of the run in progress or of the last one. Every string
@@ -9,7 +13,9 @@ that came from a process, a request or the config is escaped.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from html import escape
 
@@ -20,7 +26,7 @@ from .timeline import render_timeline
 
 REFRESH_SECONDS = 10
 
-_STYLE = """
+PAGE_STYLE = """
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --run: #0969da; --dim: #59636e;
         --line: #d0d7de; --track: #f0f2f4; }
 @media (prefers-color-scheme: dark) {
@@ -65,6 +71,53 @@ details summary { cursor: pointer; color: var(--run); margin-top: .5rem; }
 pre { max-height: 24rem; overflow: auto; background: var(--track); padding: .5rem;
       border-radius: .25rem; font-size: .8rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 """
+
+# Each output section sits in a <div class="out" id="out-NAME-RUN">: one place for a run
+# while it runs and once it ended. At pagehide (the refresh), the script saves in
+# sessionStorage which sections were open, where each output was scrolled and whether it
+# was at its newest line, and the page's scroll; the next page puts them back. An output
+# that was at its newest line (or is new) is scrolled to its newest line again.
+PAGE_SCRIPT = """(function () {
+  var KEY = "s3syncer-page", saved = {};
+  try { saved = JSON.parse(sessionStorage.getItem(KEY) || "{}") || {}; } catch (e) {}
+  var outs = saved.outs || {};
+  function place(box) {
+    var pre = box.querySelector("pre"), was = outs[box.id];
+    if (!pre) return;
+    pre.scrollTop = was && !was.bottom ? was.top : pre.scrollHeight;
+  }
+  document.querySelectorAll("div.out[id]").forEach(function (box) {
+    var details = box.querySelector("details"), was = outs[box.id];
+    if (was && details) details.open = was.open;
+    if (details) details.addEventListener("toggle", function () { place(box); });
+    place(box);
+  });
+  if (typeof saved.y === "number") {
+    history.scrollRestoration = "manual";
+    window.scrollTo(0, saved.y);
+  }
+  addEventListener("pagehide", function () {
+    var now = {};
+    document.querySelectorAll("div.out[id]").forEach(function (box) {
+      var details = box.querySelector("details"), pre = box.querySelector("pre");
+      var bottom = !pre || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      now[box.id] = {open: !!(details && details.open), top: pre ? pre.scrollTop : 0,
+                     bottom: bottom || !(details && details.open)};
+    });
+    try {
+      sessionStorage.setItem(KEY, JSON.stringify({outs: now, y: window.scrollY}));
+    } catch (e) {}
+  });
+})();"""
+
+
+def _csp_hash(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+# For the Content-Security-Policy: script-src 'PAGE_SCRIPT_HASH', style-src 'PAGE_STYLE_HASH'.
+PAGE_SCRIPT_HASH = _csp_hash(PAGE_SCRIPT)
+PAGE_STYLE_HASH = _csp_hash(PAGE_STYLE)
 
 
 def ago(when: float | None, now: float) -> str:
@@ -155,6 +208,8 @@ def _facts(command: CommandView, now: float) -> list[Row]:
         took = duration(last.duration or 0.0)
         when = ago(last.started_at, now)
         text = f"#{last.run_id} {last.reason} {when}, took {took}: {last.result.describe()}"
+        if last.before_restart:
+            text += " (before the restart; its output was not kept)"
         pairs.append(("last run", text, iso(last.started_at)))
     success = command.last_success
     pairs.append(_when("last success", None if success is None else success.ended_at, now))
@@ -164,11 +219,34 @@ def _facts(command: CommandView, now: float) -> list[Row]:
     elif command.next_run is not None:
         label = "retry" if command.state == "backoff" else "next run"
         pairs.append(_when(label, command.next_run, now))
+    elif (stalled := _stalled(command, now)) is not None:
+        pairs.append(stalled)
     for name, at in (("reconcile", command.next_reconcile), ("schedule", command.next_schedule)):
         if at is not None:
             pairs.append(_when(name, at, now))
     pairs.append(("runs", f"{command.runs} since start ({command.failures} failed)", None))
     return pairs
+
+
+def _stalled(command: CommandView, now: float) -> Row | None:
+    """After a failure that will not be retried: what will run the command again."""
+    last = command.last_run
+    if command.state != "idle" or last is None or last.result is None or last.result.ok:
+        return None
+    if last.before_restart:
+        why = "failed before the restart"
+    elif command.retry_attempts:
+        why = f"retries used up ({command.retry_attempts} of {command.retry_attempts})"
+    else:
+        why = "no retry configured"
+    wakes = ["the next event"] if command.listens else []
+    if command.next_reconcile is not None:
+        wakes.append(f"the reconcile {ago(command.next_reconcile, now)}")
+    if command.next_schedule is not None:
+        wakes.append(f"the schedule tick {ago(command.next_schedule, now)}")
+    wakes.append("a manual run")
+    until = wakes[0] if len(wakes) == 1 else f"{', '.join(wakes[:-1])} or {wakes[-1]}"
+    return ("next run", f"none: {why}; nothing runs until {until}", None)
 
 
 def _history(command: CommandView, now: float) -> str:
@@ -207,17 +285,29 @@ def _output(command: CommandView) -> str:
     current = command.current_run
     if current is not None:
         tail = (current.output.text if current.output is not None else "") or "(nothing yet)"
-        return (
-            f"<details open><summary>output of run #{current.run_id} so far</summary>"
-            f"<pre>{escape(tail)}</pre></details>"
+        return _output_box(
+            command.name, current.run_id, f"output of run #{current.run_id} so far", tail, True
         )
     last = command.last_run
     if last is not None and last.result is not None and last.result.output_tail:
-        return (
-            "<details><summary>output of the last run</summary>"
-            f"<pre>{escape(last.result.output_tail)}</pre></details>"
+        # A failure's output is what a person opens the page for: it starts open.
+        return _output_box(
+            command.name,
+            last.run_id,
+            "output of the last run",
+            last.result.output_tail,
+            not last.result.ok,
         )
     return ""
+
+
+def _output_box(name: str, run_id: int, summary: str, text: str, is_open: bool) -> str:
+    # One id per run, live or ended: the script keeps what a person opened across refreshes.
+    return (
+        f'<div class="out" id="out-{escape(name)}-{run_id}">'
+        f"<details{' open' if is_open else ''}><summary>{summary}</summary>"
+        f"<pre>{escape(text)}</pre></details></div>"
+    )
 
 
 def _command_card(command: CommandView, now: float) -> str:
@@ -238,8 +328,8 @@ def render_status_page(commands: Iterable[CommandView], version: str, now: float
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f'<meta http-equiv=refresh content="{REFRESH_SECONDS}">'
-        f"<title>s3syncer</title><style>{_STYLE}</style></head><body>"
+        f"<title>s3syncer</title><style>{PAGE_STYLE}</style></head><body>"
         f"<h1>s3syncer</h1><p class=meta>version {escape(version)} &middot; {stamp} &middot; "
         f'refreshes every {REFRESH_SECONDS} s &middot; <a href="status">JSON</a></p>'
-        f'<main class="cmds">{cards}</main></body></html>'
+        f'<main class="cmds">{cards}</main><script>{PAGE_SCRIPT}</script></body></html>'
     )

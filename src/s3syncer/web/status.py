@@ -39,7 +39,9 @@ def run_status(record: RunRecord | None) -> dict[str, Any] | None:
         "signal": None if result is None else result.signal,
         "timedOut": None if result is None else result.timed_out,
         "error": None if result is None else result.error,
-        "outputTail": None if result is None else result.output_tail,
+        # Not kept across a restart: null, never "" (which says the run wrote nothing).
+        "outputTail": None if result is None or record.before_restart else result.output_tail,
+        "beforeRestart": record.before_restart,
     }
 
 
