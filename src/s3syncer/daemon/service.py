@@ -263,7 +263,8 @@ def build_service(
     metrics = Metrics()
     processes = None
     if launch is None:
-        processes = launch = ProcessLauncher()
+        # the webhook token, however it was read, must not reach a command's environment
+        processes = launch = ProcessLauncher(secrets=(config.auth.token,) if config.auth else ())
     supervisor = Supervisor(config.state_dir, launch, metrics, disk=disk)
     reloader = None if config_path is None else Reloader(config_path, poll=watch_interval)
     return Service(

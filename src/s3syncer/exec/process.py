@@ -18,13 +18,14 @@ import resource
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
 
 from ..model.config import CommandConfig
 from ..model.run import OutputTail, RunRequest, RunResult
+from .environment import command_environment
 from .fd_budget import limits_at_start
 from .leftovers import (
     adopted_children,
@@ -127,10 +128,12 @@ class ProcessLauncher:
         kill_grace: float = KILL_GRACE,
         events_dir: str | None = None,
         base_env: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.kill_grace = kill_grace
         self.events_dir = events_dir
         self.base_env = base_env
+        self.secrets = tuple(secrets)  # values no inherited variable may carry to a command
         self._leaders: set[int] = set()  # our children that are runs' leaders, not orphans
         self._nofile = limits_at_start()
 
@@ -171,12 +174,13 @@ class ProcessLauncher:
     def _environment(
         self, command: CommandConfig, request: RunRequest, events_file: str
     ) -> dict[str, str]:
-        env = dict(os.environ if self.base_env is None else self.base_env)
-        env.update(command.env)
-        env["S3SYNCER_COMMAND"] = command.name
-        env["S3SYNCER_REASON"] = request.reason
-        env["S3SYNCER_EVENTS_FILE"] = events_file
-        return env
+        run_vars = {
+            "S3SYNCER_COMMAND": command.name,
+            "S3SYNCER_REASON": request.reason,
+            "S3SYNCER_EVENTS_FILE": events_file,
+        }
+        daemon_env = os.environ if self.base_env is None else self.base_env
+        return command_environment(daemon_env, command, run_vars, self.secrets)
 
     def _write_events(self, command: CommandConfig, request: RunRequest) -> str:
         document = request.events.to_json(command.name, request.reason)
