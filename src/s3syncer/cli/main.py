@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from .. import __version__
 from .check import check
 from .run_client import request_run
-from .serve import serve
+from .serve import catch_signals_early, serve
 
 if TYPE_CHECKING:
     pass
@@ -142,6 +142,8 @@ def entry() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line (``sys.argv`` by default); return its exit code."""
     argv = normalise_argv(sys.argv[1:] if argv is None else argv)
+    # before the parser: setting up serve's flags imports the daemon's config
+    early = catch_signals_early() if argv[0] == "serve" else None
     args = build_parser(only=argv[0]).parse_args(argv)
     if args.subcommand == "check":
         return check(args.config)
@@ -155,4 +157,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..replicate.verify import run as verify  # noqa: PLC0415
 
         return verify(args)
-    return serve(args.config, args.listen, args.log_format, args.log_level)
+    return serve(args.config, args.listen, args.log_format, args.log_level, early)
