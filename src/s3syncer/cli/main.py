@@ -83,8 +83,13 @@ def _check_flags(check: argparse.ArgumentParser) -> None:
 
 def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("name", help="the command's name")
-    run.add_argument("--url", help="the daemon's base URL (default http://localhost:9999)")
-    run.add_argument("--token-file", help="file holding the token (env S3SYNCER_TOKEN)")
+    run.add_argument("--config", help=_config_help() + "; its listen and auth are used")
+    run.add_argument(
+        "--url", help="the daemon's base URL (default: from S3SYNCER_LISTEN or the config's listen)"
+    )
+    run.add_argument(
+        "--token-file", help="file holding the token (default: S3SYNCER_TOKEN or the config's auth)"
+    )
 
 
 def _replicate_flags(replicate: argparse.ArgumentParser) -> None:
@@ -148,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subcommand == "check":
         return check(args.config)
     if args.subcommand == "run":
-        return request_run(args.name, args.url, args.token_file)
+        return request_run(args.name, args.url, args.token_file, args.config)
     if args.subcommand == "replicate":
         from ..replicate.command import run as replicate  # noqa: PLC0415
 
