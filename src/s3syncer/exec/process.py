@@ -34,6 +34,7 @@ from .leftovers import (
     is_subreaper,
     set_parent_death_signal,
 )
+from .run_directory import RunDirectory
 
 log = logging.getLogger("s3syncer.process")
 output_log = logging.getLogger("s3syncer.output")
@@ -134,6 +135,7 @@ class ProcessLauncher:
         self.events_dir = events_dir
         self.base_env = base_env
         self.secrets = tuple(secrets)  # values no inherited variable may carry to a command
+        self.run_directory: RunDirectory | None = None  # when set, wins over events_dir
         self._leaders: set[int] = set()  # our children that are runs' leaders, not orphans
         self._nofile = limits_at_start()
 
@@ -182,10 +184,16 @@ class ProcessLauncher:
         daemon_env = os.environ if self.base_env is None else self.base_env
         return command_environment(daemon_env, command, run_vars, self.secrets)
 
+    def _events_dir(self) -> str | None:
+        # tmpfiles ageing or an rm -rf may have removed the run directory: it is made again
+        return self.events_dir if self.run_directory is None else self.run_directory.ensure()
+
     def _write_events(self, command: CommandConfig, request: RunRequest) -> str:
         document = request.events.to_json(command.name, request.reason)
         fd, path = tempfile.mkstemp(
-            prefix=f"s3syncer-{command.name}-{request.run_id}-", suffix=".json", dir=self.events_dir
+            prefix=f"s3syncer-{command.name}-{request.run_id}-",
+            suffix=".json",
+            dir=self._events_dir(),
         )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
