@@ -13,5 +13,7 @@ def examples(full: int) -> int:
 
     Read at import, after pytest has loaded ``--hypothesis-profile`` (see conftest.py).
     """
-    floor = settings.default.max_examples
+    current = settings.default
+    assert current is not None  # hypothesis sets a default profile on import
+    floor = current.max_examples
     return full if floor >= full else max(floor, full // FAST_SHARE)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from s3syncer.cli.check import summarise
 from s3syncer.config.file import parse_config
 from s3syncer.exec.environment import command_environment
 from s3syncer.exec.process import ProcessLauncher
@@ -122,3 +123,42 @@ async def test_a_command_printing_its_environment_never_shows_the_token(
 
 def _request() -> RunRequest:
     return RunRequest(run_id=1, reason="manual", events=EventLog(), triggers=1)
+
+
+def test_a_short_token_hides_only_an_exact_copy() -> None:
+    # a token "ab" inside PATH or HOME is a coincidence, not a leak: only long ones are sought
+    daemon = {"PATH": "/usr/lab/bin", "COPY": "ab", "LONG": f"x{TOKEN}x"}
+    env = command_environment(daemon, CommandConfig("job", "/bin/env"), {}, ("ab", TOKEN))
+    assert env == {"PATH": "/usr/lab/bin"}
+
+
+def test_check_summarises_unset_and_clean_environments() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            commands:
+              - {name: job, cmd: /bin/true, inheritEnv: false, env: {A: "1", B: null}}
+            """
+        ),
+        source="c.yaml",
+        env={},
+    )
+    lines = summarise(config).splitlines()
+    assert "    environment: clean (inheritEnv: false)" in lines
+    assert "    env: A" in lines
+    assert "    unset: B" in lines
+
+
+def test_check_looks_a_clean_commands_program_up_without_the_daemons_path(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "only-here"
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    text = "commands: [{name: job, cmd: only-here, inheritEnv: false}]"
+    config = parse_config(text, source="c.yaml", env={"PATH": str(tmp_path)})
+    assert config.warnings == ("commands[0].cmd: only-here is not found on PATH on this machine",)
+    inherited = parse_config(
+        text.replace("false", "true"), source="c.yaml", env={"PATH": str(tmp_path)}
+    )
+    assert inherited.warnings == ()

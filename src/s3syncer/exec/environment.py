@@ -15,6 +15,9 @@ from ..model.config import CommandConfig
 
 # What s3syncer itself reads as a secret from its environment.
 SECRET_VARIABLES = frozenset({"S3SYNCER_TOKEN"})
+# A secret this long is sought inside values too (`Bearer TOKEN`); a shorter one only as a
+# whole value, or a two-letter token would strip every PATH that happens to contain it.
+SEARCHED_LENGTH = 8
 
 
 def command_environment(
@@ -30,10 +33,17 @@ def command_environment(
         env = {
             name: value
             for name, value in daemon_env.items()
-            if name not in SECRET_VARIABLES and not any(s in value for s in hidden)
+            if name not in SECRET_VARIABLES and not _holds_any(value, hidden)
         }
     for name in command.unset_env:
         env.pop(name, None)
     env.update(command.env)
     env.update(run_vars)
     return env
+
+
+def _holds_any(value: str, secrets: list[str]) -> bool:
+    return any(
+        value == secret or (len(secret) >= SEARCHED_LENGTH and secret in value)
+        for secret in secrets
+    )
