@@ -17,7 +17,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from .. import __version__
 from .check import check
 from .run_client import request_run
 from .serve import catch_signals_early, serve
@@ -46,6 +45,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Setting up a subcommand's flags imports what its help names (the daemon's config for
     ``serve``, the replicate package for ``replicate``): ``main`` sets up only the one chosen.
     """
+    from .. import __version__  # noqa: PLC0415 - looked up when asked for: see __init__
+
     parser = argparse.ArgumentParser(
         prog="s3syncer",
         description="Run a sync command when a container registry reports a change.",

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .check import config_path
 from .exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
@@ -25,8 +24,7 @@ if TYPE_CHECKING:
 ACCEPTED = 202  # what the daemon answers a manual run it took
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where to ask, and with which token ("" for none)."""
 
     base: str
