@@ -156,7 +156,7 @@ def test_check_prints_the_missing_binary_and_still_exits_0(
     path.write_text("commands: [{name: a, cmd: /nonexistent/mc}]\n", encoding="utf-8")
     assert main(["check", "--config", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith(f"{path}: OK, 1 command")
+    assert out.splitlines()[0] == f"{path}: OK, 1 command, 1 warning"
     assert f"{path}: warning: commands[0].cmd: /nonexistent/mc does not exist" in err
 
 

@@ -143,7 +143,7 @@ def test_check_good_config_prints_summary_and_exits_0(
         == f"{good}: warning: commands[0].cmd: /usr/local/bin/mc does not exist on this machine\n"
     )
     lines = out.splitlines()
-    assert lines[0] == f"{good}: OK, 2 commands"
+    assert lines[0] == f"{good}: OK, 2 commands, 1 warning"
     assert "  listen: :9999" in lines
     assert "  auth: token required" in lines
     assert "  stateDir: /var/lib/s3syncer" in lines
@@ -190,7 +190,7 @@ def test_check_token_file_and_env_token_never_printed(
 
 
 def test_summary_says_when_auth_is_off() -> None:
-    config = parse_config("commands: [{name: a, cmd: x}]", source="c.yaml", env={})
+    config = parse_config("commands: [{name: a, cmd: /bin/true}]", source="c.yaml", env={})
     summary = summarise(config)
     assert summary.splitlines()[0] == "c.yaml: OK, 1 command"
     assert "  auth: off (anyone may trigger)" in summary.splitlines()

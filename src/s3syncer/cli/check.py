@@ -47,7 +47,11 @@ def summarise(config: Config) -> str:
     from ..model.config import DEFAULT_LISTEN, format_duration  # noqa: PLC0415
 
     count = len(config.commands)
-    lines = [f"{config.source}: OK, {count} command{'s' if count != 1 else ''}"]
+    headline = f"{config.source}: OK, {count} command{'s' if count != 1 else ''}"
+    warnings = len(config.warnings)
+    if warnings:  # printed on stderr; an OK alone would hide them
+        headline += f", {warnings} warning{'s' if warnings != 1 else ''}"
+    lines = [headline]
     # S3SYNCER_LISTEN or --listen may still win when the daemon starts
     lines.append(
         f"  listen: {config.listen}" if config.listen else f"  listen: {DEFAULT_LISTEN} (default)"
