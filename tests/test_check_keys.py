@@ -80,6 +80,31 @@ def test_every_duplicate_is_reported_at_once() -> None:
     ]
 
 
+def test_a_duplicate_is_reported_with_the_other_errors() -> None:
+    errors = errors_of(
+        """\
+        shutdownGrace: soon
+        commands:
+          - {name: a, cmd: /bin/true, delay: 1s, delay: 2s}
+        """
+    )
+    assert errors == [
+        "line 3: commands[0].delay: is written twice (first on line 3)",
+        'shutdownGrace: "soon" is not a duration (use e.g. 300ms, 3s, 1m30s, 2h)',
+    ]
+
+
+def test_a_merge_key_may_be_overridden() -> None:
+    config = parse(
+        """\
+        commands:
+          - &base {name: a, cmd: /bin/true, delay: 1s}
+          - {<<: *base, name: b, delay: 2s}
+        """
+    )
+    assert [(c.name, c.delay) for c in config.commands] == [("a", 1.0), ("b", 2.0)]
+
+
 def test_an_alias_used_twice_is_not_a_duplicate() -> None:
     config = parse(
         """\
@@ -93,11 +118,19 @@ def test_an_alias_used_twice_is_not_a_duplicate() -> None:
 
 def test_check_exits_2_on_a_duplicate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("commands: [{name: a, cmd: /bin/true}]\ncommands: []\n", encoding="utf-8")
+    path.write_text(
+        "commands: [{name: a, cmd: /bin/true}]\ncommands: [{name: b, cmd: /bin/true}]\n",
+        encoding="utf-8",
+    )
     assert main(["check", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"{path}: line 2: commands: is written twice (first on line 1)\n"
+
+
+def test_a_file_nested_too_deeply_is_refused_not_a_crash() -> None:
+    # it used to raise RecursionError, which a reload (catching ConfigError) let through
+    assert errors_of("commands: " + "[" * 100_000) == ["not valid YAML: nested too deeply"]
 
 
 # --- programs and folders that are not there ---------------------------------------------

@@ -61,9 +61,13 @@ def parse_config(
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
-    if duplicates:
-        raise ConfigError(source, duplicates)
+    except RecursionError:
+        # PyYAML recurses once a level: a file nested thousands deep must be refused, not
+        # end `check`, the start, or (worse) a running daemon's reload with a traceback
+        raise ConfigError(source, ["not valid YAML: nested too deeply"]) from None
     checker = Checker()
+    # reported with the rest: the file is read as YAML reads it, the last of each key kept
+    checker.errors.extend(duplicates)
     config = _read_config(checker, data, source, os.environ if env is None else env)
     if checker.errors or config is None:
         raise ConfigError(source, checker.errors or ["empty configuration"])
