@@ -44,12 +44,18 @@ def check(config_flag: str | None) -> int:
 
 def summarise(config: Config) -> str:
     """A human summary of a valid config. It names secrets' sources, never their values."""
-    from ..model.config import format_duration  # noqa: PLC0415
+    from ..model.config import DEFAULT_LISTEN, format_duration  # noqa: PLC0415
 
     count = len(config.commands)
-    lines = [f"{config.source}: OK, {count} command{'s' if count != 1 else ''}"]
-    if config.listen:
-        lines.append(f"  listen: {config.listen}")
+    headline = f"{config.source}: OK, {count} command{'s' if count != 1 else ''}"
+    warnings = len(config.warnings)
+    if warnings:  # printed on stderr; an OK alone would hide them
+        headline += f", {warnings} warning{'s' if warnings != 1 else ''}"
+    lines = [headline]
+    # S3SYNCER_LISTEN or --listen may still win when the daemon starts
+    lines.append(
+        f"  listen: {config.listen}" if config.listen else f"  listen: {DEFAULT_LISTEN} (default)"
+    )
     lines.append(f"  auth: {'token required' if config.auth else 'off (anyone may trigger)'}")
     if config.state_dir:
         lines.append(f"  stateDir: {config.state_dir}")
@@ -80,12 +86,22 @@ def _summarise_command(command: CommandConfig) -> list[str]:
         f"  {command.name}{' (disabled)' if command.disable else ''}: {shlex.join(command.argv)}",
         f"    {', '.join(timing)}",
         f"    on: {_describe_starts(command)}",
-        f"    formats: {', '.join(f for f in FORMATS if f in command.formats)}",
     ]
+    if command.events:  # without a rule no webhook starts it: its formats mean nothing
+        lines.append(f"    formats: {', '.join(f for f in FORMATS if f in command.formats)}")
     if command.workdir:
         lines.append(f"    workdir: {command.workdir}")
+    lines.extend(_describe_environment(command))
+    return lines
+
+
+def _describe_environment(command: CommandConfig) -> list[str]:
+    # names only: a value may be a secret
+    lines = [] if command.inherit_env else ["    environment: clean (inheritEnv: false)"]
     if command.env:
         lines.append(f"    env: {', '.join(sorted(command.env))}")
+    if command.unset_env:
+        lines.append(f"    unset: {', '.join(sorted(command.unset_env))}")
     return lines
 
 

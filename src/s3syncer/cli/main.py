@@ -17,10 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from .. import __version__
 from .check import check
 from .run_client import request_run
-from .serve import serve
+from .serve import catch_signals_early, serve
 
 if TYPE_CHECKING:
     pass
@@ -46,6 +45,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Setting up a subcommand's flags imports what its help names (the daemon's config for
     ``serve``, the replicate package for ``replicate``): ``main`` sets up only the one chosen.
     """
+    from .. import __version__  # noqa: PLC0415 - looked up when asked for: see __init__
+
     parser = argparse.ArgumentParser(
         prog="s3syncer",
         description="Run a sync command when a container registry reports a change.",
@@ -83,8 +84,13 @@ def _check_flags(check: argparse.ArgumentParser) -> None:
 
 def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("name", help="the command's name")
-    run.add_argument("--url", help="the daemon's base URL (default http://localhost:9999)")
-    run.add_argument("--token-file", help="file holding the token (env S3SYNCER_TOKEN)")
+    run.add_argument("--config", help=_config_help() + "; its listen and auth are used")
+    run.add_argument(
+        "--url", help="the daemon's base URL (default: from S3SYNCER_LISTEN or the config's listen)"
+    )
+    run.add_argument(
+        "--token-file", help="file holding the token (default: S3SYNCER_TOKEN or the config's auth)"
+    )
 
 
 def _replicate_flags(replicate: argparse.ArgumentParser) -> None:
@@ -142,11 +148,13 @@ def entry() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line (``sys.argv`` by default); return its exit code."""
     argv = normalise_argv(sys.argv[1:] if argv is None else argv)
+    # before the parser: setting up serve's flags imports the daemon's config
+    early = catch_signals_early() if argv[0] == "serve" else None
     args = build_parser(only=argv[0]).parse_args(argv)
     if args.subcommand == "check":
         return check(args.config)
     if args.subcommand == "run":
-        return request_run(args.name, args.url, args.token_file)
+        return request_run(args.name, args.url, args.token_file, args.config)
     if args.subcommand == "replicate":
         from ..replicate.command import run as replicate  # noqa: PLC0415
 
@@ -155,4 +163,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..replicate.verify import run as verify  # noqa: PLC0415
 
         return verify(args)
-    return serve(args.config, args.listen, args.log_format, args.log_level)
+    return serve(args.config, args.listen, args.log_format, args.log_level, early)

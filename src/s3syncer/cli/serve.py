@@ -14,27 +14,36 @@ from .check import config_path, load_file
 from .exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from ..daemon.early_signals import EarlySignals
     from ..daemon.service import Service
-    from ..daemon.signals import EarlySignals
 
 log = logging.getLogger("s3syncer")
 
 
-def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str) -> int:
-    """``s3syncer serve``: run until SIGTERM or SIGINT."""
+def serve(
+    config_flag: str | None,
+    listen_flag: str | None,
+    fmt: str,
+    level: str,
+    early: EarlySignals | None = None,
+) -> int:
+    """``s3syncer serve``: run until SIGTERM or SIGINT.
+
+    ``early`` holds the signal handlers ``main`` installed before anything else ran;
+    without it, they are installed here.
+    """
     # the daemon's stack (trio, Quart, Hypercorn) loads here, not with the module: it costs
     # `replicate` and `verify`, which a command runs on every push, 1-2 s of start each
     import trio  # noqa: PLC0415
 
     from ..daemon.service import build_service  # noqa: PLC0415
-    from ..daemon.signals import EarlySignals  # noqa: PLC0415
     from ..exec.fd_budget import raise_open_files_limit  # noqa: PLC0415
     from ..exec.leftovers import become_subreaper  # noqa: PLC0415
     from ..model.config import DEFAULT_LISTEN, ListenError, parse_listen  # noqa: PLC0415
     from ..obs.logs import configure_logging  # noqa: PLC0415
 
-    early = EarlySignals()
-    early.install()
+    if early is None:
+        early = catch_signals_early()
     configure_logging(fmt, level)
     config = load_file(config_flag)
     if config is None:
@@ -58,6 +67,15 @@ def serve(config_flag: str | None, listen_flag: str | None, fmt: str, level: str
     except BaseException as exc:
         return _exit_code_for(exc)
     return EXIT_OK
+
+
+def catch_signals_early() -> EarlySignals:
+    """Install SIGHUP, SIGTERM and SIGINT handlers now; it imports only ``signal``."""
+    from ..daemon.early_signals import EarlySignals  # noqa: PLC0415
+
+    early = EarlySignals()
+    early.install()
+    return early
 
 
 async def _serve(service: Service, early: EarlySignals) -> None:

@@ -6,6 +6,8 @@ passes collects every problem, so a bad entry never hides the errors of the next
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..model.config import (
     ACTIONS,
     DEFAULT_DELAY,
@@ -19,6 +21,7 @@ from ..model.config import (
     validate_cron,
 )
 from .checker import Checker, describe, show
+from .presence import check_presence, search_path_of
 
 _COMMAND_KEYS = frozenset(
     {
@@ -26,6 +29,7 @@ _COMMAND_KEYS = frozenset(
         "cmd",
         "args",
         "env",
+        "inheritEnv",
         "workdir",
         "disable",
         "delay",
@@ -43,8 +47,13 @@ _RETRY_KEYS = frozenset({"attempts", "backoff"})
 _RULE_KEYS = frozenset({"action", "tagged", "repository", "tag", "mediaType", "unless"})
 
 
-def read_commands(checker: Checker, value: object) -> tuple[CommandConfig, ...]:
-    """The valid entries of ``commands``; each problem, duplicate names too, goes to ``checker``."""
+def read_commands(
+    checker: Checker, value: object, daemon_env: Mapping[str, str]
+) -> tuple[CommandConfig, ...]:
+    """The valid entries of ``commands``; each problem, duplicate names too, goes to ``checker``.
+
+    ``daemon_env`` is the environment a command inherits: its PATH finds a bare ``cmd``.
+    """
     if value is None:
         checker.error("commands", "is missing: configure at least one command")
         return ()
@@ -67,6 +76,11 @@ def read_commands(checker: Checker, value: object) -> tuple[CommandConfig, ...]:
                 seen[name] = index
         # A duplicate is still validated: every error in the file is reported at once.
         command = _read_command(checker, path, item)
+        if command is not None:
+            search_path = search_path_of(
+                command.env, command.unset_env, command.inherit_env, daemon_env
+            )
+            check_presence(checker, path, command.cmd, command.workdir, search_path)
         if command is not None and not duplicate:
             commands.append(command)
     return tuple(commands)
@@ -80,10 +94,11 @@ def _read_command(checker: Checker, path: str, value: object) -> CommandConfig |
     name = _read_name(checker, path, data.get("name"))
     cmd = _read_cmd(checker, path, data.get("cmd"))
     args = _read_args(checker, f"{path}.args", data.get("args"))
-    env = _read_env(checker, f"{path}.env", data.get("env"))
+    env, unset_env = _read_env(checker, f"{path}.env", data.get("env"))
     text = lambda p, v: checker.typed(p, v, str, "a string")  # noqa: E731
     flag = lambda p, v: checker.typed(p, v, bool, "true or false")  # noqa: E731
     workdir = checker.optional(data, "workdir", path, text)
+    inherit_env = checker.optional(data, "inheritEnv", path, flag)
     disable = checker.optional(data, "disable", path, flag)
     delay = checker.optional(data, "delay", path, checker.duration)
     max_delay = checker.optional(data, "maxDelay", path, checker.duration)
@@ -110,6 +125,8 @@ def _read_command(checker: Checker, path: str, value: object) -> CommandConfig |
         cmd=cmd,
         args=args,
         env=env,
+        unset_env=unset_env,
+        inherit_env=inherit_env is not False,
         workdir=workdir,
         disable=bool(disable),
         delay=delay,
@@ -176,21 +193,25 @@ def _read_args(checker: Checker, path: str, value: object) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _read_env(checker: Checker, path: str, value: object) -> dict[str, str]:
+def _read_env(checker: Checker, path: str, value: object) -> tuple[dict[str, str], frozenset[str]]:
+    """The variables ``env`` sets, and those it unsets (written with an empty value)."""
     if value is None:
-        return {}
+        return {}, frozenset()
     data = checker.typed(path, value, dict, "a mapping of names to values")
     if data is None:
-        return {}
+        return {}, frozenset()
     env: dict[str, str] = {}
+    unset: set[str] = set()
     for key, item in data.items():
         if not isinstance(key, str) or not key or "=" in key:
             checker.error(path, f"{key!r} is not a valid variable name")
+        elif item is None:
+            unset.add(key)  # `VAR: null` or `VAR:`: removed from what the command inherits
         elif isinstance(item, str | int | float) and not isinstance(item, bool):
             env[key] = str(item)
         else:
             checker.error(f"{path}.{key}", f"must be a string, not {describe(item)}")
-    return env
+    return env, frozenset(unset)
 
 
 def _read_cron(checker: Checker, path: str, value: object) -> str | None:

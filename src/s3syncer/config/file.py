@@ -27,6 +27,7 @@ from ..model.config import (
 )
 from .checker import Checker
 from .commands import read_commands
+from .duplicates import duplicate_keys
 
 _TOP_KEYS = frozenset({"listen", "auth", "stateDir", "shutdownGrace", "requestTimeout", "commands"})
 _AUTH_KEYS = frozenset({"token", "tokenFile"})
@@ -48,13 +49,25 @@ def parse_config(
 ) -> Config:
     """Validate YAML ``text``; ``env`` supplies S3SYNCER_TOKEN (default: os.environ)."""
     try:
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            duplicates = duplicate_keys(root)
+            data = None if root is None else loader.construct_document(root)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    except RecursionError:
+        # PyYAML recurses once a level: a file nested thousands deep must be refused, not
+        # end `check`, the start, or (worse) a running daemon's reload with a traceback
+        raise ConfigError(source, ["not valid YAML: nested too deeply"]) from None
     checker = Checker()
+    # reported with the rest: the file is read as YAML reads it, the last of each key kept
+    checker.errors.extend(duplicates)
     config = _read_config(checker, data, source, os.environ if env is None else env)
     if checker.errors or config is None:
         raise ConfigError(source, checker.errors or ["empty configuration"])
@@ -79,7 +92,7 @@ def _read_config(
     # read it as an empty mapping, which asks for a token.
     auth_value = {} if "auth" in top and top["auth"] is None else top.get("auth")
     auth = _read_auth(checker, auth_value, env)
-    commands = read_commands(checker, top.get("commands"))
+    commands = read_commands(checker, top.get("commands"), env)
     return Config(
         commands=commands,
         listen=listen,

@@ -172,12 +172,12 @@ class Service:
             # first one's journals and run every command a second time, runOnStart at once.
             raise StateDirError(
                 errno.EBUSY,
-                f"stateDir {state_dir} is in use by another s3syncer (its {directory.path} is "
-                "locked): two daemons on one stateDir would overwrite each other's journals "
-                "and run each command twice",
+                f"stateDir {state_dir} is in use by another s3syncer (its "
+                f"{directory.location.path} is locked): two daemons on one stateDir would "
+                "overwrite each other's journals and run each command twice",
             ) from None
         await directory.clear(KILL_GRACE)
-        self._processes.events_dir = directory.path
+        self._processes.run_directory = directory  # made again if it goes away
         return directory  # its lock lasts as long as we do
 
     async def _apply(self, new: Config) -> None:
@@ -263,7 +263,8 @@ def build_service(
     metrics = Metrics()
     processes = None
     if launch is None:
-        processes = launch = ProcessLauncher()
+        # the webhook token, however it was read, must not reach a command's environment
+        processes = launch = ProcessLauncher(secrets=(config.auth.token,) if config.auth else ())
     supervisor = Supervisor(config.state_dir, launch, metrics, disk=disk)
     reloader = None if config_path is None else Reloader(config_path, poll=watch_interval)
     return Service(

@@ -7,24 +7,12 @@ import signal
 
 import trio
 
+from .early_signals import EarlySignals
 from .service import Service
 
+__all__ = ["EarlySignals", "watch_signals"]
+
 log = logging.getLogger("s3syncer")
-
-
-class EarlySignals:
-    """Remembers SIGTERM/SIGINT that arrive before the event loop listens for them."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        """Catch SIGTERM and SIGINT from now on, instead of dying mid-start."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._note)
-
-    def _note(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
 
 
 async def watch_signals(
@@ -36,9 +24,8 @@ async def watch_signals(
     """SIGTERM/SIGINT: graceful shutdown; a second one: stop at once. SIGHUP: reload."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
-        if early is not None and early.received:
-            log.info("%s received while starting", signal.Signals(early.received[0]).name)
-            service.request_shutdown()
+        if early is not None:
+            _act_on_early(service, early)
         async for signum in signals:
             name = signal.Signals(signum).name
             if signum == signal.SIGHUP:
@@ -50,3 +37,14 @@ async def watch_signals(
             else:
                 log.info("%s received", name)
                 service.request_shutdown()
+
+
+def _act_on_early(service: Service, early: EarlySignals) -> None:
+    """What came before the loop listened: a stop wins over a reload."""
+    if early.stop_requested:
+        name = next(signal.Signals(s).name for s in early.received if s != signal.SIGHUP)
+        log.info("%s received while starting", name)
+        service.request_shutdown()
+    elif early.reload_requested:
+        log.info("SIGHUP received while starting: reloading the configuration")
+        service.request_reload()

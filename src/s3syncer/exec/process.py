@@ -18,13 +18,14 @@ import resource
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
 
 from ..model.config import CommandConfig
 from ..model.run import OutputTail, RunRequest, RunResult
+from .environment import command_environment
 from .fd_budget import limits_at_start
 from .leftovers import (
     adopted_children,
@@ -33,6 +34,7 @@ from .leftovers import (
     is_subreaper,
     set_parent_death_signal,
 )
+from .run_directory import RunDirectory
 
 log = logging.getLogger("s3syncer.process")
 output_log = logging.getLogger("s3syncer.output")
@@ -127,10 +129,13 @@ class ProcessLauncher:
         kill_grace: float = KILL_GRACE,
         events_dir: str | None = None,
         base_env: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.kill_grace = kill_grace
         self.events_dir = events_dir
         self.base_env = base_env
+        self.secrets = tuple(secrets)  # values no inherited variable may carry to a command
+        self.run_directory: RunDirectory | None = None  # when set, wins over events_dir
         self._leaders: set[int] = set()  # our children that are runs' leaders, not orphans
         self._nofile = limits_at_start()
 
@@ -171,17 +176,24 @@ class ProcessLauncher:
     def _environment(
         self, command: CommandConfig, request: RunRequest, events_file: str
     ) -> dict[str, str]:
-        env = dict(os.environ if self.base_env is None else self.base_env)
-        env.update(command.env)
-        env["S3SYNCER_COMMAND"] = command.name
-        env["S3SYNCER_REASON"] = request.reason
-        env["S3SYNCER_EVENTS_FILE"] = events_file
-        return env
+        run_vars = {
+            "S3SYNCER_COMMAND": command.name,
+            "S3SYNCER_REASON": request.reason,
+            "S3SYNCER_EVENTS_FILE": events_file,
+        }
+        daemon_env = os.environ if self.base_env is None else self.base_env
+        return command_environment(daemon_env, command, run_vars, self.secrets)
+
+    def _events_dir(self) -> str | None:
+        # tmpfiles ageing or an rm -rf may have removed the run directory: it is made again
+        return self.events_dir if self.run_directory is None else self.run_directory.ensure()
 
     def _write_events(self, command: CommandConfig, request: RunRequest) -> str:
         document = request.events.to_json(command.name, request.reason)
         fd, path = tempfile.mkstemp(
-            prefix=f"s3syncer-{command.name}-{request.run_id}-", suffix=".json", dir=self.events_dir
+            prefix=f"s3syncer-{command.name}-{request.run_id}-",
+            suffix=".json",
+            dir=self._events_dir(),
         )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:

@@ -19,6 +19,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 BOM = "\ufeff"  # the UTF-8 byte order mark, as text
 DEFAULT_CONFIG_PATH = "/etc/s3syncer/config.yaml"
 DEFAULT_LISTEN = "localhost:9999"
+MAX_PORT = 65535
 DEFAULT_DELAY = 5.0
 MIN_DEFAULT_MAX_DELAY = 60.0
 DEFAULT_SHUTDOWN_GRACE = 25.0
@@ -51,8 +52,12 @@ class ListenError(ValueError):
 def parse_listen(text: str) -> tuple[str, int]:
     """Split ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (every IPv4 interface) into host and port."""
     host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not port_text.isdigit():
         raise ListenError(f"listen address {text!r} is not HOST:PORT or :PORT")
+    if int(port_text) > MAX_PORT:
+        raise ListenError(
+            f"listen address {text!r}: port {int(port_text)} is out of range (0-{MAX_PORT})"
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
@@ -108,6 +113,10 @@ class CommandConfig:
     cmd: str
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # `env: {VAR: null}`: removed from what the command inherits
+    unset_env: frozenset[str] = frozenset()
+    # `inheritEnv: false`: the command starts from an empty environment, not the daemon's
+    inherit_env: bool = True
     workdir: str | None = None
     disable: bool = False
     delay: float = DEFAULT_DELAY
