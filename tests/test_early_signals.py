@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from daemon import Daemon, Recorder, start_daemon
-from registry_harness import wait_until
+from waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

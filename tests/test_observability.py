@@ -64,6 +64,7 @@ COMMAND_KEYS = {
     "pendingEventAgeSeconds",
     "pendingFullSync",
     "lastSuccess",
+    "lastFullPass",
     "recentRuns",
     "nextRun",
     "currentRun",

@@ -41,6 +41,7 @@ def _view(last: RunRecord | None = None, **changes: Any) -> CommandView:
         pending_full_sync=False,
         current_run=None,
         last_run=_last_run() if last is None else last,
+        last_full_pass=None,
         last_success=None,
         recent_runs=(),
         next_run=None,

@@ -69,6 +69,7 @@ class Runner:
         # After a restart, the last run is the history's newest: a command whose last run
         # failed still looks failed, never "no run yet" above its own failed row.
         self.last_run: RunRecord | None = _newest(self.history)
+        self.last_full_pass: RunRecord | None = None  # the last run that reported one
         self.runs = 0
         self.failures = 0
         self.stopped = trio.Event()
@@ -224,6 +225,9 @@ class Runner:
         record.result = result
         self.last_run = record
         self.history.add(PastRun.of(record))
+        if result.report is not None and result.report.full_pass:
+            self.last_full_pass = record
+            self._metrics.full_pass(self.command.name, result.report)
 
     def _interrupted(self, record: RunRecord, request: RunRequest, duration: float) -> None:
         why = KILLED_AT_SHUTDOWN if self._stopping else "ended without a result"

@@ -57,6 +57,7 @@ def command_view(runner: Runner, now: float, wall_now: float) -> CommandView:
         pending_full_sync=any(log.truncated for log in unsettled),
         current_run=runner.current_run,
         last_run=runner.last_run,
+        last_full_pass=runner.last_full_pass,
         last_success=runner.history.last_success,
         recent_runs=tuple(reversed(list(runner.history))),
         next_run=_wall(runner.coalescer.due(), now, wall_now),

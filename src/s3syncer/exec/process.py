@@ -34,6 +34,7 @@ from .leftovers import (
     is_subreaper,
     set_parent_death_signal,
 )
+from .result_file import result_path, take_report
 from .run_directory import RunDirectory
 
 log = logging.getLogger("s3syncer.process")
@@ -146,8 +147,9 @@ class ProcessLauncher:
             events_file = await trio.to_thread.run_sync(self._write_events, command, request)
         except OSError as exc:
             return RunResult(error=f"cannot write the events file: {exc}")
+        report_file, report = result_path(events_file), None
         try:
-            env = self._environment(command, request, events_file)
+            env = self._environment(command, request, events_file, report_file)
             timeout = command.timeout if command.timeout is not None else math.inf
             with trio.move_on_after(timeout) as deadline:
                 result = await self._execute(command, env, sink)
@@ -165,21 +167,27 @@ class ProcessLauncher:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_remove, events_file)
                 await self._end_orphans()
+                # After the orphans: nothing of the run can still be writing it.
+                report = await trio.to_thread.run_sync(
+                    take_report, report_file, command.name, request.run_id
+                )
         return RunResult(
             exit_code=result.exit_code,
             signal=result.signal,
             timed_out=result.timed_out,
             error=result.error,
             output_tail=sink.tail,
+            report=report,
         )
 
     def _environment(
-        self, command: CommandConfig, request: RunRequest, events_file: str
+        self, command: CommandConfig, request: RunRequest, events_file: str, report_file: str
     ) -> dict[str, str]:
         run_vars = {
             "S3SYNCER_COMMAND": command.name,
             "S3SYNCER_REASON": request.reason,
             "S3SYNCER_EVENTS_FILE": events_file,
+            "S3SYNCER_RESULT_FILE": report_file,
         }
         daemon_env = os.environ if self.base_env is None else self.base_env
         return command_environment(daemon_env, command, run_vars, self.secrets)

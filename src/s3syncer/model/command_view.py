@@ -22,6 +22,7 @@ class CommandView:
     pending_full_sync: bool  # some of those are unknown: the next run covers everything
     current_run: RunRecord | None
     last_run: RunRecord | None
+    last_full_pass: RunRecord | None  # the last run whose result file said it was a full pass
     last_success: PastRun | None
     recent_runs: tuple[PastRun, ...]  # newest first
     next_run: float | None  # when the pending run or retry falls due

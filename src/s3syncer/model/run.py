@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 
 from .event import Event
 from .event_log import EventLog
+from .pass_report import PassReport
 
 TAIL_BYTES = 64 * 1024
 
@@ -76,6 +77,7 @@ class RunResult:
     timed_out: bool = False
     error: str | None = None
     output_tail: str = ""
+    report: PassReport | None = None  # what the command said it found, if it said
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..model.pass_report import TAG_COUNTS, PassReport
 from ..model.run import Reason
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -62,6 +63,19 @@ class Metrics:
             ["command"],
             registry=self.registry,
         )
+        self.full_pass_tags = Gauge(
+            "s3syncer_last_full_pass_tags",
+            "Tags the command's last full pass reported, by what it did: checked, repaired, "
+            "deleted, kept (a repair is a change no notification brought).",
+            ["command", "outcome"],
+            registry=self.registry,
+        )
+        self.full_pass_time = Gauge(
+            "s3syncer_last_full_pass_timestamp_seconds",
+            "Unix time the command's last full pass reported its counts.",
+            ["command"],
+            registry=self.registry,
+        )
         self.last_run_success = Gauge(
             "s3syncer_last_run_success",
             "1 if the command's last run succeeded, 0 if it failed (absent before a run).",
@@ -92,8 +106,14 @@ class Metrics:
         """Make a command's series exist (at zero) before anything happens to it."""
         for metric, labels in self._series(name):
             # Born later: the last run's success at its end (no alert before any run),
-            # the event lag when the supervisor hands its reader over.
-            if metric is not self.last_run_success and metric is not self.pending_event_age:
+            # the event lag when the supervisor hands its reader over, a full pass's
+            # counts when one reports them.
+            if metric not in (
+                self.last_run_success,
+                self.pending_event_age,
+                self.full_pass_tags,
+                self.full_pass_time,
+            ):
                 metric.labels(*labels)
         self.running_gauge.labels(name).set(0)
         self.pending_gauge.labels(name).set(0)
@@ -114,8 +134,11 @@ class Metrics:
             self.pending_gauge,
             self.pending_event_age,
             self.duration,
+            self.full_pass_time,
         ):
             yield metric, (name,)
+        for outcome in TAG_COUNTS:
+            yield self.full_pass_tags, (name, outcome)
         for outcome in TRIGGER_OUTCOMES:
             yield self.triggers, (name, outcome)
         for reason in RUN_REASONS:
@@ -152,6 +175,12 @@ class Metrics:
         self.last_run_success.labels(name).set(1 if ok else 0)
         if ok:
             self.last_success.labels(name).set(time.time())
+
+    def full_pass(self, name: str, report: PassReport) -> None:
+        """Record the counts a full pass reported; a count it left out reads 0."""
+        for outcome in TAG_COUNTS:
+            self.full_pass_tags.labels(name, outcome).set(report.tags.get(outcome, 0))
+        self.full_pass_time.labels(name).set(time.time())
 
     def restore(self, name: str, last_ok: bool | None, last_success_at: float | None) -> None:
         """Set a command's last result and last success as its history has them at start.

@@ -213,6 +213,12 @@ def _facts(command: CommandView, now: float) -> list[Row]:
         pairs.append(("last run", text, iso(last.started_at)))
     success = command.last_success
     pairs.append(_when("last success", None if success is None else success.ended_at, now))
+    full_pass = command.last_full_pass
+    if full_pass is not None and full_pass.result is not None and full_pass.result.report:
+        # A repair in a full pass is a change no notification brought: worth a look.
+        found = full_pass.result.report.describe()
+        when = ago(full_pass.ended_at, now)
+        pairs.append(("last full pass", f"{when}: {found}", iso(full_pass.ended_at)))
     if command.next_run is not None and current is not None:
         # Triggers during a run make one follow-up, never before this run ends.
         pairs.append(("next run", f"after #{current.run_id} ends", iso(command.next_run)))

@@ -58,6 +58,18 @@ def _current_run(record: RunRecord | None) -> dict[str, Any] | None:
     }
 
 
+def full_pass_status(record: RunRecord | None) -> dict[str, Any] | None:
+    """The status API's view of the last full pass: the run, when it ended, its counts."""
+    if record is None or record.result is None or record.result.report is None:
+        return None
+    return {
+        "runId": record.run_id,
+        "end": iso(record.ended_at),
+        "ok": record.result.ok,
+        "tags": dict(record.result.report.tags),
+    }
+
+
 def past_run_status(run: PastRun) -> dict[str, Any]:
     """The status API's view of a run in the history."""
     return {
@@ -84,6 +96,7 @@ def command_status(view: CommandView) -> dict[str, Any]:
         "pendingFullSync": view.pending_full_sync,
         "currentRun": _current_run(view.current_run),
         "lastRun": run_status(view.last_run),
+        "lastFullPass": full_pass_status(view.last_full_pass),
         "lastSuccess": iso(last_success.ended_at if last_success is not None else None),
         "recentRuns": [past_run_status(run) for run in view.recent_runs],
         "nextRun": iso(view.next_run),
