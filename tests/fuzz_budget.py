@@ -13,5 +13,7 @@ def examples(full: int) -> int:
 
     Read at import, after pytest has loaded ``--hypothesis-profile`` (see conftest.py).
     """
-    floor = settings.default.max_examples
+    loaded = settings.default
+    assert loaded is not None  # hypothesis always has a profile loaded under pytest
+    floor = loaded.max_examples
     return full if floor >= full else max(floor, full // FAST_SHARE)

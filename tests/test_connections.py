@@ -141,6 +141,23 @@ def test_requests_that_do_not_arrive_in_time_get_408_and_a_closed_connection(
     assert data.startswith(b"HTTP/1.1 200")
 
 
+def test_status_lines_carry_their_reason_phrase(daemon: Daemon) -> None:
+    # "HTTP/1.1 401 \r\n" is legal, but proxies and curl -i show the phrase to operators.
+    answers = {
+        b"HTTP/1.1 401 Unauthorized\r\n": b"GET /status HTTP/1.1\r\nHost: s3syncer\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n": request_bytes("GET", "/health"),
+        b"HTTP/1.1 404 Not Found\r\n": request_bytes("GET", "/nowhere"),
+        b"HTTP/1.1 202 Accepted\r\n": request_bytes("POST", "/run/push"),
+    }
+    for status_line, request in answers.items():
+        with connect(daemon) as sock:
+            sock.sendall(request)
+            data = b""
+            while b"\r\n" not in data:
+                data += sock.recv(65536)
+        assert data.startswith(status_line), (status_line, data[:100])
+
+
 def test_a_flood_of_expect_100_continue_hang_ups_costs_a_line_or_two(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "push")
     with start_daemon(tmp_path, config_for(recorder.command_yaml("push"))) as daemon:

@@ -13,6 +13,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,6 +21,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ..model.run import Reason
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# A `_created` series per counter and histogram doubled what a scrape carries for a
+# timestamp nobody alerts on (process_start_time_seconds says when counting began).
+# The switch is global to prometheus_client; only the daemon uses it in this process.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 # Sync runs last from a second to hours; the default buckets stop at 10 s.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
 # Every reason and result exists at 0 from the start: increase() cannot see a counter's

@@ -17,6 +17,8 @@ when the app has the whole request and when the answer has gone out.
 from __future__ import annotations
 
 import math
+import re
+from http import HTTPStatus
 from typing import Literal
 
 import trio
@@ -38,6 +40,22 @@ RAW_TIMEOUT_RESPONSE = (
 )
 
 
+# h11 writes the status line with the reason phrase it is given, and Hypercorn gives none.
+BARE_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) \r\n")
+
+
+def with_reason_phrase(head: bytes) -> bytes:
+    """``head`` with its bare status line (``HTTP/1.1 401 \\r\\n``) given its phrase."""
+    match = BARE_STATUS_LINE.match(head)
+    if match is None:
+        return head
+    try:
+        phrase = HTTPStatus(int(match[1])).phrase.encode()
+    except ValueError:
+        return head  # a status without a standard phrase keeps an empty one
+    return head[: match.end() - 2] + phrase + head[match.end() - 2 :]
+
+
 class Connection:
     """The deadlines of one client connection; its :attr:`scope` wraps the protocol's task."""
 
@@ -52,6 +70,7 @@ class Connection:
         self.scope = trio.CancelScope(deadline=trio.current_time() + keep_alive)
         self.evicted = False
         self.closing = False
+        self.head_next = False  # the next bytes sent begin an answer: its status line
 
     @property
     def evictable(self) -> bool:
@@ -127,6 +146,9 @@ class WatchedStream(trio.abc.HalfCloseableStream):
         return bytes(data)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.connection.head_next:
+            self.connection.head_next = False
+            data = with_reason_phrase(bytes(data))
         async with self._sending:
             await self.connection.stream.send_all(data)
 
@@ -199,6 +221,7 @@ class Exchange:
             return
         if message["type"] == "http.response.start":
             self.answered = True
+            self.connection.head_next = True
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             await self._finish(message)
         else:

@@ -1,0 +1,176 @@
+"""What every answer of the web layer carries, seen through ASGI with fakes for the ports.
+
+The security headers (the page must not be framed, sniffed or made to run a planted
+script), one refusal log line a minute *per kind* (a 404 line must not count 401s), and
+a /metrics free of ``_created`` series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import pytest
+
+from s3syncer.model.answers import Accepted, BadRequest, Refused
+from s3syncer.model.command_view import CommandView
+from s3syncer.model.config import AuthConfig
+from s3syncer.model.event import Event
+from s3syncer.obs.metrics import Metrics
+from s3syncer.web.app import CONTENT_SECURITY_POLICY, create_app
+
+TOKEN = "answers-test-token"
+
+
+class NoCommands:
+    """An inbox that knows no command."""
+
+    def formats(self, name: str) -> frozenset[str] | None:
+        return None
+
+    async def accept(
+        self,
+        name: str,
+        events: Sequence[Event],
+        reason: Literal["event", "manual"],
+        *,
+        unmapped: int = 0,
+    ) -> Accepted | Refused:
+        return Refused("unknown", f"no command {name!r}")
+
+    def refuse(self, name: str, why: BadRequest, detail: str) -> Refused:
+        return Refused("unknown", f"no command {name!r}")
+
+
+class Idle:
+    """A ready daemon with no command, whose metrics are a real registry's."""
+
+    ready = True
+    shutting_down = False
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self.metrics.add_command("push")
+
+    def views(self) -> list[CommandView]:
+        return []
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
+
+
+async def call(
+    method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request through the whole ASGI app (with the token unless ``headers`` is given)."""
+    app = create_app(NoCommands(), Idle(), AuthConfig(TOKEN))
+    return await call_app(app, method, path, headers)
+
+
+async def call_app(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    if headers is None:
+        headers = [(b"authorization", b"Bearer " + TOKEN.encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"s3syncer"), *headers],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+        "extensions": {},
+    }
+    sent: list[dict[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    answer_headers = {bytes(k).decode().lower(): bytes(v).decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], answer_headers, body
+
+
+ANSWERS: list[tuple[str, str, list[tuple[bytes, bytes]] | None]] = [
+    ("GET", "/", None),
+    ("GET", "/status", None),
+    ("GET", "/health", None),
+    ("GET", "/metrics", None),
+    ("GET", "/nowhere", None),
+    ("POST", "/run/nope", None),
+    ("POST", "/trigger/nope", None),
+    ("GET", "/", []),  # 401 without the token, answered before Quart
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers"), ANSWERS)
+async def test_every_answer_carries_the_security_headers(
+    method: str, path: str, headers: list[tuple[bytes, bytes]] | None
+) -> None:
+    _status, answer, _body = await call(method, path, headers)
+    assert answer.get("x-content-type-options") == "nosniff"
+    assert answer.get("x-frame-options") == "DENY"
+    assert answer.get("content-security-policy") == CONTENT_SECURITY_POLICY
+
+
+def test_the_policy_allows_inline_style_and_no_planted_script() -> None:
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert "'unsafe-inline'" in directives["style-src"]
+    assert "'unsafe-inline'" not in directives.get("script-src", directives["default-src"])
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+
+
+async def test_metrics_carry_no_created_series() -> None:
+    status, _headers, body = await call("GET", "/metrics")
+    assert status == 200
+    assert b"s3syncer_triggers_total" in body
+    assert b"_created" not in body
+
+
+class FakeMonotonic:
+    """time.monotonic for the throttle, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_refusal_log_counts_each_kind_on_its_own(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeMonotonic()
+    monkeypatch.setattr("s3syncer.obs.throttle.time.monotonic", clock)
+    app = create_app(NoCommands(), Idle(), AuthConfig(TOKEN))
+    caplog.set_level(logging.WARNING, logger="s3syncer.web")
+    for _ in range(3):
+        assert (await call_app(app, "GET", "/status", []))[0] == 401
+    clock.now += 61
+    assert (await call_app(app, "POST", "/trigger/nope"))[0] == 404
+    assert (await call_app(app, "GET", "/status", []))[0] == 401
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert lines == [
+        "refused '/status': 401 missing or wrong token",
+        "refused '/trigger/nope': 404 no command 'nope'",
+        "refused '/status': 401 missing or wrong token (2 more 401 since the last report)",
+    ]
