@@ -57,9 +57,9 @@ async def test_an_answer_the_client_stops_reading_closes_the_connection_after_th
     connection = connection_on(StalledSocket(readable=3 * SEND_CHUNK))
     stream = WatchedStream(connection)
     started = trio.current_time()
-    with connection.scope, trio.CancelScope(shield=True):  # as Hypercorn sends
-        with pytest.raises(trio.BrokenResourceError):
-            await stream.send_all(b"x" * (10 * SEND_CHUNK))
+    # Shielded, as Hypercorn sends.
+    with connection.scope, trio.CancelScope(shield=True), pytest.raises(trio.BrokenResourceError):
+        await stream.send_all(b"x" * (10 * SEND_CHUNK))
     # Three chunks went; the fourth made no progress for SEND_TIMEOUT.
     assert trio.current_time() - started == pytest.approx(SEND_TIMEOUT)
     assert connection.broken == "stalled"
