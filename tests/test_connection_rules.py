@@ -122,3 +122,16 @@ async def test_requests_that_wait_for_their_answers_are_never_cut() -> None:
         connection.response_sent()
     assert not connection.closing
     assert connection.scope.deadline != math.inf  # idle: keep-alive
+
+
+async def test_a_keep_alive_client_whose_next_request_beats_our_bookkeeping_is_not_cut() -> None:
+    # A client reads its answer and sends the next request at once; the server may read
+    # those bytes before it notes that the answer went out. That is not pipelining.
+    connection = connection_on(StalledSocket())
+    connection.data_received()
+    for _ in range(10 * MAX_PIPELINED):
+        connection.request_started()
+        connection.request_received()
+        connection.data_received()  # the next request, while this answer is being noted
+        connection.response_sent()
+    assert not connection.closing

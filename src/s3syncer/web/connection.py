@@ -92,6 +92,7 @@ class Connection:
         self.closing = False
         self.head_next = False  # the next bytes sent begin an answer: its status line
         self.pipelined = 0  # requests in a row whose bytes came before the last answer ended
+        self.sent_after_answer = False  # bytes came in while the last answer went out
         self.broken: Literal["", "failed", "stalled"] = ""
 
     @property
@@ -105,18 +106,25 @@ class Connection:
             self.phase = "headers"
             self.request_deadline = trio.current_time() + self.request_timeout
             self.scope.deadline = self.request_deadline
+        elif self.phase == "handling":
+            # Bytes read while an answer goes out: a keep-alive client that read its answer
+            # and sent the next request before we noted the answer's end. Not pipelining.
+            self.sent_after_answer = True
 
     def request_started(self) -> None:
         """The headers are in and the app has the request; the body may still be coming."""
         if self.phase in ("idle", "headers"):
             self.phase = "body"
-            if self.request_deadline == math.inf:  # pipelined: its bytes came with the last
+            queued = self.request_deadline == math.inf  # its bytes came before it was idle
+            if queued:
                 self.request_deadline = trio.current_time() + self.request_timeout
-                self.pipelined += 1
+            if queued and not self.sent_after_answer:
+                self.pipelined += 1  # it came with an earlier read: queued behind the last
                 if self.pipelined > MAX_PIPELINED:
                     self.closing = True  # answer this one, then close
             else:
                 self.pipelined = 0
+            self.sent_after_answer = False
             # The app answers 408 itself at the deadline; this only catches an app that
             # never reads the body it was sent.
             self.scope.deadline = self.request_deadline + BACKSTOP
