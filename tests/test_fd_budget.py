@@ -26,10 +26,18 @@ def test_three_hundred_commands_at_nofile_4096_leave_the_full_connection_budget(
 
 
 def test_the_reserve_covers_every_command_running_at_once() -> None:
-    for limit, commands in ((1024, 1), (1024, 100), (4096, 300), (65536, 10_000)):
+    for limit, commands in ((1024, 1), (1024, 100), (4096, 300), (20_000, 10_000), (65536, 10_000)):
         budget = fd_budget.connection_budget(limit, commands)
         held_by_runs = fd_budget.HELD_PER_RUN * commands
-        assert budget + held_by_runs + 30 <= limit or budget == 1, (limit, commands, budget)
+        fits = budget + held_by_runs + 30 <= limit
+        assert fits or budget == fd_budget.MIN_CONNECTIONS, (limit, commands, budget)
+
+
+def test_more_commands_than_the_limit_runs_at_once_still_leave_connections() -> None:
+    # 10,000 commands at nofile 20,000: one connection at a time let every poller evict
+    # the registry's webhook.
+    assert fd_budget.connection_budget(20_000, 10_000) == fd_budget.MIN_CONNECTIONS
+    assert fd_budget.connection_budget(200, 10_000) == 200 - 30 - 144
 
 
 @pytest.mark.integration

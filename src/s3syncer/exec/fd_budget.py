@@ -47,6 +47,11 @@ NO_HARD_LIMIT_TARGET = 1 << 20
 MAX_CONNECTIONS = 1000
 """The most client connections at once, whatever the limit: a registry needs a few."""
 
+MIN_CONNECTIONS = 64
+"""The fewest, when the limit has room for them beyond the fixed reserve: with more commands
+than the limit lets run at once (10,000 at nofile 20,000), one connection at a time meant
+every poller evicted the registry's webhook. Runs that find no descriptor fail and retry."""
+
 
 # Before raise_open_files_limit(): what the commands get back (see process.py).
 _AT_START = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -89,5 +94,6 @@ def open_descriptors() -> int:
 
 def connection_budget(limit: int, commands: int) -> int:
     """How many client connections may be open at once, leaving room for ``commands`` runs."""
-    reserve = RESERVED_BASE + RESERVED_FOR_THREADS + RESERVED_PER_COMMAND * commands
-    return max(1, min(MAX_CONNECTIONS, limit - open_descriptors() - reserve))
+    fixed = limit - open_descriptors() - RESERVED_BASE - RESERVED_FOR_THREADS
+    budget = min(MAX_CONNECTIONS, fixed - RESERVED_PER_COMMAND * commands)
+    return max(1, budget, min(MIN_CONNECTIONS, fixed))
