@@ -7,11 +7,14 @@ a /metrics free of ``_created`` series.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import pytest
+import trio
+import trio.testing
 
 from s3syncer.model.answers import Accepted, BadRequest, Refused
 from s3syncer.model.command_view import CommandView
@@ -56,8 +59,11 @@ class Idle:
     def views(self) -> list[CommandView]:
         return []
 
-    def metrics_text(self) -> bytes:
-        return self.metrics.render()
+    async def views_in_slices(self) -> list[CommandView]:
+        return []
+
+    async def metrics_text(self) -> bytes:
+        return await self.metrics.render_in_slices()
 
 
 async def call(
@@ -97,7 +103,8 @@ async def call_app(
         if not received:
             received = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        return {"type": "http.disconnect"}
+        await trio.sleep_forever()  # the client waits for its answer, as a server tells it
+        raise AssertionError("unreachable")
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -174,3 +181,50 @@ async def test_the_refusal_log_counts_each_kind_on_its_own(
         "refused '/trigger/nope': 404 no command 'nope'",
         "refused '/status': 401 missing or wrong token (2 more 401 since the last report)",
     ]
+
+
+class CountedViews(Idle):
+    """A daemon whose views take until ``release`` is set, counting how often they are taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0
+        self.release = trio.Event()
+
+    async def views_in_slices(self) -> list[CommandView]:
+        self.taken += 1
+        await self.release.wait()
+        return []
+
+
+async def test_pollers_that_come_during_a_status_render_share_it() -> None:
+    # At 10,000 commands a render is a second of CPU: four pollers must not cost four.
+    daemon = CountedViews()
+    app = create_app(NoCommands(), daemon, AuthConfig(TOKEN))
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+
+    async def poll() -> None:
+        answers.append(await call_app(app, "GET", "/status"))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        daemon.release.set()
+    assert daemon.taken == 1
+    assert [(status, body) for status, _, body in answers] == [(200, b'{"commands": []}')] * 4
+    await poll()  # a poll after it takes views anew
+    assert daemon.taken == 2
+
+
+async def test_a_scrape_reads_each_event_age_at_that_moment() -> None:
+    metrics = Metrics()
+    ages = {"push": 1.0, "gone": 2.0}
+    for name in ("push", "gone"):
+        metrics.add_command(name)
+        metrics.track_pending_event_age(name, functools.partial(ages.__getitem__, name))
+    ages["push"] = 42.0  # it grew since the last event
+    metrics.remove_command("gone")
+    text = (await metrics.render_in_slices()).decode()
+    assert 's3syncer_pending_event_age_seconds{command="push"} 42.0' in text
+    assert 'command="gone"' not in text
