@@ -1,6 +1,6 @@
 """Triggers under a connection flood, and what held connections cost.
 
-Two figures for issue 16, each against a baseline measured in the same run:
+Figures for issues 16 and 28, each against a baseline measured in the same run:
 
 1. **Trigger latency under a flood.** A daemon under ``prlimit --nofile=1024:1024`` (a common
    container default) with a token. Baseline: ``--triggers`` authorized webhooks, one
@@ -10,6 +10,9 @@ Two figures for issue 16, each against a baseline measured in the same run:
    caused.
 2. **Held connections.** ``--held`` connections that each sent ``GET /metrics`` and never read
    nor close: the daemon's open descriptors and RSS before, while held, and 8 s later.
+3. **Pipeliners** (issue 28). ``--pipeliners`` connections that each pipeline 2,000
+   ``GET /health`` and never read; half hang up at once. The daemon's open descriptors
+   before, and 2 s and 15 s later, and whether an authorized trigger is answered meanwhile.
 
 ``--src DIR`` runs another checkout's code (``PYTHONPATH``), e.g. ``--src /work/main/src`` for
 the figures before the fix. Run: ``.venv/bin/python benchmarks/connection_flood.py``.
@@ -18,6 +21,7 @@ the figures before the fix. Run: ``.venv/bin/python benchmarks/connection_flood.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -159,12 +163,50 @@ def held_connections(work: Path, args: argparse.Namespace, env: dict[str, str]) 
     }
 
 
+PIPELINED = b"GET /health HTTP/1.1\r\nHost: s3syncer\r\n\r\n" * 2000
+
+
+def pipeliners(work: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """Figure 3: what ``--pipeliners`` clients that never read their answers hold, and when."""
+    recorder = Recorder(work / "pipelined")
+    config = f"auth: {{token: {TOKEN}}}\ncommands:\n" + recorder.command_yaml("push", delay="1h")
+    with start_daemon(work, config, env=env) as daemon:
+        before = daemon_figures(daemon)
+        held = []
+        for _ in range(args.pipeliners):
+            sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            # What does not fit stays unsent: the daemon stopped reading, as it should.
+            with contextlib.suppress(BlockingIOError):
+                sock.sendall(PIPELINED)
+            held.append(sock)
+        for sock in held[: len(held) // 2]:
+            sock.close()
+        time.sleep(2)  # fixed looks, not conditions: this is a measurement
+        after_2s = daemon_figures(daemon)
+        latency = trigger_latencies(daemon, 5, FIXTURE.read_bytes())
+        time.sleep(13)
+        after_15s = daemon_figures(daemon)
+        for sock in held[len(held) // 2 :]:
+            sock.close()
+    return {
+        "pipelining connections": len(held),
+        "before": before,
+        "2 s after": after_2s,
+        "15 s after": after_15s,
+        "trigger latencies ms": [round(t * 1000, 1) for t in latency],
+    }
+
+
 def main() -> None:
     """Run both measurements and print them as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hostile", type=int, default=1100)
     parser.add_argument("--triggers", type=int, default=200)
     parser.add_argument("--held", type=int, default=5000)
+    parser.add_argument("--pipeliners", type=int, default=500)
+    parser.add_argument("--only-pipeliners", action="store_true", help="figure 3 alone")
     parser.add_argument("--src", help="run the daemon from this source directory instead")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -173,11 +215,11 @@ def main() -> None:
     )
     env = {"PYTHONPATH": args.src} if args.src else {}
     with tempfile.TemporaryDirectory(prefix="s3syncer-flood-") as work:
-        results = {
-            "code": args.src or str(ROOT / "src"),
-            "flood at nofile 1024": flood(Path(work) / "flood", args, env),
-            "held GET /metrics": held_connections(Path(work) / "held", args, env),
-        }
+        results: dict[str, Any] = {"code": args.src or str(ROOT / "src")}
+        if not args.only_pipeliners:
+            results["flood at nofile 1024"] = flood(Path(work) / "flood", args, env)
+            results["held GET /metrics"] = held_connections(Path(work) / "held", args, env)
+        results["pipeliners that never read"] = pipeliners(Path(work) / "pipelined", args, env)
     print(json.dumps(results, indent=2))
 
 

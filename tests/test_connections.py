@@ -9,6 +9,7 @@ descriptors, nor fill the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import resource
@@ -141,6 +142,23 @@ def test_requests_that_do_not_arrive_in_time_get_408_and_a_closed_connection(
     assert data.startswith(b"HTTP/1.1 200")
 
 
+def test_status_lines_carry_their_reason_phrase(daemon: Daemon) -> None:
+    # "HTTP/1.1 401 \r\n" is legal, but proxies and curl -i show the phrase to operators.
+    answers = {
+        b"HTTP/1.1 401 Unauthorized\r\n": b"GET /status HTTP/1.1\r\nHost: s3syncer\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n": request_bytes("GET", "/health"),
+        b"HTTP/1.1 404 Not Found\r\n": request_bytes("GET", "/nowhere"),
+        b"HTTP/1.1 202 Accepted\r\n": request_bytes("POST", "/run/push"),
+    }
+    for status_line, request in answers.items():
+        with connect(daemon) as sock:
+            sock.sendall(request)
+            data = b""
+            while b"\r\n" not in data:
+                data += sock.recv(65536)
+        assert data.startswith(status_line), (status_line, data[:100])
+
+
 def test_a_flood_of_expect_100_continue_hang_ups_costs_a_line_or_two(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "push")
     with start_daemon(tmp_path, config_for(recorder.command_yaml("push"))) as daemon:
@@ -244,6 +262,77 @@ def test_a_connection_flood_at_nofile_1024_lets_triggers_and_runs_through(
         # Latency is measured in benchmarks/connection_flood.py; here only that nothing waits
         # for a hostile connection to time out.
         assert max(latencies) < 5, (budget.group(0), sorted(latencies))
+
+
+PIPELINERS = 100
+PIPELINED = b"GET /health HTTP/1.1\r\nHost: s3syncer\r\n\r\n" * 2000
+
+
+def pipeliners(daemon: Daemon, count: int) -> list[socket.socket]:
+    """Connections that each pipeline 2,000 GET /health and never read an answer."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.sendall(PIPELINED)
+        held.append(sock)
+    return held
+
+
+def open_sockets(daemon: Daemon) -> int:
+    """How many sockets the daemon holds (its listener included)."""
+    fds = Path(f"/proc/{daemon.pid}/fd")
+    return sum(1 for fd in fds.iterdir() if _is_socket(fd))
+
+
+def _is_socket(fd: Path) -> bool:
+    try:
+        return fd.readlink().name.startswith("socket:")
+    except OSError:
+        return False  # closed while we looked
+
+
+@pytest.mark.slow
+def test_clients_that_pipeline_and_never_read_are_let_go(tmp_path: Path) -> None:
+    # nginx's send_timeout, Go's closing on a failed write: a client that stops reading (or
+    # hangs up mid-answer) must not keep its connection, or its slot, for ever. At nofile 256
+    # the server takes about 80 connections at once, fewer than the pipeliners.
+    recorder = Recorder(tmp_path / "push")
+    config = config_for(
+        recorder.command_yaml("push", delay="1h"), auth={"token": TOKEN}, requestTimeout="1s"
+    )
+    prefix = ["prlimit", "--nofile=256:256", "--"]
+    with start_daemon(tmp_path, config, argv_prefix=prefix) as daemon:
+        daemon.wait_for_log("open files limit 256: at most")
+        quiet = open_sockets(daemon)
+        before = len(daemon.log_text().splitlines())
+        hung_up = pipeliners(daemon, PIPELINERS // 2)
+        held = pipeliners(daemon, PIPELINERS // 2)
+        try:
+            for sock in hung_up:
+                sock.close()  # unread answers: the kernel resets the connection
+            # Each stalled answer is cut after requestTimeout (1 s) without progress.
+            wait_until(
+                lambda: open_sockets(daemon) <= quiet,
+                timeout=15,
+                message=lambda: f"{open_sockets(daemon)} sockets held, {quiet} when quiet",
+            )
+            status, _, body = daemon.post(
+                "/trigger/push",
+                fixture_body(TAG_V1),
+                {**REGISTRY_HEADERS, "Authorization": f"Bearer {TOKEN}"},
+                timeout=10,
+            )
+            assert status == 200, body
+        finally:
+            for sock in held:
+                sock.close()
+        logged = [
+            line for line in daemon.log_text().splitlines()[before:] if not RUN_LINE.search(line)
+        ]
+        assert len(logged) <= 3, logged
 
 
 def test_a_token_file_with_a_byte_order_mark_accepts_the_token(tmp_path: Path) -> None:

@@ -602,7 +602,10 @@ class ReadyDaemon:
     def views(self) -> list[CommandView]:
         return []
 
-    def metrics_text(self) -> bytes:
+    async def views_in_slices(self) -> list[CommandView]:
+        return []
+
+    async def metrics_text(self) -> bytes:
         return b""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 import trio
+import trio.lowlevel
 
 from ..durable.atomic_file import FILE_DISK, Disk, remove_stale_temporaries
 from ..engine.ports import Launch
@@ -44,6 +45,8 @@ from .reload import CONFIG_POLL, Reloader
 from .supervision import Supervisor
 
 log = logging.getLogger("s3syncer")
+
+VIEW_SLICE = 250  # commands viewed between two checkpoints (a few ms of the loop)
 
 
 class Serve(Protocol):
@@ -112,9 +115,19 @@ class Service:
         now, wall_now = trio.current_time(), time.time()
         return [command_view(slot.runner, now, wall_now) for slot in self.supervisor.slots.values()]
 
-    def metrics_text(self) -> bytes:
-        """The Prometheus text exposition."""
-        return self.metrics.render()
+    async def views_in_slices(self) -> list[CommandView]:
+        """:meth:`views`, with a checkpoint every ``VIEW_SLICE`` commands."""
+        now, wall_now = trio.current_time(), time.time()
+        views = []
+        for index, slot in enumerate(list(self.supervisor.slots.values())):
+            views.append(command_view(slot.runner, now, wall_now))
+            if index % VIEW_SLICE == VIEW_SLICE - 1:
+                await trio.lowlevel.checkpoint()  # 10,000 commands: let the triggers through
+        return views
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus text exposition, rendered a slice of commands at a time."""
+        return await self.metrics.render_in_slices()
 
     # --- signals ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from functools import partial
 from typing import NamedTuple
 
 import trio
+import trio.lowlevel
 
 from ..durable.atomic_file import FILE_DISK, Disk
 from ..durable.history import RunHistory, open_history
@@ -32,6 +33,8 @@ from ..model.run import RunRequest, RunResult, Trigger
 from ..obs.metrics import Metrics
 
 log = logging.getLogger("s3syncer")
+
+UPDATE_SLICE = 250  # runners updated by a reload between two checkpoints of the loop
 
 
 class Changes(NamedTuple):
@@ -139,12 +142,14 @@ class Supervisor:
         changed = [c for name, c in wanted.items() if name in live and c != live[name]]
         for name in removed:
             await self.retire(name)
-        for command in changed:
+        for index, command in enumerate(changed):
             if command.disable != live[command.name].disable:
                 await self.retire(command.name, keep_events=command.disable)
                 await self.start(command)
             else:
                 self.slots[command.name].runner.update(command)
+                if index % UPDATE_SLICE == UPDATE_SLICE - 1:
+                    await trio.lowlevel.checkpoint()  # 10,000 changed: let triggers through
         for command in added:
             await self.start(command)
         return Changes(len(added), len(changed), len(removed))

@@ -1,9 +1,21 @@
 """File descriptors: raise the soft limit at start, and keep some for the runs.
 
-Every client connection costs a descriptor, and so does every run (its events
-file, its output pipes). Containers often start with a soft limit of 1024. A
-flood of connections must never leave a run unable to open its files, so the
-server accepts at most the limit less a reserve for runs.
+Every client connection costs a descriptor, and so does every run. Containers
+often start with a soft limit of 1024. A flood of connections must never leave a
+run unable to open its files, so the server accepts at most the limit less a
+reserve for runs.
+
+The reserve is what the runs can hold *at once*, not the worst moment of each
+run added up. Every command may be running together (nothing caps that), and a
+running command holds two descriptors in the daemon for its whole length: its
+output pipe's read end and its pidfd (``exec/process.py``). Everything else a
+run opens is brief and never happens for many runs at the same moment: a spawn
+(the pipe's write end, ``/dev/null``, Popen's error pipe) runs on the event
+loop's one thread, one at a time; the events file, the journal and the history
+are written in trio's worker threads, at most ``THREAD_LIMIT`` at once, each
+holding a file and its directory. So: a fixed reserve for those, plus a small
+share per command. The former 16 per command cut 300 commands at nofile 4096 to
+one connection at once.
 """
 
 from __future__ import annotations
@@ -15,16 +27,30 @@ import resource
 log = logging.getLogger("s3syncer")
 
 RESERVED_BASE = 64
-"""Descriptors kept free whatever the commands: reloads, state files, /proc reads."""
+"""Descriptors kept free whatever the commands: reloads, /proc reads, the one spawn at a time."""
 
-RESERVED_PER_COMMAND = 16
-"""What one run may hold at once: events file, pipes while spawning, pidfd, /proc reads."""
+THREAD_LIMIT = 40
+"""trio's default limit on worker threads, each of which may write one state or events file."""
+
+RESERVED_FOR_THREADS = 2 * THREAD_LIMIT
+"""A file and its directory (for the fsync) per worker thread."""
+
+HELD_PER_RUN = 2
+"""What a running command holds for its whole length: its output pipe and its pidfd."""
+
+RESERVED_PER_COMMAND = 2 * HELD_PER_RUN
+"""Kept per command: what its run holds, twice over (a /proc read while it ends, slack)."""
 
 NO_HARD_LIMIT_TARGET = 1 << 20
 """The soft limit to ask for when the hard one is unlimited (the kernel's default nr_open)."""
 
 MAX_CONNECTIONS = 1000
 """The most client connections at once, whatever the limit: a registry needs a few."""
+
+MIN_CONNECTIONS = 64
+"""The fewest, when the limit has room for them beyond the fixed reserve: with more commands
+than the limit lets run at once (10,000 at nofile 20,000), one connection at a time meant
+every poller evicted the registry's webhook. Runs that find no descriptor fail and retry."""
 
 
 # Before raise_open_files_limit(): what the commands get back (see process.py).
@@ -68,5 +94,6 @@ def open_descriptors() -> int:
 
 def connection_budget(limit: int, commands: int) -> int:
     """How many client connections may be open at once, leaving room for ``commands`` runs."""
-    reserve = RESERVED_BASE + RESERVED_PER_COMMAND * commands
-    return max(1, min(MAX_CONNECTIONS, limit - open_descriptors() - reserve))
+    fixed = limit - open_descriptors() - RESERVED_BASE - RESERVED_FOR_THREADS
+    budget = min(MAX_CONNECTIONS, fixed - RESERVED_PER_COMMAND * commands)
+    return max(1, budget, min(MIN_CONNECTIONS, fixed))

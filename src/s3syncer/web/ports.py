@@ -48,5 +48,9 @@ class Daemon(Protocol):
     def views(self) -> list[CommandView]:
         """Each configured command, as status shows it, in configuration order."""
 
-    def metrics_text(self) -> bytes:
-        """The Prometheus text exposition."""
+    async def views_in_slices(self) -> list[CommandView]:
+        """:meth:`views`, with a checkpoint every few hundred commands: at 10,000 commands
+        taking them all at once held every trigger up."""
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus text exposition, made without holding the event loop for long."""

@@ -8,9 +8,10 @@ endpoint facing the open network needs:
 - at most ``max_connections`` at once: a new one closes the oldest that is not
   being answered, so a flood of idle or stalled sockets cannot shut out the
   registry (and cannot take the descriptors a run needs);
-- the deadlines of :mod:`s3syncer.web.connection`;
-- accept errors and framework errors logged at most once a minute, with a
-  count, and without tracebacks.
+- the deadlines of :mod:`s3syncer.web.connection`, on reading a request, on
+  answering it and on each write of the answer;
+- accept errors, framework errors and connections closed for a stalled answer
+  logged at most once a minute, with a count, and without tracebacks.
 
 It reports the bound URLs through ``task_status`` only once it listens, and
 turns a failure to bind into a :class:`BindError` that says where and why.
@@ -33,9 +34,10 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from ..model.errors import BindError
-from ..obs.throttle import Throttle
+from ..obs.throttle import KindThrottle, Throttle
 from .asgi import ASGIApp
 from .connection import (
+    ANSWER_TIMEOUT,
     KEEP_ALIVE,
     RAW_TIMEOUT_RESPONSE,
     STATE_KEY,
@@ -61,8 +63,9 @@ class ServerSettings:
 
     bind: str
     max_connections: int
-    request_timeout: float = REQUEST_TIMEOUT
+    request_timeout: float = REQUEST_TIMEOUT  # also for each write of an answer to progress
     keep_alive: float = KEEP_ALIVE
+    answer_timeout: float = ANSWER_TIMEOUT
     shutdown_grace: float = HTTP_GRACE  # for requests in progress once the listener closes
 
 
@@ -219,12 +222,14 @@ class _Handler:
         self.config = config
         self.context = context
         self.lifespan_state: dict[str, Any] = {}
+        self.closed_early = KindThrottle()
 
     async def __call__(self, stream: trio.SocketStream) -> None:
         connection = Connection(
             stream,
             keep_alive=self.settings.keep_alive,
             request_timeout=self.settings.request_timeout,
+            answer_timeout=self.settings.answer_timeout,
         )
         self.table.add(connection)
         try:
@@ -247,3 +252,24 @@ class _Handler:
         finally:
             self.table.remove(connection)
             await trio.aclose_forcefully(stream)
+            self._log_closed_early(connection)
+
+    def _log_closed_early(self, connection: Connection) -> None:
+        # A client hanging up mid-answer is ordinary; one that stops reading, or an answer
+        # that overruns, is worth a line: once a minute whatever the number of clients.
+        if connection.broken == "stalled":
+            self.closed_early.log(
+                "stalled",
+                log,
+                logging.WARNING,
+                "closed a connection that stopped reading its answer for %gs",
+                self.settings.request_timeout,
+            )
+        elif connection.answer_timed_out:
+            self.closed_early.log(
+                "answer",
+                log,
+                logging.WARNING,
+                "closed a connection whose answer took over %gs",
+                self.settings.answer_timeout,
+            )

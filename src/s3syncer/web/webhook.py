@@ -14,12 +14,13 @@ import binascii
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 
 from ..formats.detect import UnsupportedContentTypeError, check_content_type, parse_request
 from ..model.answers import BadRequest, Refusal, Refused
 from ..model.config import AuthConfig
 from ..model.event import EnvelopeError
-from ..obs.throttle import Throttle
+from ..obs.throttle import KindThrottle
 from .asgi import ASGIApp, Receive, Scope, Send
 from .ports import Inbox
 
@@ -77,11 +78,20 @@ class BodyError(Exception):
 class WebhookApp:
     """ASGI entry point: answers webhooks itself and hands every other request to ``fallback``."""
 
-    def __init__(self, inbox: Inbox, auth: AuthConfig | None, fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        auth: AuthConfig | None,
+        fallback: ASGIApp,
+        answer_headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.inbox = inbox
         self.auth = auth
         self.fallback = fallback
-        self.rejections = Throttle()  # a misbehaving client must not flood the log
+        self.answer_headers = list(answer_headers)  # on every answer given here
+        # A misbehaving client must not flood the log; one line a minute per status, so
+        # a 404's count never stands for 401s.
+        self.rejections = KindThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection."""
@@ -98,9 +108,14 @@ class WebhookApp:
         except RefusedError as rejection:
             # The path is the client's: repr() keeps a %0A in it from forging a log line.
             self.rejections.log(
-                log, logging.WARNING, "refused %r: %d %s", path, rejection.status, rejection.reason
+                str(rejection.status),
+                log,
+                logging.WARNING,
+                "refused %r: %d %s",
+                *(path, rejection.status, rejection.reason),
             )
-            await respond(send, rejection.status, rejection.reason + "\n", rejection.headers)
+            headers = [*self.answer_headers, *rejection.headers]
+            await respond(send, rejection.status, rejection.reason + "\n", headers)
             return
         await self.fallback(scope, receive, send)
 
@@ -123,7 +138,7 @@ class WebhookApp:
         if isinstance(answer, Refused):
             raise refused(answer)
         body = json.dumps({"accepted": answer.accepted, "ignored": answer.ignored}).encode()
-        await respond(send, 200, body, content_type=b"application/json")
+        await respond(send, 200, body, self.answer_headers, content_type=b"application/json")
 
 
 def refused(refusal: Refused) -> RefusedError:
