@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from s3syncer.durable.atomic_file import FileDisk
 from s3syncer.durable.history import open_history
 from s3syncer.model.run import KEEP_RUNS, PastRun
 
@@ -111,6 +113,43 @@ async def test_a_history_that_cannot_be_written_is_logged_once(
     finally:
         (tmp_path / "history").chmod(0o700)
     assert caplog.text.count("cannot save run history") == 1
+
+
+class HeldDisk(FileDisk):
+    """The real disk, whose first write waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.writing = trio.Event()
+        self.release = trio.Event()
+        self.writes = 0
+
+    async def write(
+        self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+    ) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            self.writing.set()
+            await self.release.wait()
+        await super().write(path, document, make_directory=make_directory)
+
+
+async def test_a_run_added_while_a_write_is_on_its_way_is_saved_at_close(tmp_path: Path) -> None:
+    # The last run of a shutdown, added and closed while the previous save was still being
+    # written, was once left out: the loop saw "closed" after that write and ended.
+    disk = HeldDisk()
+    history = open_history(str(tmp_path), "push", disk)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(history.keep_saved)
+        history.started(1)
+        with trio.fail_after(10):
+            await disk.writing.wait()
+        history.add(past(1))
+        history.close()
+        disk.release.set()
+        with trio.fail_after(10):
+            await history.done.wait()
+    assert disk.writes == 2
+    assert [run.run_id for run in open_history(str(tmp_path), "push")] == [1]
 
 
 async def test_keep_saved_writes_each_change_and_the_last_one_after_close(tmp_path: Path) -> None:
