@@ -19,6 +19,10 @@ import trio
 
 # What replace_file writes before its rename: ``.NAME.json.<pid>.tmp``.
 _TEMPORARY = re.compile(r"\..+\.json\.[0-9]+\.tmp")
+# State files are the daemon's alone: events can name private repositories.
+PRIVATE_MODE = 0o600
+PRIVATE_DIRECTORY_MODE = 0o700
+_CREATE_PRIVATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def move_aside(path: Path) -> Path:
@@ -42,9 +46,17 @@ def replace_file(path: Path, document: dict[str, Any] | None) -> None:
         _fsync_dir(path.parent)
         return
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A name left at the temporary path (a crash, or a link planted by someone who can
+    # write the directory) is removed, never followed: unlink drops a link, not its target.
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
     try:
-        with temporary.open("w", encoding="utf-8") as file:
+        # O_EXCL|O_NOFOLLOW: if a link is planted again between the unlink and here, the
+        # open fails instead of writing through it. 0600: the events are the daemon's own.
+        fd = os.open(temporary, _CREATE_PRIVATE, PRIVATE_MODE)
+        with open(fd, "w", encoding="utf-8") as file:
             json.dump(document, file, separators=(",", ":"))
+            file.write("\n")  # the journal appends records after it, one a line
             file.flush()
             os.fsync(file.fileno())
         temporary.replace(path)
@@ -124,7 +136,7 @@ FILE_DISK = FileDisk()
 
 def _replace_in(path: Path, document: dict[str, Any] | None, make_directory: bool) -> None:
     if make_directory and document is not None:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, exist_ok=True)
     replace_file(path, document)
 
 

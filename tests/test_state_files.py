@@ -1,0 +1,83 @@
+"""The state files themselves: private to the daemon, and never written through a planted link."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3syncer.durable import atomic_file
+from s3syncer.durable.history import open_history
+from s3syncer.durable.journal import Journal
+from s3syncer.model.event import Event
+from s3syncer.model.run import PastRun
+
+
+def _event(event_id: str) -> Event:
+    raw = {"id": event_id, "action": "push", "target": {"repository": "team/app", "tag": "v1"}}
+    return Event(event_id, "push", "team/app", "v1", None, raw)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The usual umask 022, under which the state files used to come out 0644."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_replacing_a_file_never_writes_through_a_planted_temporary_link(tmp_path: Path) -> None:
+    # A local user who can write the directory plants the temporary name ahead of the
+    # daemon, pointing at a file of the daemon's user: that file must stay as it was.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "push.json"
+    (tmp_path / f".push.json.{os.getpid()}.tmp").symlink_to(victim)
+
+    atomic_file.replace_file(target, {"events": []})
+
+    assert victim.read_text() == "precious"
+    assert not target.is_symlink() and target.read_text().strip() == '{"events":[]}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["push.json", "victim"]
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_the_journal_is_private_to_the_daemon(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "push.json")
+    journal.record([_event("a")])
+    await journal.flush()
+    assert _mode(journal.path) == 0o600
+    journal.record([_event("b")])
+    await journal.flush()
+    assert _mode(journal.path) == 0o600
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_the_history_is_private_to_the_daemon(tmp_path: Path) -> None:
+    history = open_history(str(tmp_path), "push")
+    history.started(1)
+    history.add(PastRun(1, "event", 0.0, 2.0, 1, 1, True, "exit 0"))
+    await history.save()
+    assert _mode(tmp_path / "history" / "push.json") == 0o600
+    assert _mode(tmp_path / "history") == 0o700
+
+
+@pytest.mark.parametrize("leftover", ["file", "dangling link"])
+def test_a_leftover_temporary_name_does_not_stop_the_write(tmp_path: Path, leftover: str) -> None:
+    temporary = tmp_path / f".push.json.{os.getpid()}.tmp"
+    if leftover == "file":
+        temporary.write_text("half")
+    else:
+        temporary.symlink_to(tmp_path / "nowhere")
+    atomic_file.replace_file(tmp_path / "push.json", {"events": []})
+    assert not (tmp_path / "nowhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["push.json"]
