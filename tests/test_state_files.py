@@ -6,11 +6,13 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 from s3syncer.durable import atomic_file
-from s3syncer.durable.history import open_history
+from s3syncer.durable.history import RunHistory, open_history
 from s3syncer.durable.journal import Journal
 from s3syncer.model.event import Event
 from s3syncer.model.run import PastRun
@@ -81,3 +83,34 @@ def test_a_leftover_temporary_name_does_not_stop_the_write(tmp_path: Path, lefto
     atomic_file.replace_file(tmp_path / "push.json", {"events": []})
     assert not (tmp_path / "nowhere").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["push.json"]
+
+
+async def test_a_change_made_while_the_history_is_being_written_is_saved_before_done(
+    tmp_path: Path,
+) -> None:
+    # The last run's record came in while the previous write was on its way to the disk,
+    # then close(): keep_saved ended without writing it, and the run vanished.
+    release = trio.Event()
+    writing = trio.Event()
+
+    class SlowDisk(atomic_file.FileDisk):
+        async def write(
+            self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+        ) -> None:
+            writing.set()
+            await release.wait()
+            await super().write(path, document, make_directory=make_directory)
+
+    history = RunHistory(tmp_path / "push.json", disk=SlowDisk())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(history.keep_saved)
+        history.started(1)
+        await writing.wait()
+        history.add(PastRun(1, "event", 0.0, 2.0, 1, 1, True, "exit 0"))
+        history.close()
+        release.set()
+        with trio.fail_after(10):
+            await history.done.wait()
+    again = RunHistory(tmp_path / "push.json")
+    again.load()
+    assert [run.run_id for run in again] == [1]

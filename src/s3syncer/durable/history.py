@@ -76,7 +76,8 @@ class RunHistory(RecentRuns):
                     self._dirty = False
                     with trio.CancelScope(shield=True):  # a write is never left half done
                         await self.save()
-                if self._closed:
+                # A change made while that write was on its way is written before the end.
+                if self._closed and not self._dirty:
                     return
         finally:
             self.done.set()
