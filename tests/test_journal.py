@@ -268,8 +268,15 @@ async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events
     writes: list[list[str]] = []
 
     class SlowDisk(atomic_file.FileDisk):
-        async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
+        async def write(
+            self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
+        ) -> None:
             await trio.sleep(0.05)  # an fsync that takes a while
+            writes.append([e["id"] for e in (document or {"events": []})["events"]])
+            await super().write(path, document)
+
+        async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
+            await trio.sleep(0.05)
             writes.append([e["id"] for record in records for e in record["events"]])
             return await super().append(path, records)
 

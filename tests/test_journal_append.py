@@ -100,7 +100,7 @@ async def test_after_a_failed_append_the_next_write_replaces_the_file_whole(
     class FullDisk(atomic_file.FileDisk):
         async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
             calls[0] += 1
-            if calls[0] == 2:
+            if calls[0] == 1:  # the first append: the first write replaced the file whole
                 with path.open("a") as file:  # half a line reached the disk, then ENOSPC
                     file.write(json.dumps(records[0])[:20])
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

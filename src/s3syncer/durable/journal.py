@@ -120,7 +120,9 @@ class Journal:
         self._saved_version = 0
         self._writing: trio.Event | None = None
         self._unsaved: list[dict[str, Any]] = []  # lines the next append adds
-        self._rewrite = False  # the next write replaces the file whole
+        # The next write replaces the file whole: so is the first, so that this process's
+        # lines never follow another's, whose batch numbers mean something else.
+        self._rewrite = True
         self._file_bytes = 0  # what the file holds, about
 
     def __len__(self) -> int:
