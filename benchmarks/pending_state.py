@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the daemon on the way out
     both = not (options.webhook or options.memory)
     figures: dict[str, Any] = {}
     if options.webhook or both:
