@@ -5,12 +5,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fuzz_budget import examples
 from s3syncer.durable import atomic_file
+from s3syncer.durable import journal as journal_module
 from s3syncer.durable.journal import Journal
 from s3syncer.model.event import Event
 
@@ -174,3 +180,48 @@ def test_a_failed_append_takes_its_bytes_back(
         atomic_file.append_lines(path, [{"batch": 2, "at": 2.0, "events": [], "truncated": True}])
     # No half line holds the full disk's space, and a file made for nothing is gone.
     assert path.read_bytes() == existing if existing else not path.exists()
+
+
+_OPERATIONS = st.lists(
+    st.sampled_from(["record", "resend", "flush", "settle-all", "settle-older", "torn"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(operations=_OPERATIONS, compact=st.booleans())
+def test_a_restart_recovers_every_event_answered_200_and_not_settled(
+    operations: list[str], compact: bool
+) -> None:
+    # Whatever the order of requests, flushes (a 200 follows one), settles and a crash
+    # mid-append, what was answered 200 and not covered by a successful run comes back.
+    with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
+        if compact:
+            patch.setattr(journal_module, "COMPACT_FLOOR", 0)  # replaced whole at every write
+        path = Path(directory) / "push.json"
+        journal = Journal(path)
+        batches: dict[str, int] = {}  # id -> its batch
+        durable: set[str] = set()  # answered 200
+        settled: set[str] = set()
+        for number, operation in enumerate(operations):
+            if operation == "record":
+                batches[f"e{number}"] = journal.record([event(f"e{number}")])
+            elif operation == "resend" and batches:
+                journal.record([event(next(iter(batches)))])
+            elif operation == "flush":
+                trio.run(journal.flush)
+                durable = set(batches) - settled
+            elif operation.startswith("settle"):
+                seq = journal.seq - (1 if operation == "settle-older" else 0)
+                journal.settle(seq)
+                settled |= {i for i, batch in batches.items() if batch <= seq}
+            elif operation == "torn" and path.exists():
+                with path.open("a") as file:
+                    file.write('{"batch":999,"at":1.0,"events":[{"id":"torn"')
+                break  # the crash
+        if not path.exists():
+            assert not durable - settled
+            return
+        ids, _ = recovered_ids(path)
+        assert "torn" not in ids
+        assert durable - settled <= set(ids)
