@@ -114,3 +114,21 @@ async def test_a_change_made_while_the_history_is_being_written_is_saved_before_
     again = RunHistory(tmp_path / "push.json")
     again.load()
     assert [run.run_id for run in again] == [1]
+
+
+def test_an_append_never_follows_a_link_in_place_of_the_journal(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "push.json").symlink_to(victim)
+    with pytest.raises(OSError):
+        atomic_file.append_lines(tmp_path / "push.json", [{"settle": 1}])
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_an_append_makes_a_journal_of_an_older_version_private(tmp_path: Path) -> None:
+    path = tmp_path / "push.json"
+    path.write_text('{"version":1,"events":[],"truncated":true}\n')
+    path.chmod(0o644)
+    atomic_file.append_lines(path, [{"settle": 1}])
+    assert _mode(path) == 0o600
