@@ -13,5 +13,7 @@ def examples(full: int) -> int:
 
     Read at import, after pytest has loaded ``--hypothesis-profile`` (see conftest.py).
     """
-    floor = settings.default.max_examples
+    profile = settings.default
+    assert profile is not None, "a hypothesis profile is loaded at import (conftest.py)"
+    floor = profile.max_examples
     return full if floor >= full else max(floor, full // FAST_SHARE)
