@@ -475,10 +475,13 @@ class Recorder:
     def records(self, phase: str | None = None) -> list[dict[str, Any]]:
         """Every record so far (of ``phase`` if given), in order."""
         try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+            text = self.log_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        records = [json.loads(line) for line in lines if line.strip()]
+        # A run may be writing its record now: a last line without its newline is read next
+        # time (a start record carries the run's events, large enough to take several writes).
+        complete = text[: text.rfind("\n") + 1]
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
         return [r for r in records if phase is None or r["phase"] == phase]
 
     def starts(self) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import pytest
 from conftest import FIXTURES
 from daemon import Daemon, Recorder, pid_gone, spawn_s3syncer, start_daemon
 from s3syncer.daemon.reload import CONFIG_POLL
+from s3syncer.durable.journal import Journal
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -341,5 +342,6 @@ def test_sigterm_under_load_answers_what_it_accepted_and_exits_within_grace(
     assert pid_gone(run["pid"])
     assert "shutdown grace of 5s is over" in daemon.log_text()
     # What was accepted and not run is still on disk for the next start.
-    journal = json.loads((tmp_path / "state" / "push.json").read_text())
-    assert [e["target"]["tag"] for e in journal["events"]] == ["v1", "latest"]
+    recovered = Journal(tmp_path / "state" / "push.json").load()
+    assert recovered is not None and recovered.problem is None
+    assert [e.tag for e in recovered.events] == ["v1", "latest"]

@@ -263,11 +263,13 @@ def test_a_100_mb_flood_keeps_memory_and_log_bounded(tmp_path: Path) -> None:
             re.compile(r"flood: run 1: (\d+) output lines not logged"), timeout=10
         )
         log_text = daemon.log_text()
-        assert "flood: run 1 wrote over 1048576 bytes; the rest of its output is not logged" in (
-            log_text
+        assert (
+            "flood: run 1 wrote over 1048576 bytes of log; the rest of its output is not logged"
+            in (log_text)
         )
+        # 1 MiB of log, each line costing its text and a log line's overhead.
         logged = log_text.count("flood | xxx")
-        assert 1000 <= logged <= 1100, f"{logged} output lines logged"
+        assert 800 <= logged <= 1024, f"{logged} output lines logged"
         # Every line was read: 96 MiB of 1 KiB lines (over 100 MB), plus "flood done".
         assert logged + int(found[1]) == 96 * 1024 + 1, (logged, found[0])
         assert daemon.log_path.stat().st_size < 3 * MIB

@@ -29,11 +29,18 @@ def event(event_id: str | None, tag: str = "v1") -> Event:
 
 
 def saved(journal: Journal) -> dict[str, Any] | None:
-    """The journal's file as a document, or None when there is none."""
+    """What a restart would read from the journal's file, or None when there is none."""
     if not journal.path.exists():
         return None
-    document: dict[str, Any] = json.loads(journal.path.read_text())
-    return document
+    recovered = Journal(journal.path).load()  # a readable file is only read
+    assert recovered is not None and recovered.problem is None
+    events = [event.to_document() for event in recovered.events]
+    return {"events": events, "truncated": recovered.truncated}
+
+
+def lines(path: Path) -> list[Any]:
+    """Each line of a journal's file, as JSON with no NaN or Infinity."""
+    return [json.loads(line, parse_constant=pytest.fail) for line in path.read_text().splitlines()]
 
 
 async def test_flush_writes_the_events_and_a_settle_removes_the_file(tmp_path: Path) -> None:
@@ -268,6 +275,11 @@ async def test_concurrent_flushes_share_writes_and_each_waits_for_its_own_events
             writes.append([e["id"] for e in (document or {"events": []})["events"]])
             await super().write(path, document)
 
+        async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
+            await trio.sleep(0.05)
+            writes.append([e["id"] for record in records for e in record["events"]])
+            return await super().append(path, records)
+
     journal = Journal(tmp_path / "push.json", disk=SlowDisk())
     on_disk_when_answered: dict[str, bool] = {}
 
@@ -350,4 +362,4 @@ def test_whatever_the_file_holds_load_returns_and_a_run_can_proceed(content: byt
         # Whatever was read back is written as strict JSON, with no NaN or Infinity.
         journal.record([event("x")])
         trio.run(journal.flush)
-        json.loads(path.read_text(), parse_constant=pytest.fail)
+        lines(path)

@@ -455,9 +455,10 @@ async def test_a_flood_is_logged_within_the_budget(events_dir: Path) -> None:
         finally:
             tracemalloc.stop()
     assert result.ok, result
-    # Lines are logged until the budget is spent, then none.
+    # Lines are logged until the budget of log bytes is spent, then none: a line costs its
+    # text and the log line's own overhead.
     logged = counter.output_count
-    assert MAX_LOGGED_BYTES <= logged * line < MAX_LOGGED_BYTES + line
+    assert MAX_LOGGED_BYTES // 2 < logged * line < MAX_LOGGED_BYTES
     warnings = counter.warning_text()
     assert "the rest of its output is not logged" in warnings
     assert f"{lines - logged} output lines not logged" in warnings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,9 +100,14 @@ def write_config(path: Path, *commands: str, top: str = "") -> None:
 
 @dataclass
 class MemoryDisk:
-    """Stands in for the state files: what each holds now (None: removed, or never written)."""
+    """Stands in for the state files: what each holds now (None: removed, or never written).
+
+    ``files`` holds each file's document (a journal's snapshot), ``appended`` the lines a
+    journal appended after it.
+    """
 
     files: dict[Path, dict[str, Any] | None] = field(default_factory=dict)
+    appended: dict[Path, list[str]] = field(default_factory=dict)
 
     def read_text(self, path: Path) -> str:
         document = self.files.get(path)
@@ -110,15 +115,29 @@ class MemoryDisk:
             raise FileNotFoundError(path)
         return json.dumps(document)
 
+    def read_lines(self, path: Path, max_line: int) -> Iterator[str]:
+        if not self.holds(path):
+            raise FileNotFoundError(path)
+        document = self.files.get(path)
+        first = [] if document is None else [json.dumps(document) + "\n"]
+        return iter(first + self.appended.get(path, []))
+
+    async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
+        await trio.lowlevel.checkpoint()
+        lines = [json.dumps(record) + "\n" for record in records]
+        self.appended.setdefault(path, []).extend(lines)
+        return sum(map(len, lines))
+
     async def write(
         self, path: Path, document: dict[str, Any] | None, *, make_directory: bool = False
     ) -> None:
         await trio.lowlevel.checkpoint()  # a write is a point where other tasks run
         self.files[path] = document
+        self.appended.pop(path, None)
 
     def holds(self, path: Path) -> bool:
-        """Whether ``path`` holds a document now."""
-        return self.files.get(path) is not None
+        """Whether ``path`` holds a document or appended lines now."""
+        return self.files.get(path) is not None or bool(self.appended.get(path))
 
 
 async def no_server(

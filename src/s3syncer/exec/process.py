@@ -42,14 +42,18 @@ output_log = logging.getLogger("s3syncer.output")
 
 KILL_GRACE = 10.0
 MAX_LINE_BYTES = 8 * 1024
-MAX_LOGGED_BYTES = 1024 * 1024  # per run; the tail still keeps the end of the output
+MAX_LOGGED_BYTES = 1024 * 1024  # of log, per run; the tail still keeps the end of the output
+# What one logged output line costs beyond its text and the command's name: a JSON line's
+# keys, time, level, logger, run id and stream (145 bytes with a one-digit run id), rounded
+# up. An empty line is not free: 256 MiB of them once wrote 44 MB of log.
+LOG_LINE_OVERHEAD = 160
 EXIT_POLL = 0.05  # without pidfd_open (Linux before 5.3)
 DRAIN_AFTER_EXIT = 1.0
 PARENT_DEATH_SIGNAL = signal.SIGTERM
 
 
 class OutputSink:
-    """Logs a run's output line by line, within a budget, and keeps its last bytes."""
+    """Logs a run's output line by line, within a budget of log bytes, and keeps its last bytes."""
 
     def __init__(self, command: str, run_id: int, tail: OutputTail | None = None) -> None:
         self.command = command
@@ -57,30 +61,55 @@ class OutputSink:
         self._tail = tail if tail is not None else OutputTail()
         self._logged = 0
         self._dropped_lines = 0
+        self._open_line = False  # unlogged output ended in the middle of a line
+
+    @property
+    def logging(self) -> bool:
+        """Whether lines are still logged: once the budget is spent, only the tail is kept."""
+        return self._logged < MAX_LOGGED_BYTES
 
     def feed(self, stream: str, line: bytes) -> None:
         """Take one line (without its newline) of ``stream``."""
         self._tail.append(line)
-        if self._logged >= MAX_LOGGED_BYTES:
+        if not self.logging:
             self._dropped_lines += 1
             return
-        # The newline counts: a flood of empty lines must spend the budget too.
-        self._logged += len(line) + 1
         text = line.decode("utf-8", "replace")
+        self._logged += self._log_cost(text)
         output_log.info(
             "%s | %s",
             self.command,
             text,
             extra={"command": self.command, "run_id": self.run_id, "stream": stream},
         )
-        if self._logged >= MAX_LOGGED_BYTES:
+        if not self.logging:
             log.warning(
-                "%s: run %d wrote over %d bytes; the rest of its output is not logged",
+                "%s: run %d wrote over %d bytes of log; the rest of its output is not logged",
                 self.command,
                 self.run_id,
                 MAX_LOGGED_BYTES,
                 extra={"command": self.command, "run_id": self.run_id},
             )
+
+    def feed_unlogged(self, data: bytes) -> None:
+        """Take output, whole lines or not, once nothing more is logged: the tail keeps it."""
+        if data:
+            self._tail.extend(data)
+            self._dropped_lines += data.count(b"\n")
+            self._open_line = not data.endswith(b"\n")
+
+    def end_of_output(self) -> None:
+        """The output ended: a last line without its newline is a line too."""
+        if self._open_line:
+            self._tail.extend(b"\n")
+            self._dropped_lines += 1
+            self._open_line = False
+
+    def _log_cost(self, text: str) -> int:
+        # The bytes the line takes in the log: JSON escapes control characters (six bytes
+        # for one) and names the command twice; text output costs less than that.
+        escaped = json.dumps(text, ensure_ascii=False).encode("utf-8", "replace")
+        return LOG_LINE_OVERHEAD + 2 * len(self.command) + len(escaped)
 
     def close(self) -> None:
         """Say how much output went unlogged, if any."""
@@ -100,12 +129,20 @@ class OutputSink:
 
 
 async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink) -> None:
-    """Feed ``stream`` to ``sink`` a line at a time; overlong lines are split."""
+    """Feed ``stream`` to ``sink`` a line at a time; overlong lines are split.
+
+    Once the sink logs no more, chunks go to it whole: splitting 256 MiB of empty lines
+    that nobody logs cost minutes of the daemon's CPU.
+    """
     partial_line = bytearray()
     async with stream:
         async for chunk in stream:
+            if not sink.logging:
+                sink.feed_unlogged(bytes(partial_line) + chunk)
+                partial_line.clear()
+                continue
             partial_line += chunk
-            while True:
+            while sink.logging:
                 # Look no further than one record's worth: a long line that came whole in
                 # one chunk is split just like one that came in pieces.
                 end = partial_line.find(b"\n", 0, MAX_LINE_BYTES + 1)
@@ -117,8 +154,11 @@ async def pump_lines(stream: trio.abc.ReceiveStream, name: str, sink: OutputSink
                     del partial_line[:MAX_LINE_BYTES]
                 else:
                     break
-    if partial_line:
+    if partial_line and sink.logging:
         sink.feed(name, bytes(partial_line))
+    elif partial_line:
+        sink.feed_unlogged(bytes(partial_line))
+    sink.end_of_output()
 
 
 class ProcessLauncher:

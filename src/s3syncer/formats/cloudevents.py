@@ -10,7 +10,9 @@ Each event's ``type`` says what it is: Harbor's ``harbor.artifact.*`` and zot's
 ``*.image.*`` are mapped to events (:mod:`.harbor`, :mod:`.zot`); every other
 type is a well-formed event that maps to no action and is counted as ignored.
 Whatever the mode, ``raw`` is the event in structured form, attributes and
-``data`` together, so the command sees everything that was sent.
+``data`` together, so the command sees everything that was sent; a Harbor event
+of many artifacts gives each of its events that document with
+``data.resources`` narrowed to its own artifact (see :mod:`.harbor`).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def event_events(
             return [], 1
         events = harbor.artifact_events(
             action,
-            data,
+            "data",
             document,
             where=data_where,
             event_id=event_id,

@@ -14,7 +14,9 @@ manifest pushes, the tag. Parsing is strict about the shape we read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the replicate tool reads these events too, without the daemon's config
@@ -55,6 +57,15 @@ class Event:
     digest: str | None = None
     kind: str | None = None
     format: str = "distribution"
+    raw_size: int | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def size(self) -> int:
+        """Bytes of :meth:`to_document` as compact JSON: what budgets count, never a count."""
+        document = self.to_document()
+        document["raw"] = None
+        raw_size = self.raw_size if self.raw_size is not None else json_size(self.raw)
+        return json_size(document) - len("null") + raw_size
 
     @property
     def tagged(self) -> bool:
@@ -92,6 +103,11 @@ class Event:
         document["target"] = target
         document["raw"] = self.raw
         return document
+
+
+def json_size(value: object) -> int:
+    """The length of ``value`` as compact ASCII JSON, as the state files and events file hold it."""
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 def event_from_document(index: int, document: object) -> Event:

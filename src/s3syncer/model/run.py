@@ -33,6 +33,12 @@ class OutputTail:
         if len(self._buffer) > self.limit:
             del self._buffer[: len(self._buffer) - self.limit]
 
+    def extend(self, data: bytes) -> None:
+        """Add output as it came, newlines and all."""
+        self._buffer += data[-self.limit :]
+        if len(self._buffer) > self.limit:
+            del self._buffer[: len(self._buffer) - self.limit]
+
     @property
     def text(self) -> str:
         """The kept bytes as text; bytes that are not UTF-8 are replaced."""
