@@ -17,21 +17,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .arguments import SIDES, Sides, UsageError, parse_sides
+from .arguments import UsageError
 from .catalog import EmptySourceError, ListingError, list_tags, list_tree, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
-from .sides import (
-    INSTALL_HINT,
-    RequestCounter,
-    SharedLoader,
-    Side,
-    botocore_missing,
-    describe,
-    make_client,
-)
+from .session import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OpeningError, check_sides, open_session
+from .sides import describe
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROG = "s3syncer replicate"
 
 
@@ -41,16 +33,6 @@ def load_events(path: str) -> tuple[list[Any], bool]:
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise ValueError("not an events file: no 'events' list")
     return data["events"], bool(data.get("truncated", False))
-
-
-def connect(sides: Sides, counters: Mapping[str, RequestCounter]) -> tuple[Side, Side, bool]:
-    """Both sides' clients, and whether they are one identity (server-side copy possible)."""
-    loader = SharedLoader()
-    clients = {
-        side: make_client(sides.configs[side], sides.jobs, counters[side], loader) for side in SIDES
-    }
-    (src_client, src_id), (dst_client, dst_id) = clients["source"], clients["dest"]
-    return Side(src_client, sides.source), Side(dst_client, sides.dest), src_id == dst_id
 
 
 def _say(line: str) -> None:
@@ -114,24 +96,20 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     """``s3syncer replicate`` with parsed ``args``; returns the exit code."""
     env = os.environ if environ is None else environ
     try:
-        sides = parse_sides(args, env)
+        sides = check_sides(args, env)
         events, everything = _read_events(args, env)
+        session = open_session(sides)
     except UsageError as exc:
         _say(str(exc))
         return EXIT_USAGE
+    except OpeningError as exc:
+        _say(str(exc))
+        return exc.code
     except OSError as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    if botocore_missing():
-        _say(f"boto3 is not installed; install it with: {INSTALL_HINT}")
-        return EXIT_USAGE
-    counters = {side: RequestCounter() for side in SIDES}
-    try:
-        source, dest, same_identity = connect(sides, counters)
-    except Exception as exc:
-        _say(f"cannot set up S3 clients: {describe(exc)}")
-        return EXIT_FAILURE
-    server_side = args.copy == "server" or (args.copy == "auto" and same_identity)
+    source, dest = session.source, session.dest
+    server_side = args.copy == "server" or (args.copy == "auto" and session.same_identity)
     try:  # what --all finds already there, from one listing rather than a HEAD per link
         present = list_tree(dest) if everything else None
     except ListingError as exc:
@@ -166,16 +144,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
     if deletes and not args.delete:
         _say(f"{deletes} delete(s) not applied (no --delete)")
-    stats = replicator.stats
     scope = "all tags" if everything else f"{len(events)} events"
-    print(
-        f"{PROG}: {'dry run: ' if args.dry_run else ''}{scope}, "
-        f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
-        f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
-        f"{stats.blobs_skipped} already there, {stats.links_written} links written"
-        f"{f' ({stats.links_kept} already there)' if everything else ''}, "
-        f"{stats.links_deleted} deleted, {counters['source'].count + counters['dest'].count} "
-        f"S3 requests ({counters['source'].count} to the source); {'ok' if ok else 'FAILED'}",
-        flush=True,
+    counters = session.counters
+    requests = f"{session.requests} S3 requests ({counters['source'].count} to the source)"
+    line = replicator.report.summary(
+        scope, server_side=server_side, listed=everything, requests=requests
     )
+    print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
     return EXIT_OK if ok else EXIT_FAILURE

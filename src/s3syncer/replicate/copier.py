@@ -9,15 +9,13 @@ destination point at content it does not have:
 4. the tag's ``index`` link, and 5. the tag's ``current/link`` last.
 
 A manifest whose closure is not complete (missing source object, permission error, failed
-copy) gets no revision link and no tag; each problem is one line in :attr:`Replicator.problems`.
+copy) gets no revision link and no tag; each problem is one line of the run's
+:class:`~.report.RunReport`, which counts and prints what the run did.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
@@ -25,28 +23,10 @@ from .changes import Changes
 from .layout import BlobRef, link_body
 from .plan import Plan, discover, read_link
 from .pool import Pool
+from .report import RunReport, Stats
 from .sides import Listed, Side, describe, is_not_found
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
-
-
-@dataclass
-class Stats:
-    """What a run did."""
-
-    manifests: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    bytes_copied: int = 0
-    links_written: int = 0
-    links_kept: int = 0
-    links_deleted: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 class Replicator:
@@ -76,12 +56,12 @@ class Replicator:
         self.present = present
         self.server_side = server_side
         self.dry_run = dry_run
-        self.verbose = verbose or dry_run
-        self.out = out or sys.stdout
-        self.problems: list[str] = []
-        self.skipped: list[str] = []  # left alone on purpose: gone from or moved in the source
-        self.stats = Stats()
-        self._lock = threading.Lock()
+        self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
+        self._problem, self._skip, self._say = (
+            self.report.problem,
+            self.report.skip,
+            self.report.say,
+        )
         self.pool = Pool(
             jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
         )
@@ -106,20 +86,22 @@ class Replicator:
         self.transfers.close()
         self.pool.close()
 
+    @property
+    def stats(self) -> Stats:
+        """What the run did so far."""
+        return self.report.stats
+
+    @property
+    def problems(self) -> list[str]:
+        """What failed so far, one line each."""
+        return self.report.problems
+
+    @property
+    def skipped(self) -> list[str]:
+        """What was left alone on purpose, one line each."""
+        return self.report.skipped
+
     # -- plumbing ------------------------------------------------------------------------
-
-    def _problem(self, line: str) -> None:
-        with self._lock:
-            self.problems.append(line)
-
-    def _skip(self, line: str) -> None:
-        with self._lock:
-            self.skipped.append(line)
-
-    def _say(self, line: str) -> None:
-        if self.verbose:
-            with self._lock:
-                print(("would " if self.dry_run else "") + line, file=self.out, flush=True)
 
     def _put(self, key: str, body: bytes, what: str) -> bool:
         self._say(f"write {what}")

@@ -16,29 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .arguments import SIDES, UsageError, parse_sides
 from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, read_tags, tags_of
-from .command import connect
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, fetch_manifest
 from .pool import Pool
-from .sides import (
-    INSTALL_HINT,
-    Listed,
-    RequestCounter,
-    Side,
-    TooLargeError,
-    botocore_missing,
-    describe,
-)
+from .session import OpeningError, check_sides, open_session
+from .sides import Listed, Side, TooLargeError, describe
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE = 0, 1
 PROG = "s3syncer verify"
 K = TypeVar("K", bound=Hashable)
 Link = tuple[str, str]  # a link file's key, and the digest it must hold
@@ -295,31 +285,28 @@ def _cannot_verify(reason: str, *, as_json: bool) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``s3syncer verify`` with parsed ``args``; returns the exit code."""
-    env = os.environ if environ is None else environ
     try:
-        sides = parse_sides(args, env)
-    except UsageError as exc:
+        sides = check_sides(args, environ)
+    except OpeningError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if botocore_missing():
-        print(f"{PROG}: boto3 is not installed; install it with: {INSTALL_HINT}", file=sys.stderr)
-        return EXIT_USAGE
-    counters = {side: RequestCounter() for side in SIDES}
+        return exc.code
     problems: list[str] = []
     try:
-        source, dest, _same = connect(sides, counters)
+        session = open_session(sides)
         with Pool(
             sides.jobs,
             lambda item, exc: problems.append(f"{_named(item)}: cannot check: {describe(exc)}"),
         ) as pool:
-            report = Verifier(source, dest, pool, deep=args.deep).verify()
+            report = Verifier(session.source, session.dest, pool, deep=args.deep).verify()
+    except OpeningError as exc:
+        return _cannot_verify(str(exc), as_json=args.json)
     except (ListingError, EmptySourceError) as exc:
         return _cannot_verify(str(exc), as_json=args.json)
     except Exception as exc:
         return _cannot_verify(describe(exc), as_json=args.json)
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
-    report.requests = counters["source"].count + counters["dest"].count
+    report.requests = session.requests
     if args.json:
         print(json.dumps(report.as_json(), indent=1))
     else:

@@ -1,0 +1,77 @@
+"""What a ``replicate`` run did and found: counts, problems, skipped items, and its lines.
+
+The copier only copies; it hands every count and every line to a :class:`RunReport`, which the
+worker threads share (each method takes the lock), and which prints them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import IO
+
+
+@dataclass
+class Stats:
+    """What a run did."""
+
+    manifests: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+    links_written: int = 0
+    links_kept: int = 0
+    links_deleted: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        """Add ``counts`` to the named counters (from any thread)."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class RunReport:
+    """The counts and lines of one run, filled from the worker threads.
+
+    ``problems`` fail the run; ``skipped`` are left alone on purpose (gone from or moved in
+    the source), said but no failure. ``verbose`` prints one line per object.
+    """
+
+    def __init__(self, *, dry_run: bool = False, verbose: bool = False, out: IO[str] | None = None):
+        self.dry_run = dry_run
+        self.verbose = verbose or dry_run
+        self.out = out or sys.stdout
+        self.stats = Stats()
+        self.problems: list[str] = []
+        self.skipped: list[str] = []
+        self._lock = threading.Lock()
+
+    def problem(self, line: str) -> None:
+        """Something that failed: the run fails."""
+        with self._lock:
+            self.problems.append(line)
+
+    def skip(self, line: str) -> None:
+        """Something left alone on purpose."""
+        with self._lock:
+            self.skipped.append(line)
+
+    def say(self, line: str) -> None:
+        """One object's line, when verbose (``would`` first in a dry run)."""
+        if self.verbose:
+            with self._lock:
+                print(("would " if self.dry_run else "") + line, file=self.out, flush=True)
+
+    def summary(self, scope: str, *, server_side: bool, listed: bool, requests: str) -> str:
+        """The last line of a run: what it did, without the verdict."""
+        stats = self.stats
+        return (
+            f"{'dry run: ' if self.dry_run else ''}{scope}, "
+            f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
+            f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
+            f"{stats.blobs_skipped} already there, {stats.links_written} links written"
+            f"{f' ({stats.links_kept} already there)' if listed else ''}, "
+            f"{stats.links_deleted} deleted, {requests}"
+        )
