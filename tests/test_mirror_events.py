@@ -1,0 +1,160 @@
+"""The one ``replicate`` command, both ways, against a real registry on SeaweedFS and skopeo.
+
+* A run for no event (the daemon's start, reconcile, schedule, a manual run) or with a
+  truncated events file makes a full convergent pass: a push whose notification never arrived
+  reaches the mirror.
+* Events are hints, the source is the truth: a forged push, a replayed old push and a forged
+  delete change nothing in the mirror.
+
+Each test mirrors into its own root of the mirror bucket, and a second registry serving that
+root is what proves a pull (as a restore would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import start_daemon
+from registry_harness import make_oci_layout, manifest_digest, require_tools, skopeo_push
+from registry_harness import wait_until as wait_for
+from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from s3syncer.replicate.layout import Layout
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "s3://src/reg"
+MIRROR_TIMEOUT = 60.0
+"""How long a push may take to reach the mirror through the daemon on a loaded machine."""
+
+
+@dataclass
+class World:
+    s3: S3Server
+    tmp: Path
+    addr: str  # the source registry's, which sends no notification to anyone
+    layout: Path
+
+    def push(self, ref: str, payload: bytes) -> str:
+        """Push a new image as ``ref`` (``repo:tag``) to the source; its manifest digest."""
+        name = hashlib.sha256(payload).hexdigest()[:12]
+        make_oci_layout(self.layout, tag=name, payload=payload)
+        skopeo_push(self.layout, self.addr, ref, src_tag=name)
+        return manifest_digest(self.layout, name)
+
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
+        return {**base, **self.s3.env("source"), **self.s3.env("dest")}
+
+    def replicate(
+        self, root: str, events: list[Any], reason: str, *extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the one command as the daemon does: its events file and its reason."""
+        path = self.tmp / f"events-{root}.json"
+        body = {"command": "replicate", "reason": reason, "events": events, "truncated": False}
+        path.write_text(json.dumps(body))
+        env = {**self.env(), "S3SYNCER_EVENTS_FILE": str(path), "S3SYNCER_REASON": reason}
+        return subprocess.run(
+            [sys.executable, "-m", "s3syncer", "replicate", "--source", SOURCE,
+             "--dest", f"s3://dst/{root}", *extra],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    def mirrored(self, root: str, ref: str) -> str | None:
+        """The digest of ``ref`` as a registry serving the mirror's ``root`` gives it, or None."""
+        with run_s3_registry(self.tmp / f"mirror-{root}", self.s3, "dst", root=root) as mirror:
+            return _pulled(mirror.addr, ref)
+
+    def tag_in_mirror(self, root: str, repo: str, tag: str) -> str | None:
+        """What the mirror's ``current/link`` of ``repo:tag`` holds, or None."""
+        key = Layout(root).tag_current_link(repo, tag)
+        client = self.s3.client()
+        try:
+            return client.get_object(Bucket="dst", Key=key)["Body"].read().decode()
+        except client.exceptions.NoSuchKey:
+            return None
+
+
+def _pulled(addr: str, ref: str) -> str | None:
+    """``ref`` pulled whole (every blob) from ``addr``: its manifest digest, None if it fails."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"pull-{os.getpid()}-{abs(hash(ref))}"
+    copy = subprocess.run(
+        [tool("skopeo"), "--insecure-policy", "copy", "--src-tls-verify=false", "--src-no-creds",
+         f"docker://{addr}/{ref}", f"dir:{out}"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    if copy.returncode != 0:
+        return None
+    digest = "sha256:" + hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return digest
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    require_tools()
+    tmp = tmp_path_factory.mktemp("events")
+    with (
+        run_seaweedfs(tmp / "s3", ["src", "dst"]) as s3,
+        run_s3_registry(tmp / "src-reg", s3, "src", root="reg") as registry,
+    ):
+        yield World(s3, tmp, registry.addr, tmp / "layout")
+
+
+# --- one command, both ways ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_push_whose_notification_never_arrives_is_mirrored_by_one_reconcile_run(
+    world: World,
+) -> None:
+    lost = world.push("team/lost:v1", b"pushed while the notification was lost")
+    result = world.replicate("reconciled", [], "reconcile", "--delete")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "run for reconcile: a full pass" in result.stderr
+    assert "all tags" in result.stdout and "; ok" in result.stdout
+    assert world.mirrored("reconciled", "team/lost:v1") == lost
+    # the same empty file for an event run (its events went to other commands) does nothing
+    idle = world.replicate("event-only", [], "event")
+    assert idle.returncode == 0, idle.stderr + idle.stdout
+    assert "0 events, 0 manifests" in idle.stdout
+    assert world.tag_in_mirror("event-only", "team/lost", "v1") is None
+
+
+@pytest.mark.slow
+def test_the_daemon_s_reconcile_of_the_one_command_mirrors_a_push_nobody_was_told_of(
+    world: World, tmp_path: Path
+) -> None:
+    """The recommended setup (examples/replicate.yaml) with a short reconcile: no event is
+    ever sent, yet the push is pullable from the mirror after a reconcile run."""
+    root = "daemon"
+    args = ["-m", "s3syncer", "replicate", "--source", SOURCE, "--dest", f"s3://dst/{root}",
+            "--delete"]  # fmt: skip
+    config = (
+        "commands:\n"
+        "  - name: replicate\n"
+        f"    cmd: {sys.executable}\n"
+        f"    args: {json.dumps(args)}\n"
+        f"    env: {json.dumps({**world.s3.env('source'), **world.s3.env('dest')})}\n"
+        "    delay: 200ms\n"
+        "    reconcile: 1s\n"
+        "    timeout: 5m\n"
+    )
+    with start_daemon(tmp_path, config) as daemon:
+        digest = world.push("team/unnoticed:v1", b"no registry notification names this push")
+        wait_for(
+            lambda: world.tag_in_mirror(root, "team/unnoticed", "v1") == digest,
+            timeout=MIRROR_TIMEOUT,
+            message=lambda: f"never mirrored; log:\n{daemon.log_text()}",
+        )
+        assert "reason reconcile" in daemon.log_text()
+    assert world.mirrored(root, "team/unnoticed:v1") == digest
