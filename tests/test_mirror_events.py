@@ -32,6 +32,7 @@ from s3syncer.replicate.layout import Layout
 
 pytestmark = pytest.mark.integration
 
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SOURCE = "s3://src/reg"
 MIRROR_TIMEOUT = 60.0
 """How long a push may take to reach the mirror through the daemon on a loaded machine."""
@@ -158,3 +159,82 @@ def test_the_daemon_s_reconcile_of_the_one_command_mirrors_a_push_nobody_was_tol
         )
         assert "reason reconcile" in daemon.log_text()
     assert world.mirrored(root, "team/unnoticed:v1") == digest
+
+
+# --- events are hints ----------------------------------------------------------------------
+
+
+def _snapshot(world: World, root: str) -> dict[str, str]:
+    """Every object of the mirror's ``root``: key -> ETag (an MD5 of its bytes here)."""
+    client, found = world.s3.client(), {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="dst", Prefix=f"{root}/"):
+        found.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+    return found
+
+
+def _push_event(repo: str, digest: str, tag: str | None = None) -> dict[str, Any]:
+    target = {"repository": repo, "digest": digest, "mediaType": OCI_MANIFEST}
+    return {"action": "push", "target": {**target, **({"tag": tag} if tag else {})}}
+
+
+@pytest.mark.slow
+def test_a_forged_push_a_replayed_old_push_and_a_forged_delete_change_nothing(
+    world: World,
+) -> None:
+    root = "hints"
+    old = world.push("team/app:latest", b"what latest was")
+    assert world.replicate(root, [], "reconcile").returncode == 0
+    new = world.push("team/app:latest", b"what latest is now")
+    svc = world.push("other/svc:v1", b"a tag nobody deleted")
+    first = world.replicate(root, [], "reconcile", "--delete")
+    assert first.returncode == 0, first.stderr + first.stdout
+    before = _snapshot(world, root)
+
+    events = [
+        _push_event("public/anything", new, "latest"),  # a repository the source lacks
+        _push_event("public/anything", svc),  # by digest: another repository's manifest
+        _push_event("team/app", old, "latest"),  # replayed: latest moved on since
+        {"action": "delete", "target": {"repository": "other/svc", "tag": "v1"}},
+    ]
+    result = world.replicate(root, events, "event", "--delete")
+    assert result.returncode == 0, result.stderr + result.stdout
+    said = result.stderr
+    assert "public/anything:latest: not in the source" in said
+    assert f"public/anything@{svc}: no longer in the source, skipped" in said
+    assert f"team/app:latest: the source points at {new}, not the event's {old}" in said
+    assert f"other/svc:v1: still in the source (at {svc}), not deleted" in said
+    # a forged delete by digest (in a run of its own: a tag pushed in the same batch would
+    # vouch for the manifest) of a manifest the source still has, untagged
+    by_digest = {"action": "delete", "target": {"repository": "team/app", "digest": old}}
+    result = world.replicate(root, [by_digest], "event", "--delete")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"team/app@{old}: still in the source, not deleted" in result.stderr
+
+    assert _snapshot(world, root) == before  # not one object added, changed or removed
+    assert not [key for key in before if "/repositories/public/" in key]
+    assert world.tag_in_mirror(root, "team/app", "latest") == new
+    with run_s3_registry(world.tmp / "hints-mirror", world.s3, "dst", root=root) as mirror:
+        assert _pulled(mirror.addr, "team/app:latest") == new
+        assert _pulled(mirror.addr, "other/svc:v1") == svc
+        assert _pulled(mirror.addr, "public/anything:latest") is None
+        assert _pulled(mirror.addr, f"public/anything@{svc}") is None
+
+
+@pytest.mark.slow
+def test_a_push_event_writes_what_the_source_holds_and_a_true_delete_deletes(
+    world: World,
+) -> None:
+    """The events of a real push and delete still do their work once checked."""
+    root = "heeded"
+    one = world.push("team/real:v1", b"pushed and announced")
+    pushed = world.replicate(root, [_push_event("team/real", one, "v1")], "event")
+    assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+    assert world.tag_in_mirror(root, "team/real", "v1") == one
+    client, layout = world.s3.client(), Layout("reg")
+    for key in (layout.tag_current_link("team/real", "v1"), layout.tag_index_link(
+            "team/real", "v1", one)):  # fmt: skip
+        client.delete_object(Bucket="src", Key=key)  # the tag deleted in the source
+    delete = {"action": "delete", "target": {"repository": "team/real", "tag": "v1"}}
+    deleted = world.replicate(root, [delete], "event", "--delete")
+    assert deleted.returncode == 0, deleted.stderr + deleted.stdout
+    assert world.tag_in_mirror(root, "team/real", "v1") is None

@@ -268,38 +268,76 @@ def test_replicate_all_delete_removes_tags_the_source_lost(source: Source) -> No
     assert _verify(source, dest).returncode == 0
 
 
+def _emptied(source: Source) -> str:
+    """A registry whose every tag was deleted: blobs left, no tag (root ``emptied``)."""
+    put_blob(source.s3.client(), "seed", Layout("emptied"), b"a layer no tag uses any more")
+    return "s3://seed/emptied"
+
+
 def test_replicate_all_delete_refuses_to_empty_the_mirror_from_a_source_with_no_tags(
     source: Source,
 ) -> None:
-    # A typo in --source's root lists nothing: that must not delete every tag of the mirror.
+    # A source with no tag must not delete every tag of the mirror: far more often a wrong
+    # --source than a registry emptied on purpose.
     dest = "s3://mirror/guarded"
     _replicate_all(source, dest)
-    wrong = _tool(
-        source, "replicate", "--all", "--delete", "--source", "s3://seed/rge", "--dest", dest
-    )
+    emptied = _emptied(source)
+    wrong = _tool(source, "replicate", "--all", "--delete", "--source", emptied, "--dest", dest)
     assert wrong.returncode == 1, wrong.stderr + wrong.stdout
     assert (
-        "--all --delete: s3://seed/rge holds no tags; refusing to delete all 3 tags of "
+        f"--all --delete: {emptied} holds no tags; refusing to delete all 3 tags of "
         "s3://mirror/guarded" in wrong.stderr
     )
     assert _verify(source, dest).returncode == 0  # every tag is still there
 
 
+@pytest.mark.parametrize("wrong", ["s3://seed", "s3://seed/rge"], ids=["root-left-off", "typo"])
+def test_a_wrong_source_root_is_named_by_replicate_and_verify(source: Source, wrong: str) -> None:
+    """The bucket holds a registry under another prefix: both tools name it and exit 1,
+    rather than copy nothing "ok" or prove nothing "complete" every night."""
+    dest, client = "s3://mirror/fresh", source.s3.client()
+    hint = f"{wrong} holds no registry (nothing under "
+    for mode in ([], ["--delete"]):
+        seeded = _tool(source, "replicate", "--all", *mode, "--source", wrong, "--dest", dest)
+        assert seeded.returncode == 1, seeded.stderr + seeded.stdout
+        assert hint in seeded.stderr and _suggested(seeded.stderr, "s3://seed/reg")
+    assert client.list_objects_v2(Bucket="mirror", Prefix="fresh/")["KeyCount"] == 0
+    proof = _verify(source, dest, src=wrong)
+    assert proof.returncode == 1, proof.stderr + proof.stdout
+    assert "cannot verify: " + hint in proof.stderr
+    assert _suggested(proof.stderr, "s3://seed/reg")
+    # the mirror's side too: verify of a mirror root a typo away from the seeded one
+    _replicate_all(source, "s3://mirror/named")
+    typo = _verify(source, "s3://mirror/naemd")
+    assert typo.returncode == 1, typo.stderr + typo.stdout
+    assert _suggested(typo.stderr, "s3://mirror/named")
+
+
+def _suggested(said: str, location: str) -> bool:
+    """Whether ``said`` names ``location`` among the roots it suggests (other tests of the
+    module add roots to the same buckets)."""
+    found = re.search(r"did you mean (.*)\?$", said.strip())
+    return bool(found) and location in found.group(1).split(" or ")  # type: ignore[union-attr]
+
+
 def test_verify_of_a_source_with_no_tags_proves_nothing_and_says_so(source: Source) -> None:
-    # A nightly verify with a typo in --source's root must not stay green proving nothing.
+    # A nightly verify of a registry with no tag left must not stay green proving nothing.
     dest = "s3://mirror/unproven"
     _replicate_all(source, dest)
-    wrong = _verify(source, dest, src="s3://seed/rge")
+    emptied = _emptied(source)
+    wrong = _verify(source, dest, src=emptied)
     assert wrong.returncode == 1, wrong.stderr + wrong.stdout
     assert wrong.stderr.strip() == (
-        "s3syncer verify: cannot verify: s3://seed/rge holds no tags, s3://mirror/unproven holds "
+        f"s3syncer verify: cannot verify: {emptied} holds no tags, s3://mirror/unproven holds "
         "3: nothing proven (is --source right?)"
     )
-    as_json = _verify(source, dest, "--json", src="s3://seed/rge")
+    as_json = _verify(source, dest, "--json", src=emptied)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["complete"] is False
-    # A registry and a mirror that are both still empty are not an error.
-    empty = _verify(source, "s3://mirror/nothing-yet", src="s3://seed/nothing-yet")
+    # A registry and a mirror that are both still empty (nothing pushed to a new registry
+    # yet, in buckets that hold nothing else) are not an error.
+    source.s3.client().create_bucket(Bucket="empty")
+    empty = _verify(source, "s3://empty/mirror", src="s3://empty/registry")
     assert empty.returncode == 0, empty.stderr + empty.stdout
     assert "0 tags" in empty.stdout and "; complete" in empty.stdout
 

@@ -19,6 +19,8 @@ from .arguments import UsageError
 from .catalog import EmptySourceError, ListingError, list_tags, list_tree, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
+from .hints import heed
+from .roots import WrongRootError, check_root
 from .run_input import read_input
 from .session import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OpeningError, check_sides, open_session
 from .sides import describe
@@ -87,9 +89,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if given.full_pass and not args.all:
         _say(given.full_pass)
     server_side = args.copy == "server" or (args.copy == "auto" and session.same_identity)
-    try:  # what --all finds already there, from one listing rather than a HEAD per link
+    try:
+        if everything or events:  # a run with nothing to do sends no request
+            check_root(source)
+        # what a full pass finds already there, from one listing rather than a HEAD per link
         present = list_tree(dest) if everything else None
-    except ListingError as exc:
+    except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
     with Replicator(
@@ -108,6 +113,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
                 all_changes(replicator, present, delete=args.delete, events=events)
                 if present is not None
                 else replay(events)
+            )
+            changes = heed(
+                source, changes, replicator.pool, replicator.report, tags=present is None
             )
         except (ListingError, EmptySourceError) as exc:
             _say(str(exc))

@@ -25,6 +25,7 @@ from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, 
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, fetch_manifest
 from .pool import Pool
+from .roots import WrongRootError, check_root
 from .session import OpeningError, check_sides, open_session
 from .sides import Listed, Side, TooLargeError, describe
 
@@ -97,7 +98,12 @@ class Verifier:
         return {item: problem for item, problem in zip(unique, results, strict=True) if problem}
 
     def verify(self) -> Report:
-        """Check every tag of the source; EmptySourceError if it has none and the mirror has."""
+        """Check every tag of the source; EmptySourceError if it has none and the mirror has.
+
+        WrongRootError when a side's root holds no registry but its bucket holds one.
+        """
+        check_root(self.source)
+        check_root(self.dest)
         tags = list_tags(self.source)
         mirror = list_tree(self.dest)
         if not tags and (held := len(tags_of(self.dest.layout, mirror))):
@@ -300,7 +306,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             report = Verifier(session.source, session.dest, pool, deep=args.deep).verify()
     except OpeningError as exc:
         return _cannot_verify(str(exc), as_json=args.json)
-    except (ListingError, EmptySourceError) as exc:
+    except (ListingError, EmptySourceError, WrongRootError) as exc:
         return _cannot_verify(str(exc), as_json=args.json)
     except Exception as exc:
         return _cannot_verify(describe(exc), as_json=args.json)
