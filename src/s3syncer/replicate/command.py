@@ -124,7 +124,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE
         ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
-    for line in (*replicator.skipped, *changes.problems, *replicator.problems):
+    report = replicator.report
+    for line in (*report.skipped, *report.refused, *changes.problems, *report.problems):
         _say(line)
     deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
     if deletes and not args.delete:

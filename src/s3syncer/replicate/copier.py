@@ -15,18 +15,20 @@ copy) gets no revision link and no tag; each problem is one line of the run's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import IO
 
 from .changes import Changes
-from .layout import BlobRef, link_body
-from .plan import Plan, discover, read_link
+from .layout import BlobRef
+from .plan import Plan, discover
 from .pool import Pool
 from .report import RunReport, Stats
-from .sides import Listed, Side, describe, is_not_found
+from .screen import gone_from_source, refused
+from .sides import Listed, Side, describe
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
+from .writes import MirrorWriter
 
 
 class Replicator:
@@ -50,10 +52,7 @@ class Replicator:
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
-        # --all rewrites nothing already right (a PUT makes a new version in a versioned
-        # bucket on every run). It lists the mirror's repositories/ tree once (sizes, ETags)
-        # rather than send a HEAD per link: a few requests a thousand links, not a thousand.
-        self.present = present
+        self.present = present  # the mirror's repositories/ tree, when a full pass listed it
         self.server_side = server_side
         self.dry_run = dry_run
         self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
@@ -62,6 +61,7 @@ class Replicator:
             self.report.skip,
             self.report.say,
         )
+        self.writer = MirrorWriter(source, dest, self.report, present=present, dry_run=dry_run)
         self.pool = Pool(
             jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
         )
@@ -101,67 +101,15 @@ class Replicator:
         """What was left alone on purpose, one line each."""
         return self.report.skipped
 
-    # -- plumbing ------------------------------------------------------------------------
-
-    def _put(self, key: str, body: bytes, what: str) -> bool:
-        self._say(f"write {what}")
-        if self.dry_run:
-            return True
-        try:
-            self.dest.put(key, body)
-        except Exception as exc:
-            self._problem(f"{what}: cannot write {self.dest.url(key)}: {describe(exc)}")
-            return False
-        return True
-
-    def _present(self, key: str, body: bytes) -> bool:
-        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest).
-
-        A link is looked up in :attr:`present` when the run listed the mirror: a link of the
-        right size may name another digest, so its ETag (the MD5 of what it holds) must match
-        too, and the link is read when the ETag cannot tell. A listed ``current/link`` is read
-        all the same: another run may have moved the tag since the listing.
-        """
-        listed = self.present if key.startswith(self.dest.layout.repositories) else None
-        try:
-            if listed is None:
-                return self.dest.head_size(key) == len(body)
-            found = listed.get(key)
-            if found is None:
-                return False
-            known = None if key.endswith("/current/link") else found.holds(body)
-            if known is not None:
-                return known
-            return self.dest.read_small(key, len(body) + 1) == body
-        except Exception:
-            return False  # absent, unreadable or larger: write it
-
-    def _link(
-        self, key: str, digest: str, what: str, *, unless: Callable[[], bool] | None = None
-    ) -> bool:
-        """Write a link file, unless the run listed the mirror and it points at ``digest``.
-
-        ``unless``, asked only when the link is to be written, may call the write off.
-        """
-        body = link_body(digest)
-        if self.present is not None and self._present(key, body):
-            self.stats.add(links_kept=1)
-            return True
-        if unless is not None and unless():
-            return True
-        ok = self._put(key, body, what)
-        if ok:
-            self.stats.add(links_written=1)
-        return ok
-
     # -- the run -------------------------------------------------------------------------
 
     def replicate(self, changes: Changes, *, delete: bool = False) -> bool:
         """Apply ``changes`` to the destination. True when everything succeeded."""
         pushed = changes.pushed_manifests()
         plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
-        gone = self._gone_from_source(plan, pushed)
-        pushed = [item for item in pushed if item not in gone]
+        gone = gone_from_source(self.source, plan, pushed, self.pool, self.report)
+        past = refused(plan, changes, pushed, self.report)
+        pushed = [item for item in pushed if item not in gone and item not in past]
         for error in dict.fromkeys(e for _r, digest in pushed for e in plan.errors(digest)):
             self._problem(error)
         plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
@@ -171,37 +119,16 @@ class Replicator:
         for repo, digest, closure in plan.wanted:
             if closure is not None and not plan.revision_ok.get((repo, digest)):
                 self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
-        tags = [(repo, tag, d) for repo, tag, d in changes.tag_pushes() if (repo, d) not in gone]
+        tags = [
+            (repo, tag, d)
+            for repo, tag, d in changes.tag_pushes()
+            if (repo, d) not in gone and (repo, d) not in past
+        ]
         self._write_tags(plan, tags)  # 4. and 5.
         if delete:
-            self.pool.map(self._delete_tag, changes.tag_deletes(), False)
-            self.pool.map(self._delete_revision, changes.manifest_deletes(), False)
+            self.pool.map(self.writer.delete_tag, changes.tag_deletes(), False)
+            self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
         return not self.problems
-
-    def _gone_from_source(self, plan: Plan, pushed: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The pushed manifests that the source no longer has: unreadable, no revision link.
-
-        Deleted, or removed by the registry's garbage collector, since the event: the source
-        cannot serve it, so there is nothing to mirror. Failing on them would fail every later
-        run too, as the daemon hands a failed run's events to the next one. The repository
-        must still be there: a wrong ``--source`` has none of them, and that is a failure.
-        """
-        unreadable = [(repo, d) for repo, d in pushed if plan.manifests[d].error]
-        layout = self.source.layout
-
-        def gone(item: tuple[str, str]) -> bool:
-            try:
-                return self.source.head_size(layout.revision_link(*item)) is None and (
-                    self.source.has_keys(layout.repository_keys(item[0]))
-                )
-            except Exception:
-                return False  # cannot tell: the manifest's own error is reported
-
-        found = self.pool.map(gone, unreadable, False)
-        result = {item for item, is_gone in zip(unreadable, found, strict=True) if is_gone}
-        for repo, digest in sorted(result):
-            self._skip(f"{repo}@{digest}: no longer in the source, skipped")
-        return result
 
     def _copy_blob(self, ref: BlobRef) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
@@ -244,16 +171,8 @@ class Replicator:
         self.stats.manifests = len(manifest_digests)
 
         def put_manifest(digest: str) -> bool:
-            data = plan.manifests[digest].data
-            assert data is not None
-            key = self.dest.layout.blob_data(digest)
-            if self._present(key, data):  # content-addressed: the same size is the same bytes
-                self.stats.add(blobs_skipped=1)
-                return True
-            ok = self._put(key, data, f"manifest blob {digest}")
-            if ok:
-                self.stats.add(blobs_copied=1, bytes_copied=len(data))
-            return ok
+            # copied like any blob, not written from memory: a run keeps no manifest's bytes
+            return self._copy_blob(BlobRef(digest, plan.manifests[digest].size)) == "ok"
 
         refs = plan.blob_refs()
         results = self.pool.map(self._copy_blob, refs, "failed")
@@ -278,7 +197,7 @@ class Replicator:
             if plan.blob_state[digest] != "ok":
                 return False
             key = self.dest.layout.layer_link(repo, digest)
-            return self._link(key, digest, f"layer link {repo}@{digest}")
+            return self.writer.link(key, digest, f"layer link {repo}@{digest}")
 
         results = self.pool.map(write_layer_link, layer_links, False)
         plan.link_ok = dict(zip(layer_links, results, strict=True))
@@ -293,7 +212,7 @@ class Replicator:
             if not (all(plan.revision_ok[(repo, c)] for c in children) and plan.complete(item)):
                 return False
             key = self.dest.layout.revision_link(repo, digest)
-            return self._link(key, digest, f"revision link {repo}@{digest}")
+            return self.writer.link(key, digest, f"revision link {repo}@{digest}")
 
         while pending:
             ready = [
@@ -301,7 +220,7 @@ class Replicator:
                 for repo, m in pending
                 if all((repo, child) in plan.revision_ok for child in plan.manifests[m].children)
             ]
-            if not ready:  # closure() refuses cycles, so this cannot happen; be safe anyway
+            if not ready:  # digests cannot form a cycle, so this cannot happen; be safe anyway
                 break
             results = self.pool.map(write_revision, ready, False)
             plan.revision_ok.update(zip(ready, results, strict=True))
@@ -318,68 +237,14 @@ class Replicator:
         def write_tag_index(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_index_link(repo, tag, digest)
-            return self._link(key, digest, f"tag index link {repo}:{tag}@{digest}")
+            return self.writer.link(key, digest, f"tag index link {repo}:{tag}@{digest}")
 
         def write_tag_current(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_current_link(repo, tag)
-            moved = (lambda: self._moved(item)) if self.present is not None else None
-            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
+            moved = (lambda: self.writer.moved(item)) if self.present is not None else None
+            return self.writer.link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
 
         index_ok = self.pool.map(write_tag_index, tags, False)
         current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
         self.pool.map(write_tag_current, current, False)
-
-    def _moved(self, item: tuple[str, str, str]) -> bool:
-        """Whether --all should leave a tag alone: it moved in the source during the run.
-
-        --all reads every tag first and writes them last, hours later for a large seed. A tag
-        pushed in between has its own event, whose run may have mirrored it already: writing
-        the digest read at the start would put an older image back, and no event would come
-        to correct it. Only a tag about to be written is read again.
-        """
-        repo, tag, digest = item
-        try:
-            now = read_link(self.source, self.source.layout.tag_current_link(repo, tag))
-        except Exception as exc:
-            if not is_not_found(exc):
-                return False  # cannot tell: write what the run copied
-            now = "nothing (deleted)"
-        if now == digest:
-            return False
-        self._skip(
-            f"{repo}:{tag}: moved in the source during the run (to {now}): left to its event"
-        )
-        return True
-
-    def _delete_tag(self, item: tuple[str, str]) -> bool:
-        repo, tag = item
-        prefix = self.dest.layout.tag_dir(repo, tag)
-        try:
-            keys = self.dest.list_keys(prefix)
-            # current/link first: the tag disappears before its history does.
-            keys.sort(key=lambda k: (not k.endswith("/current/link"), k))
-            self._say(f"delete tag {repo}:{tag} ({len(keys)} objects)")
-            if self.dry_run:
-                return True
-            for key in keys:
-                self.dest.delete(key)
-        except Exception as exc:
-            self._problem(f"{repo}:{tag}: cannot delete {prefix}: {describe(exc)}")
-            return False
-        self.stats.add(links_deleted=len(keys))
-        return True
-
-    def _delete_revision(self, item: tuple[str, str]) -> bool:
-        repo, digest = item
-        key = self.dest.layout.revision_link(repo, digest)
-        self._say(f"delete revision link {repo}@{digest}")
-        if self.dry_run:
-            return True
-        try:
-            self.dest.delete(key)
-        except Exception as exc:
-            self._problem(f"{repo}@{digest}: cannot delete {key}: {describe(exc)}")
-            return False
-        self.stats.add(links_deleted=1)
-        return True

@@ -3,64 +3,91 @@
 A manifest's closure is every child manifest and blob reachable from it. The copier writes a
 revision link only once the whole closure is in the mirror, and a tag only after that; the
 verifier checks the same closure. Both read manifests through :func:`fetch_manifest`.
+
+Anyone who may push may push a hostile closure: a chain of a thousand indexes each listing the
+previous one, or an index of many 4 MiB manifests. The walk is iterative (no recursion limit
+to hit), reads no deeper than :data:`MAX_DEPTH` levels, keeps each manifest's references but
+not its bytes, and parses one large manifest at a time; a closure past a limit is *refused*:
+that tag alone is named and left out, and every other tag is copied.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
 from .sides import Side, TooLargeError, describe
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # Distribution's own limit on a manifest PUT
 MAX_LINK_BYTES = 1024
+# Real images nest two or three levels (an index, its platforms, an attestation index).
+MAX_DEPTH = 16
+# A closure's manifests together; real indexes of dozens of platforms hold well under 1 MiB.
+MAX_CLOSURE_BYTES = 32 * 1024 * 1024
+# Parsing JSON takes several times its size in memory: above this, one parse at a time.
+LARGE_MANIFEST = 256 * 1024
+_large_parse = threading.Lock()
 
 
 @dataclass
 class Manifest:
-    """One manifest as read from a side: its bytes and references, or why it is unusable."""
+    """One manifest as read from a side: its size and references, or why it is unusable."""
 
     digest: str
-    data: bytes | None = None
+    size: int = 0
     children: tuple[str, ...] = ()
     blobs: tuple[BlobRef, ...] = ()
     error: str | None = None
 
 
-def fetch_manifest(side: Side, digest: str) -> Manifest:
-    """Read a manifest's bytes from ``side``, check them against ``digest`` and parse them."""
+def read_manifest(side: Side, digest: str) -> tuple[bytes | None, str | None]:
+    """A manifest's bytes from ``side`` checked against ``digest``; or why they cannot be."""
     key = side.layout.blob_data(digest)
-    manifest = Manifest(digest)
     try:
         data = side.read_small(key, MAX_MANIFEST_BYTES)
     except TooLargeError:
-        manifest.error = f"manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"
-        return manifest
+        return None, f"manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"
     except Exception as exc:
-        manifest.error = f"manifest {digest}: {side.location.bucket} {key}: {describe(exc)}"
-        return manifest
+        return None, f"manifest {digest}: {side.location.bucket} {key}: {describe(exc)}"
     algorithm, _ = check_digest(digest)
     if content_digest(data, algorithm) != digest:
-        manifest.error = f"manifest {digest}: {key} does not match its digest"
-        return manifest
+        return None, f"manifest {digest}: {key} does not match its digest"
+    return data, None
+
+
+def fetch_manifest(side: Side, digest: str) -> Manifest:
+    """Read a manifest from ``side``, check it against ``digest``, keep what it references."""
+    data, error = read_manifest(side, digest)
+    if data is None:
+        return Manifest(digest, error=error)
     try:
-        refs = parse_manifest(data)
+        if len(data) > LARGE_MANIFEST:
+            with _large_parse:
+                refs = parse_manifest(data)
+        else:
+            refs = parse_manifest(data)
     except LayoutError as exc:
-        manifest.error = f"manifest {digest}: {exc}"
-        return manifest
-    manifest.data, manifest.children, manifest.blobs = data, refs.children, refs.blobs
-    return manifest
+        return Manifest(digest, len(data), error=f"manifest {digest}: {exc}")
+    return Manifest(digest, len(data), refs.children, refs.blobs)
 
 
 Mapper = Callable[[Callable[[str], Manifest], list[str], Manifest | None], list[Manifest | None]]
 
 
 def discover(side: Side, roots: Iterable[str], map_: Mapper) -> dict[str, Manifest]:
-    """Fetch every manifest reachable from ``roots``, level by level, ``map_`` in parallel."""
+    """Fetch the manifests reachable from ``roots``, level by level, ``map_`` in parallel.
+
+    No deeper than :data:`MAX_DEPTH` levels below a root: a closure that goes on is refused
+    by :meth:`Plan.closure`, which finds the level past it unread.
+    """
     found: dict[str, Manifest] = {}
     level = list(dict.fromkeys(roots))
-    while level:
+    for _depth in range(MAX_DEPTH + 1):
+        if not level:
+            break
         results = map_(lambda digest: fetch_manifest(side, digest), level, None)
         for digest, manifest in zip(level, results, strict=True):
             found[digest] = manifest or Manifest(digest, error=f"manifest {digest}: failed")
@@ -90,24 +117,43 @@ class Plan:
     link_ok: dict[tuple[str, str], bool] = field(default_factory=dict)
     revision_ok: dict[tuple[str, str], bool] = field(default_factory=dict)
     _closures: dict[str, Closure | None] = field(default_factory=dict)
+    _refused: dict[str, str] = field(default_factory=dict)
 
-    def closure(self, digest: str, path: tuple[str, ...] = ()) -> Closure | None:
-        """Every manifest digest and blob reachable from ``digest``; None if any is unknown."""
-        if digest in self._closures:
-            return self._closures[digest]
-        manifest = self.manifests.get(digest)
-        result: Closure | None = None
-        if manifest is not None and not manifest.error and digest not in path:
-            result = ({digest}, set(manifest.blobs))
-            for child in manifest.children:
-                sub = self.closure(child, (*path, digest))
-                if sub is None:
-                    result = None
-                    break
-                result[0].update(sub[0])
-                result[1].update(sub[1])
-        self._closures[digest] = result
-        return result
+    def closure(self, digest: str) -> Closure | None:
+        """Every manifest digest and blob reachable from ``digest``; None if any is unknown,
+        or if the closure is past a limit (:meth:`refusal` then says which)."""
+        if digest not in self._closures:
+            self._closures[digest] = self._walk(digest)
+        return self._closures[digest]
+
+    def refusal(self, digest: str) -> str | None:
+        """Why the closure of ``digest`` is refused (past a limit), or None."""
+        self.closure(digest)
+        return self._refused.get(digest)
+
+    def _walk(self, root: str) -> Closure | None:
+        """Breadth first, so each manifest is first met at its least depth."""
+        manifests: set[str] = set()
+        blobs: set[BlobRef] = set()
+        size, queue = 0, deque([(root, 0)])
+        while queue:
+            digest, depth = queue.popleft()
+            if digest in manifests:
+                continue
+            manifest = self.manifests.get(digest)
+            if manifest is None or manifest.error:
+                return None  # unreadable: errors() says why
+            size += manifest.size
+            if manifest.children and depth >= MAX_DEPTH:
+                self._refused[root] = f"manifests nested more than {MAX_DEPTH} levels deep"
+                return None
+            if size > MAX_CLOSURE_BYTES:
+                self._refused[root] = f"its manifests hold more than {MAX_CLOSURE_BYTES} bytes"
+                return None
+            manifests.add(digest)
+            blobs.update(manifest.blobs)
+            queue.extend((child, depth + 1) for child in manifest.children)
+        return manifests, blobs
 
     def errors(self, digest: str) -> list[str]:
         """Why the closure of ``digest`` is unknown: the errors of the manifests it reaches."""

@@ -36,7 +36,8 @@ class RunReport:
     """The counts and lines of one run, filled from the worker threads.
 
     ``problems`` fail the run; ``skipped`` are left alone on purpose (gone from or moved in
-    the source), said but no failure. ``verbose`` prints one line per object.
+    the source) and ``refused`` are tags no retry can mirror (a closure past the limits):
+    both are said, neither fails the run. ``verbose`` prints one line per object.
     """
 
     def __init__(self, *, dry_run: bool = False, verbose: bool = False, out: IO[str] | None = None):
@@ -46,6 +47,7 @@ class RunReport:
         self.stats = Stats()
         self.problems: list[str] = []
         self.skipped: list[str] = []
+        self.refused: list[str] = []
         self._lock = threading.Lock()
 
     def problem(self, line: str) -> None:
@@ -57,6 +59,11 @@ class RunReport:
         """Something left alone on purpose."""
         with self._lock:
             self.skipped.append(line)
+
+    def refuse(self, line: str) -> None:
+        """A tag that cannot be mirrored however often the run is retried."""
+        with self._lock:
+            self.refused.append(line)
 
     def say(self, line: str) -> None:
         """One object's line, when verbose (``would`` first in a dry run)."""
@@ -73,5 +80,7 @@ class RunReport:
             f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
             f"{stats.blobs_skipped} already there, {stats.links_written} links written"
             f"{f' ({stats.links_kept} already there)' if listed else ''}, "
-            f"{stats.links_deleted} deleted, {requests}"
+            f"{stats.links_deleted} deleted, "
+            + (f"{len(self.refused)} tags refused, " if self.refused else "")
+            + requests
         )
