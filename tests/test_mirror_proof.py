@@ -223,17 +223,23 @@ def test_verify_names_the_broken_tag_and_replicate_all_repairs_it(source: Source
     assert " 1 blobs copied" in repaired.stdout
     assert _verify(source, dest).returncode == 0
 
-    # same size, other bytes: only --deep sees it; removing the blob lets --all copy it again
+    # same size, other bytes: the listings' ETags (MD5s of each side's bytes) differ, so
+    # verify finds it without reading a byte, and --all copies it again
     key = Layout("repair").blob_data(layer)
     size = client.head_object(Bucket="mirror", Key=key)["ContentLength"]
     client.put_object(Bucket="mirror", Key=key, Body=b"x" * size)
-    assert _verify(source, dest).returncode == 0
+    cheap = _verify(source, dest)
+    assert cheap.returncode == 1, cheap.stdout + cheap.stderr
+    assert cheap.stdout.splitlines()[:-1] == [
+        f"team/app:v2: blob {layer} (its ETag is not the source's: other bytes)"
+    ]
     deep = _verify(source, dest, "--deep")
     assert deep.returncode == 1
-    assert f"team/app:v2: blob {layer} (content does not match its digest)" in deep.stdout
-    client.delete_object(Bucket="mirror", Key=key)
-    _replicate_all(source, dest)
+    assert f"team/app:v2: blob {layer} (its ETag is not the source's" in deep.stdout
+    again = _replicate_all(source, dest)
+    assert " 1 blobs copied" in again.stdout, again.stdout
     assert _verify(source, dest, "--deep").returncode == 0
+    assert " 0 blobs copied" in _replicate_all(source, dest).stdout  # repaired for good
 
 
 def test_verify_names_missing_links_and_a_moved_tag(source: Source) -> None:

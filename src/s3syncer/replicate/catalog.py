@@ -6,7 +6,9 @@ of a bucket); each tag's digest is one small GET of its ``current/link``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from .layout import Layout
 from .plan import read_link
@@ -32,9 +34,50 @@ def list_tree(side: Side) -> dict[str, Listed]:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_tags(side: Side) -> list[Tag]:
-    """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted; ListingError."""
-    return tags_of(side.layout, list_tree(side))
+def list_blobs(side: Side) -> dict[str, Listed]:
+    """Every key of ``side``'s ``blobs/`` tree, its size and ETag; ListingError.
+
+    About a thousand keys a request: a full pass learns every blob's size and ETag from a few
+    requests, where a HEAD per blob costs one each and shows one side only.
+    """
+    try:
+        return side.list_objects(f"{side.layout.base}/blobs/")
+    except Exception as exc:
+        raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
+
+
+def list_in_parallel(
+    listings: Sequence[Callable[[], dict[str, Listed]]],
+) -> list[dict[str, Listed]]:
+    """Run the ``listings`` at once, one thread each: a pass costs the longest, not the sum."""
+    with ThreadPoolExecutor(max_workers=max(1, len(listings)), thread_name_prefix="list") as ex:
+        futures = [ex.submit(listing) for listing in listings]
+        return [future.result() for future in futures]
+
+
+@dataclass(frozen=True)
+class Listings:
+    """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
+    from, taken at once."""
+
+    source_tree: dict[str, Listed]
+    dest_tree: dict[str, Listed]
+    source_blobs: dict[str, Listed]
+    dest_blobs: dict[str, Listed]
+
+
+def list_both(source: Side, dest: Side) -> Listings:
+    """The four trees of :class:`Listings`, listed in parallel; ListingError."""
+    return Listings(
+        *list_in_parallel(
+            [
+                lambda: list_tree(source),
+                lambda: list_tree(dest),
+                lambda: list_blobs(source),
+                lambda: list_blobs(dest),
+            ]
+        )
+    )
 
 
 def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .arguments import UsageError
-from .catalog import EmptySourceError, ListingError, list_tags, list_tree, read_tags, tags_of
+from .catalog import EmptySourceError, ListingError, Listings, list_both, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
 from .hints import heed
@@ -33,15 +33,16 @@ def _say(line: str) -> None:
 
 
 def all_changes(
-    replicator: Replicator, mirror: Iterable[str], *, delete: bool, events: Iterable[Any] = ()
+    replicator: Replicator, listed: Listings, *, delete: bool, events: Iterable[Any] = ()
 ) -> Changes:
     """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes.
 
-    ``mirror`` is the keys of the destination's ``repositories/`` tree. A source with no tag
-    at all raises EmptySourceError rather than delete every tag of the mirror. The manifests
-    that ``events`` push or delete by digest are added: no tag leads a full pass to them.
+    A source with no tag at all raises EmptySourceError rather than delete every tag of the
+    mirror. The manifests that ``events`` push or delete by digest are added: no tag leads a
+    full pass to them.
     """
-    source_tags = list_tags(replicator.source)
+    source_tags = tags_of(replicator.source.layout, listed.source_tree)
+    mirror = listed.dest_tree
     found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
     lines = [f"{repo}:{tag}: {problem}" for (repo, tag), problem in problems.items()]
     tags: dict[tuple[str, str], str | None] = dict(found)
@@ -92,8 +93,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     try:
         if everything or events:  # a run with nothing to do sends no request
             check_root(source)
-        # what a full pass finds already there, from one listing rather than a HEAD per link
-        present = list_tree(dest) if everything else None
+        # what a full pass finds already there, from listings rather than a HEAD per object
+        listed = list_both(source, dest) if everything else None
     except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
@@ -106,17 +107,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         stream_put_limit=args.stream_put_limit,
         dry_run=args.dry_run,
         verbose=args.verbose,
-        present=present,
+        present=listed.dest_tree if listed else None,
+        blobs=(listed.source_blobs, listed.dest_blobs) if listed else None,
     ) as replicator:
         try:
             changes = (
-                all_changes(replicator, present, delete=args.delete, events=events)
-                if present is not None
+                all_changes(replicator, listed, delete=args.delete, events=events)
+                if listed is not None
                 else replay(events)
             )
-            changes = heed(
-                source, changes, replicator.pool, replicator.report, tags=present is None
-            )
+            changes = heed(source, changes, replicator.pool, replicator.report, tags=not listed)
         except (ListingError, EmptySourceError) as exc:
             _say(str(exc))
             return EXIT_FAILURE

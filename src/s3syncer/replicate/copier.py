@@ -25,7 +25,7 @@ from .plan import Plan, discover
 from .pool import Pool
 from .report import RunReport, Stats
 from .screen import gone_from_source, refused
-from .sides import Listed, Side, describe
+from .sides import Listed, Side, describe, etags_are_md5
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 from .writes import MirrorWriter
@@ -49,10 +49,12 @@ class Replicator:
         dry_run: bool = False,
         verbose: bool = False,
         present: Mapping[str, Listed] | None = None,
+        blobs: tuple[Mapping[str, Listed], Mapping[str, Listed]] | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
         self.present = present  # the mirror's repositories/ tree, when a full pass listed it
+        self.blobs = blobs  # the blobs/ trees of the source and the mirror, likewise
         self.server_side = server_side
         self.dry_run = dry_run
         self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
@@ -140,8 +142,7 @@ class Replicator:
         # what a failure names: the side and object of the request that failed
         doing = f"cannot read {self.dest.url(dst_key)}"
         try:
-            dst_size = self.dest.head_size(dst_key)
-            size = ref.size
+            dst_size, size = self._sizes(src_key, dst_key, ref.size)
             if size is None or dst_size != size:
                 doing = f"cannot read {self.source.url(src_key)}"
                 size = self.source.head_size(src_key)
@@ -165,6 +166,22 @@ class Replicator:
             return "failed"
         self.stats.add(blobs_copied=1, bytes_copied=size)
         return "ok"
+
+    def _sizes(self, src_key: str, dst_key: str, size: int | None) -> tuple[int | None, int | None]:
+        """The mirror's size of a blob and the source's (None: unknown or absent).
+
+        From the full pass's listings when the source's is there (no request at all); a
+        mirror blob whose ETag shows other bytes than the source's counts as absent, so it is
+        copied again. Otherwise from a HEAD of the mirror's.
+        """
+        if self.blobs is not None and (src := self.blobs[0].get(src_key)) is not None:
+            dst = self.blobs[1].get(dst_key)
+            if dst is not None and dst.differs(src) and etags_are_md5(self.source, self.dest, (
+                src_key, dst_key)):  # fmt: skip
+                self._say(f"copy again {dst_key}: its ETag shows other bytes than the source's")
+                return None, src.size
+            return (dst.size if dst is not None else None), src.size
+        return self.dest.head_size(dst_key), size
 
     def _copy_blobs(self, plan: Plan) -> None:
         manifest_digests = plan.manifest_digests()

@@ -6,10 +6,11 @@ layer link, every revision link and the tag's index link (a foreign layer that n
 has needs neither blob nor link), each link a pull reads holding exactly its digest.
 ``--deep`` also hashes each blob.
 
-Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
-the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
-``blobs/``. Each object is checked once, however many tags share it. A link is read only when
-the listing's ETag does not show that it holds its digest.
+Its cost is one listing of each side's ``repositories/`` and ``blobs/`` trees, all four at
+once, and a small GET per tag and per manifest. Each object is checked once, however many tags
+share it. A link is read only when the listing's ETag does not show that it holds its digest;
+a blob whose ETag and the source's are both plain MD5s and differ holds other bytes, found
+without ``--deep`` (same-size corruption included).
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, read_tags, tags_of
+from .catalog import (
+    EmptySourceError,
+    ListingError,
+    Tag,
+    list_both,
+    read_tags,
+    tags_of,
+)
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
 from .pool import Pool
 from .roots import WrongRootError, check_root
 from .session import OpeningError, check_sides, open_session
-from .sides import Listed, Side, TooLargeError, describe
+from .sides import Listed, Side, TooLargeError, describe, etags_are_md5
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
 PROG = "s3syncer verify"
@@ -89,6 +97,7 @@ class Verifier:
         # foreign layers neither side has: the registry serves the manifest without them, and
         # neither the registry nor replicate writes a layer link for them
         self._absent: set[str] = set()
+        self._blobs: tuple[Mapping[str, Listed], Mapping[str, Listed]] = ({}, {})
 
     def _each(self, check: Callable[[K], str | None], items: Iterable[K]) -> dict[K, str]:
         """Run ``check`` over unique ``items``; the problems found, by item."""
@@ -104,8 +113,9 @@ class Verifier:
         """
         check_root(self.source)
         check_root(self.dest)
-        tags = list_tags(self.source)
-        mirror = list_tree(self.dest)
+        trees = list_both(self.source, self.dest)
+        mirror, self._blobs = trees.dest_tree, (trees.source_blobs, trees.dest_blobs)
+        tags = tags_of(self.source.layout, trees.source_tree)
         if not tags and (held := len(tags_of(self.dest.layout, mirror))):
             # A wrong --source root lists nothing, and "0 tags, complete" would stay green
             # every night while proving nothing about the mirror an operator restores from.
@@ -215,24 +225,30 @@ class Verifier:
     def _check_manifest(self, digest: str) -> str | None:
         # bytes that hash to the digest are the source's bytes: no need to hold those too
         _data, error = read_manifest(self.dest, digest)
-        return None if error is None else f"manifest {digest} ({error.rpartition(': ')[2]})"
+        # "manifest D: BUCKET KEY: REASON": the reason is what the line adds to its name
+        return None if error is None else f"manifest {digest} ({error.split(': ', 2)[-1]})"
 
     def _check_blob(self, ref: BlobRef) -> str | None:
+        source_blobs, dest_blobs = self._blobs
         key = self.dest.layout.blob_data(ref.digest)
-        found = self.dest.head(key)
-        size = None if found is None else found.size
-        want = ref.size
-        if want is None or (size is None and ref.optional):  # the source says what is right
-            want = self.source.head_size(self.source.layout.blob_data(ref.digest))
-        if size is None:
-            if ref.optional and want is None:
+        src_key = self.source.layout.blob_data(ref.digest)
+        found, source = dest_blobs.get(key), source_blobs.get(src_key)
+        want = ref.size if ref.size is not None else (source.size if source else None)
+        if found is None:
+            if ref.optional and source is None:
                 self._absent.add(ref.digest)
                 return None
             return f"blob {ref.digest}"
-        if size != want:
-            return f"blob {ref.digest} ({size} bytes, source has {want})"
-        if found is not None and found.archive:
-            return f"blob {ref.digest} ({_archived(found.archive)})"
+        if want is not None and found.size != want:
+            return f"blob {ref.digest} ({found.size} bytes, source has {want})"
+        if found.differs(source) and etags_are_md5(self.source, self.dest, (src_key, key)):
+            return f"blob {ref.digest} (its ETag is not the source's: other bytes)"
+        archive = found.archive
+        if found.tiered:  # only a HEAD shows an INTELLIGENT_TIERING archive tier
+            head = self.dest.head(key)
+            archive = head.archive if head is not None else None
+        if archive:
+            return f"blob {ref.digest} ({_archived(archive)})"
         if self.deep and not self._hash_matches(key, ref.digest):
             return f"blob {ref.digest} (content does not match its digest)"
         return None
