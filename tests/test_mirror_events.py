@@ -25,7 +25,13 @@ from typing import Any
 import pytest
 
 from daemon import start_daemon
-from registry_harness import make_oci_layout, manifest_digest, require_tools, skopeo_push
+from registry_harness import (
+    make_oci_layout,
+    manifest_digest,
+    require_tools,
+    skopeo_delete,
+    skopeo_push,
+)
 from registry_harness import wait_until as wait_for
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
 from s3syncer.replicate.layout import Layout
@@ -68,6 +74,14 @@ class World:
             [sys.executable, "-m", "s3syncer", "replicate", "--source", SOURCE,
              "--dest", f"s3://dst/{root}", *extra],
             env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    def verify(self, root: str) -> subprocess.CompletedProcess[str]:
+        """``s3syncer verify`` of the mirror's ``root``."""
+        return subprocess.run(
+            [sys.executable, "-m", "s3syncer", "verify", "--source", SOURCE,
+             "--dest", f"s3://dst/{root}"],
+            env=self.env(), capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
     def mirrored(self, root: str, ref: str) -> str | None:
@@ -235,6 +249,99 @@ def test_a_push_event_writes_what_the_source_holds_and_a_true_delete_deletes(
             "team/real", "v1", one)):  # fmt: skip
         client.delete_object(Bucket="src", Key=key)  # the tag deleted in the source
     delete = {"action": "delete", "target": {"repository": "team/real", "tag": "v1"}}
-    deleted = world.replicate(root, [delete], "event", "--delete")
+    deleted = world.replicate(root, [delete], "event", "--delete", "--keep-deleted", "0")
     assert deleted.returncode == 0, deleted.stderr + deleted.stdout
     assert world.tag_in_mirror(root, "team/real", "v1") is None
+
+
+# --- deletes wait --------------------------------------------------------------------------
+
+
+def _until_run(world: World, root: str, *extra: str, code: int) -> str:
+    """Run a full pass until it exits ``code`` (its window passing): its stderr. Bounded."""
+
+    def attempt() -> str | None:
+        result = world.replicate(root, [], "reconcile", "--delete", *extra)
+        return result.stderr or "-" if result.returncode == code else None
+
+    return wait_for(attempt, timeout=60, message=f"no run exited {code}")
+
+
+@pytest.mark.slow
+def test_a_deleted_tag_stays_pullable_through_the_window_and_is_gone_after_it(
+    world: World,
+) -> None:
+    root = "kept"
+    deleted = world.push("team/kept:v1", b"a tag the source deletes")
+    stays = world.push("team/kept:stays", b"a tag the source keeps")
+    assert world.replicate(root, [], "reconcile", "--delete").returncode == 0
+    skopeo_delete(world.addr, "team/kept:v1")
+    delete = {"action": "delete", "target": {"repository": "team/kept", "tag": "v1"}}
+    for reason, events in (("event", [delete]), ("reconcile", [])):
+        run = world.replicate(root, events, reason, "--delete")  # the default window, 7 days
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert "team/kept:v1: deleted in the source, kept until " in run.stderr
+    assert world.mirrored(root, "team/kept:v1") == deleted
+    proof = world.verify(root)
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    assert "kept: team/kept:v1 (deleted in the source, kept until " in proof.stdout
+    assert "1 deleted tags kept" in proof.stdout
+    # the operator's window is one second: the record made above is older than that
+    _until_run(world, root, "--keep-deleted", "1s", code=0)
+    wait_for(lambda: world.tag_in_mirror(root, "team/kept", "v1") is None, timeout=60,
+             message="the window passed, the tag stayed")  # fmt: skip
+    records = world.s3.client().list_objects_v2(Bucket="dst", Prefix=f"{root}/s3syncer/")
+    assert records["KeyCount"] == 0  # the record went with the tag
+    assert world.mirrored(root, "team/kept:v1") is None
+    assert world.mirrored(root, "team/kept:stays") == stays
+
+
+@pytest.mark.slow
+def test_max_deletes_refuses_a_run_that_would_remove_more_and_lists_them(world: World) -> None:
+    root = "capped"
+    digests = {tag: world.push(f"team/many:{tag}", f"image {tag}".encode()) for tag in "abc"}
+    assert world.replicate(root, [], "reconcile", "--delete").returncode == 0
+    for tag in "ab":
+        skopeo_delete(world.addr, f"team/many:{tag}")
+    assert world.replicate(root, [], "reconcile", "--delete").returncode == 0  # recorded
+    said = _until_run(world, root, "--keep-deleted", "1s", "--max-deletes", "1", code=1)
+    assert (
+        "--max-deletes 1: this run would remove 2 tags from the mirror; it removes none: "
+        "team/many:a, team/many:b" in said
+    ), said
+    for tag in "abc":
+        assert world.tag_in_mirror(root, "team/many", tag) == digests[tag]
+    allowed = world.replicate(root, [], "reconcile", "--delete", "--keep-deleted", "1s",
+                              "--max-deletes", "2")  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr + allowed.stdout
+    assert [world.tag_in_mirror(root, "team/many", tag) for tag in "abc"] == [
+        None, None, digests["c"]
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_repository_delete_event_is_honoured_and_a_forged_one_is_not(world: World) -> None:
+    """Distribution 3 sends one event for a repository deleted whole: a target with the
+    repository and no tag or digest."""
+    root = "repository"
+    for tag in ("a", "b"):
+        world.push(f"team/gone:{tag}", f"gone {tag}".encode())
+    other = world.push("team/other:v1", b"in a repository that stays")
+    assert world.replicate(root, [], "reconcile", "--delete").returncode == 0
+    client = world.s3.client()
+    prefix = Layout("reg").repository_keys("team/gone")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="src", Prefix=prefix):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket="src", Key=obj["Key"])  # as Distribution 3 does
+    gone = {"action": "delete", "target": {"repository": "team/gone"}}
+    forged = {"action": "delete", "target": {"repository": "team/other"}}
+    kept = world.replicate(root, [gone, forged], "event", "--delete")
+    assert kept.returncode == 0, kept.stderr + kept.stdout
+    for tag in ("a", "b"):
+        assert f"team/gone:{tag}: deleted in the source, kept until " in kept.stderr
+        assert world.tag_in_mirror(root, "team/gone", tag) is not None
+    assert "team/other:v1: still in the source" in kept.stderr
+    now = world.replicate(root, [gone, forged], "event", "--delete", "--keep-deleted", "0")
+    assert now.returncode == 0, now.stderr + now.stdout
+    assert [world.tag_in_mirror(root, "team/gone", t) for t in ("a", "b")] == [None, None]
+    assert world.mirrored(root, "team/other:v1") == other

@@ -267,7 +267,7 @@ def test_replicate_all_delete_removes_tags_the_source_lost(source: Source) -> No
         "KeyCount"
     ]
     assert "delete" not in kept.stderr
-    pruned = _replicate_all(source, dest, "--delete")
+    pruned = _replicate_all(source, dest, "--delete", "--keep-deleted", "0")
     assert "1 tags only in s3://mirror/pruned to delete" in pruned.stderr
     listed = client.list_objects_v2(Bucket="mirror", Prefix=layout.tag_dir("team/app", "gone"))
     assert listed["KeyCount"] == 0

@@ -485,7 +485,7 @@ def test_replicate_real_registry_to_second_registry(world: World) -> None:
 
     skopeo_delete(src, "team/app:old")
     deletes = _wait_events(world, 2)
-    result = _replicate(world, deletes, "s3://dst", "--delete")
+    result = _replicate(world, deletes, "s3://dst", "--delete", "--keep-deleted", "0")
     assert result.returncode == 0, result.stderr + result.stdout
 
     refs = {

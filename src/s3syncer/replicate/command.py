@@ -20,6 +20,7 @@ from .catalog import EmptySourceError, ListingError, Listings, list_both, read_t
 from .changes import Changes, replay
 from .copier import Replicator
 from .hints import heed
+from .keep import KeptDeletes, due_revisions, expand_repositories, hold
 from .roots import WrongRootError, check_root
 from .run_input import read_input
 from .session import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OpeningError, check_sides, open_session
@@ -69,6 +70,39 @@ def all_changes(
     return changes
 
 
+def plan_changes(
+    replicator: Replicator, listed: Listings | None, events: list[Any], args: argparse.Namespace
+) -> tuple[Changes, KeptDeletes | None]:
+    """What the run changes, checked against the source; with ``--delete``, the deletes that
+    wait for their window held back (the records, returned, are dropped once deleted)."""
+    source, dest, report = replicator.source, replicator.dest, replicator.report
+    if listed is not None:
+        changes = all_changes(replicator, listed, delete=args.delete, events=events)
+    else:
+        changes = replay(events)
+        expand_repositories(changes, dest)
+    kept = None
+    if args.delete:
+        kept = KeptDeletes(dest, args.keep_deleted)
+        kept.load()
+        if listed is not None:
+            due_revisions(changes, kept)
+    changes = heed(source, changes, replicator.pool, report, tags=listed is None)
+    if kept is not None:
+        hold(changes, kept, report, max_deletes=args.max_deletes, dry_run=args.dry_run)
+    return changes, kept
+
+
+def _forget_deleted(kept: KeptDeletes, deleted: list[tuple[str, str, str]]) -> bool:
+    """Drop the records of what the run removed for good; False if one cannot be."""
+    try:
+        kept.forget(deleted)
+    except Exception as exc:
+        _say(f"cannot drop the records of deleted tags in {kept.prefix}: {describe(exc)}")
+        return False
+    return True
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``s3syncer replicate`` with parsed ``args``; returns the exit code."""
     env = os.environ if environ is None else environ
@@ -111,12 +145,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         blobs=(listed.source_blobs, listed.dest_blobs) if listed else None,
     ) as replicator:
         try:
-            changes = (
-                all_changes(replicator, listed, delete=args.delete, events=events)
-                if listed is not None
-                else replay(events)
-            )
-            changes = heed(source, changes, replicator.pool, replicator.report, tags=not listed)
+            changes, kept = plan_changes(replicator, listed, events, args)
         except (ListingError, EmptySourceError) as exc:
             _say(str(exc))
             return EXIT_FAILURE
@@ -124,8 +153,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE
         ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
+        if kept is not None and not args.dry_run:
+            ok = _forget_deleted(kept, replicator.report.deleted) and ok
     report = replicator.report
-    for line in (*report.skipped, *report.refused, *changes.problems, *report.problems):
+    lines = (*report.skipped, *report.kept, *report.refused, *changes.problems, *report.problems)
+    for line in lines:
         _say(line)
     deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
     if deletes and not args.delete:

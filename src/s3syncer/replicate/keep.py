@@ -15,28 +15,17 @@ was made is its object's ``LastModified``; its body says when the window ends, f
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .changes import Changes
 from .layout import LayoutError, check_digest, check_repository, check_tag
+from .report import RunReport
 from .sides import Side
 
 Entry = tuple[str, str, str]  # ("tag", repository, tag) or ("revision", repository, digest)
-DEFAULT_KEEP = timedelta(days=7)
 _KINDS = {"tag": "_tags", "revision": "_revisions"}
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``7d``, ``36h``, ``1h30m``, ``90s`` or a bare number of seconds; ValueError."""
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration (e.g. 7d, 36h, 1h30m, 0)")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
 @dataclass(frozen=True)
@@ -113,3 +102,76 @@ class KeptDeletes:
         """When ``entry``'s window ends, from its record."""
         record = self.records.get(entry)
         return None if record is None else record.since + self.window
+
+
+def expand_repositories(changes: Changes, dest: Side) -> None:
+    """Each repository deleted whole: every tag the mirror has of it, unless named since."""
+    for repo in dict.fromkeys(changes.repositories):
+        prefix = f"{dest.layout.repository_keys(repo)}manifests/tags/"
+        for key in dest.list_keys(prefix):
+            tag = dest.layout.tag_of(key)
+            if tag is not None and tag[0] == repo:
+                changes.tags.setdefault(tag, None)
+
+
+def due_revisions(changes: Changes, kept: KeptDeletes) -> None:
+    """A full pass takes up the manifests deleted by digest whose window has passed: no later
+    event names them again. (The source is read before any is deleted.)"""
+    for entry in kept.records:
+        kind, repo, digest = entry
+        if kind == "revision" and kept.due(entry):
+            changes.manifests.setdefault((repo, digest), False)
+
+
+def hold(
+    changes: Changes,
+    kept: KeptDeletes,
+    report: RunReport,
+    *,
+    max_deletes: int | None,
+    dry_run: bool,
+) -> list[Entry]:
+    """Leave in ``changes`` only the deletes whose window has passed; the rest are recorded
+    and kept. Records of what ``changes`` writes again are dropped. Returns the due deletes.
+
+    With ``max_deletes``, a run that would remove more tags removes none (a problem).
+    """
+    live = [("tag", r, t) for (r, t), d in changes.tags.items() if d is not None]
+    live += [("revision", r, d) for (r, d), pushed in changes.manifests.items() if pushed]
+    if not dry_run:
+        kept.forget(entry for entry in live if entry in kept.records)
+    deletes: list[Entry] = [("tag", r, t) for r, t in changes.tag_deletes()]
+    deletes += [("revision", r, d) for r, d in changes.manifest_deletes()]
+    due = [entry for entry in deletes if kept.due(entry)]
+    waiting = [entry for entry in deletes if entry not in due]
+    if not dry_run:
+        kept.record(waiting)
+    for entry in waiting:
+        until = kept.until(entry) or kept.now + kept.window
+        report.keep(
+            f"{_named(entry)}: deleted in the source, kept until {until:%Y-%m-%d %H:%M} UTC"
+        )
+    tags_due = [entry for entry in due if entry[0] == "tag"]
+    if max_deletes is not None and len(tags_due) > max_deletes:
+        names = ", ".join(_named(entry) for entry in tags_due)
+        report.problem(
+            f"--max-deletes {max_deletes}: this run would remove {len(tags_due)} tags from the "
+            f"mirror; it removes none: {names}"
+        )
+        waiting, due = deletes, []
+    _drop(changes, waiting)
+    return due
+
+
+def _drop(changes: Changes, entries: Iterable[Entry]) -> None:
+    """Take ``entries`` out of ``changes``: they are not applied this run."""
+    for kind, repo, name in entries:
+        if kind == "tag":
+            changes.tags.pop((repo, name), None)
+        else:
+            changes.manifests.pop((repo, name), None)
+
+
+def _named(entry: Entry) -> str:
+    kind, repo, name = entry
+    return f"{repo}:{name}" if kind == "tag" else f"{repo}@{name}"

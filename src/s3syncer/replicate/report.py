@@ -48,6 +48,8 @@ class RunReport:
         self.problems: list[str] = []
         self.skipped: list[str] = []
         self.refused: list[str] = []
+        self.kept: list[str] = []  # deletes waiting for their window
+        self.deleted: list[tuple[str, str, str]] = []  # ("tag"|"revision", repo, name) removed
         self._lock = threading.Lock()
 
     def problem(self, line: str) -> None:
@@ -65,6 +67,16 @@ class RunReport:
         with self._lock:
             self.refused.append(line)
 
+    def keep(self, line: str) -> None:
+        """A delete that waits for its window."""
+        with self._lock:
+            self.kept.append(line)
+
+    def removed(self, kind: str, repo: str, name: str) -> None:
+        """A tag or revision removed from the mirror."""
+        with self._lock:
+            self.deleted.append((kind, repo, name))
+
     def say(self, line: str) -> None:
         """One object's line, when verbose (``would`` first in a dry run)."""
         if self.verbose:
@@ -81,6 +93,7 @@ class RunReport:
             f"{stats.blobs_skipped} already there, {stats.links_written} links written"
             f"{f' ({stats.links_kept} already there)' if listed else ''}, "
             f"{stats.links_deleted} deleted, "
+            + (f"{len(self.kept)} deletes kept, " if self.kept else "")
             + (f"{len(self.refused)} tags refused, " if self.refused else "")
             + requests
         )

@@ -19,8 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .catalog import (
     EmptySourceError,
@@ -30,63 +29,19 @@ from .catalog import (
     read_tags,
     tags_of,
 )
+from .durations import DEFAULT_KEEP
+from .keep import KeptDeletes
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
 from .pool import Pool
 from .roots import WrongRootError, check_root
 from .session import OpeningError, check_sides, open_session
 from .sides import Listed, Side, TooLargeError, describe, etags_are_md5
+from .verify_report import PROG, Report
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
-PROG = "s3syncer verify"
 K = TypeVar("K", bound=Hashable)
 Link = tuple[str, str]  # a link file's key, and the digest it must hold
-
-
-@dataclass
-class Report:
-    """What verify found: how much it checked, and what each broken tag misses."""
-
-    tags: int = 0
-    manifests: int = 0
-    blobs: int = 0
-    deep: bool = False
-    broken: dict[Tag, list[str]] = field(default_factory=dict)
-    requests: int = 0
-
-    @property
-    def complete(self) -> bool:
-        """Whether every tag of the source can be pulled from the mirror."""
-        return not self.broken
-
-    def lines(self) -> list[str]:
-        """One line per broken ``repo:tag``, naming what is missing."""
-        return [
-            f"{repo}:{tag}: {'; '.join(missing)}" for (repo, tag), missing in self.broken.items()
-        ]
-
-    def summary(self) -> str:
-        """The last line: what was checked, and the verdict."""
-        verdict = "complete" if self.complete else f"INCOMPLETE, {len(self.broken)} tags broken"
-        return (
-            f"{PROG}: {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs "
-            f"checked{' (sha256)' if self.deep else ''}, {self.requests} S3 requests; {verdict}"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        """The report for machines (``--json``)."""
-        return {
-            "complete": self.complete,
-            "tags": self.tags,
-            "manifests": self.manifests,
-            "blobs": self.blobs,
-            "deep": self.deep,
-            "requests": self.requests,
-            "broken": [
-                {"repository": repo, "tag": tag, "missing": missing}
-                for (repo, tag), missing in self.broken.items()
-            ],
-        }
 
 
 class Verifier:
@@ -157,7 +112,24 @@ class Verifier:
             if missing:
                 report.broken[(repo, tag)] = missing
         report.broken = dict(sorted(report.broken.items()))
+        report.kept = self._kept(set(tags), mirror)
         return report
+
+    def _kept(self, source_tags: set[Tag], mirror: Mapping[str, Listed]) -> dict[Tag, str]:
+        """The mirror's tags that the source deleted and replicate keeps for their window."""
+        records = KeptDeletes(self.dest, DEFAULT_KEEP)
+        kept: dict[Tag, str] = {}
+        for entry in sorted(records.load()):
+            kind, repo, tag = entry
+            current = self.dest.layout.tag_current_link(repo, tag)
+            if kind != "tag" or (repo, tag) in source_tags or current not in mirror:
+                continue
+            try:
+                until = json.loads(self.dest.read_small(records.key(entry), 4096))["until"]
+            except Exception:
+                until = "an unreadable date"
+            kept[(repo, tag)] = f"deleted in the source, kept until {until}"
+        return kept
 
     def _tag_problems(
         self,

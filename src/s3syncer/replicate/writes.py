@@ -125,6 +125,7 @@ class MirrorWriter:
             self.report.problem(f"{repo}:{tag}: cannot delete {prefix}: {describe(exc)}")
             return False
         self.report.stats.add(links_deleted=len(keys))
+        self.report.removed("tag", repo, tag)
         return True
 
     def delete_revision(self, item: tuple[str, str]) -> bool:
@@ -140,4 +141,5 @@ class MirrorWriter:
             self.report.problem(f"{repo}@{digest}: cannot delete {key}: {describe(exc)}")
             return False
         self.report.stats.add(links_deleted=1)
+        self.report.removed("revision", repo, digest)
         return True
