@@ -63,25 +63,29 @@ class World:
         return {**base, **self.s3.env("source"), **self.s3.env("dest")}
 
     def replicate(
-        self, root: str, events: list[Any], reason: str, *extra: str
+        self, root: str, events: list[Any], reason: str, *extra: str, result: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the one command as the daemon does: its events file and its reason."""
+        """Run the one command as the daemon does: its events file, its reason and, with
+        ``result``, the path of its result file."""
         path = self.tmp / f"events-{root}.json"
         body = {"command": "replicate", "reason": reason, "events": events, "truncated": False}
         path.write_text(json.dumps(body))
         env = {**self.env(), "S3SYNCER_EVENTS_FILE": str(path), "S3SYNCER_REASON": reason}
+        if result is not None:
+            env["S3SYNCER_RESULT_FILE"] = str(result)
         return subprocess.run(
             [sys.executable, "-m", "s3syncer", "replicate", "--source", SOURCE,
              "--dest", f"s3://dst/{root}", *extra],
             env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    def verify(self, root: str) -> subprocess.CompletedProcess[str]:
+    def verify(self, root: str, result: Path | None = None) -> subprocess.CompletedProcess[str]:
         """``s3syncer verify`` of the mirror's ``root``."""
+        env = self.env() | ({"S3SYNCER_RESULT_FILE": str(result)} if result else {})
         return subprocess.run(
             [sys.executable, "-m", "s3syncer", "verify", "--source", SOURCE,
              "--dest", f"s3://dst/{root}"],
-            env=self.env(), capture_output=True, text=True, timeout=300, check=False,
+            env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
     def mirrored(self, root: str, ref: str) -> str | None:
@@ -143,6 +147,34 @@ def test_a_push_whose_notification_never_arrives_is_mirrored_by_one_reconcile_ru
     assert idle.returncode == 0, idle.stderr + idle.stdout
     assert "0 events, 0 manifests" in idle.stdout
     assert world.tag_in_mirror("event-only", "team/lost", "v1") is None
+
+
+@pytest.mark.slow
+def test_the_result_file_says_what_a_full_pass_repaired(world: World) -> None:
+    """The daemon reads it after the run: a full pass that repaired anything means a
+    notification was lost; the next one repairs nothing."""
+    root, result = "results", world.tmp / "result.json"
+    world.push("team/result:v1", b"a push the daemon never heard of")
+    first = world.replicate(root, [], "reconcile", "--delete", result=result)
+    assert first.returncode == 0, first.stderr + first.stdout
+    found = json.loads(result.read_text())
+    checked = found["tagsChecked"]
+    assert checked >= 1
+    assert found == {
+        "command": "replicate", "fullPass": True, "ok": True, "tagsChecked": checked,
+        "tagsRepaired": checked, "tagsDeleted": 0, "tagsKept": 0, "tagsRefused": 0,
+        "blobsCopied": found["blobsCopied"], "bytesCopied": found["bytesCopied"],
+    }  # fmt: skip
+    assert found["blobsCopied"] > 0
+    again = world.replicate(root, [], "reconcile", "--delete", result=result)
+    assert again.returncode == 0, again.stderr + again.stdout
+    found = json.loads(result.read_text())
+    assert (found["tagsChecked"], found["tagsRepaired"], found["blobsCopied"]) == (checked, 0, 0)
+    assert world.verify(root, result).returncode == 0
+    assert json.loads(result.read_text()) == {
+        "command": "verify", "fullPass": True, "ok": True, "tagsChecked": checked,
+        "tagsBroken": 0, "tagsRepaired": 0, "tagsDeleted": 0, "tagsKept": 0,
+    }  # fmt: skip
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from .changes import Changes, replay
 from .copier import Replicator
 from .hints import heed
 from .keep import KeptDeletes, due_revisions, expand_repositories, hold
+from .result_file import write_result
 from .roots import WrongRootError, check_root
 from .run_input import read_input
 from .session import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OpeningError, check_sides, open_session
@@ -88,6 +89,7 @@ def plan_changes(
         if listed is not None:
             due_revisions(changes, kept)
     changes = heed(source, changes, replicator.pool, report, tags=listed is None)
+    report.checked = len(changes.tags)
     if kept is not None:
         hold(changes, kept, report, max_deletes=args.max_deletes, dry_run=args.dry_run)
     return changes, kept
@@ -169,4 +171,5 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         scope, server_side=server_side, listed=everything, requests=requests
     )
     print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
+    write_result(env, report.result(full_pass=everything, ok=ok), PROG)
     return EXIT_OK if ok else EXIT_FAILURE

@@ -146,6 +146,7 @@ def hold(
     waiting = [entry for entry in deletes if entry not in due]
     if not dry_run:
         kept.record(waiting)
+    report.kept_tags = sum(1 for entry in waiting if entry[0] == "tag")
     for entry in waiting:
         until = kept.until(entry) or kept.now + kept.window
         report.keep(

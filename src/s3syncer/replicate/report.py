@@ -50,6 +50,12 @@ class RunReport:
         self.refused: list[str] = []
         self.kept: list[str] = []  # deletes waiting for their window
         self.deleted: list[tuple[str, str, str]] = []  # ("tag"|"revision", repo, name) removed
+        # what was written, to tell which tags a full pass repaired (a notification was lost)
+        self.written: set[str] = set()  # link keys
+        self.copied: set[str] = set()  # blob digests
+        self.checked = 0  # tags the run looked at
+        self.repaired = 0  # tags it wrote anything of
+        self.kept_tags = 0  # deleted tags kept for their window
         self._lock = threading.Lock()
 
     def problem(self, line: str) -> None:
@@ -76,6 +82,31 @@ class RunReport:
         """A tag or revision removed from the mirror."""
         with self._lock:
             self.deleted.append((kind, repo, name))
+
+    def wrote(self, key: str) -> None:
+        """A link written."""
+        with self._lock:
+            self.written.add(key)
+
+    def copied_blob(self, digest: str) -> None:
+        """A blob copied."""
+        with self._lock:
+            self.copied.add(digest)
+
+    def result(self, *, full_pass: bool, ok: bool) -> dict[str, object]:
+        """The run's result file (camelCase, as the daemon's /status)."""
+        return {
+            "command": "replicate",
+            "fullPass": full_pass,
+            "ok": ok,
+            "tagsChecked": self.checked,
+            "tagsRepaired": self.repaired,
+            "tagsDeleted": sum(1 for kind, _r, _n in self.deleted if kind == "tag"),
+            "tagsKept": self.kept_tags,
+            "tagsRefused": len(self.refused),
+            "blobsCopied": self.stats.blobs_copied,
+            "bytesCopied": self.stats.bytes_copied,
+        }
 
     def say(self, line: str) -> None:
         """One object's line, when verbose (``would`` first in a dry run)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
@@ -34,6 +35,7 @@ from .keep import KeptDeletes
 from .layout import BlobRef, LayoutError, check_digest, link_body
 from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
 from .pool import Pool
+from .result_file import write_result
 from .roots import WrongRootError, check_root
 from .session import OpeningError, check_sides, open_session
 from .sides import Listed, Side, TooLargeError, describe, etags_are_md5
@@ -301,6 +303,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
     report.requests = session.requests
+    write_result(environ if environ is not None else os.environ, report.result(), PROG)
     if args.json:
         print(json.dumps(report.as_json(), indent=1))
     else:

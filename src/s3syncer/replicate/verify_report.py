@@ -46,6 +46,19 @@ class Report:
             + f"{self.requests} S3 requests; {verdict}"
         )
 
+    def result(self) -> dict[str, Any]:
+        """The run's result file for the daemon (camelCase, as its /status)."""
+        return {
+            "command": "verify",
+            "fullPass": True,
+            "ok": self.complete,
+            "tagsChecked": self.tags,
+            "tagsBroken": len(self.broken),
+            "tagsRepaired": 0,  # read-only
+            "tagsDeleted": 0,
+            "tagsKept": len(self.kept),
+        }
+
     def as_json(self) -> dict[str, Any]:
         """The report for machines (``--json``)."""
         return {

@@ -84,6 +84,7 @@ class MirrorWriter:
         ok = self.put(key, body, what)
         if ok:
             self.report.stats.add(links_written=1)
+            self.report.wrote(key)
         return ok
 
     def moved(self, item: tuple[str, str, str]) -> bool:
