@@ -644,3 +644,35 @@ def test_verify_tells_an_unreadable_tag_from_a_missing_one(source: Source) -> No
     ]
     _replicate_all(source, dest)  # --all rewrites a link that does not hold the digest
     assert _verify(source, dest).returncode == 0
+
+
+def test_a_repeat_pass_with_a_state_dir_costs_listings_alone(source: Source) -> None:
+    """The closure cache ($S3SYNCER_STATE_DIR): what a manifest references and which digest a
+    link holds never change, so a repeat full pass and a warm verify read no link and no
+    manifest: their requests are the listings, however many tags."""
+    dest, state = "s3://mirror/cached", source.tmp / "state"
+    env = {"S3SYNCER_STATE_DIR": str(state)}
+    cold = _tool(source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert cold.returncode == 0, cold.stderr + cold.stdout
+    assert (state / "closures.sqlite3").exists()
+    warm = _tool(source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert warm.returncode == 0, warm.stderr + warm.stdout
+    assert " 0 blobs copied" in warm.stdout and " 0 links written" in warm.stdout
+    # one look at the source's root, then repositories/ and blobs/ of both sides
+    assert re.search(r", 5 S3 requests \(3 to the source\); ok$", warm.stdout.strip()), warm.stdout
+    proof = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    # both roots looked at, four listings, and the mirror's records of kept deletes
+    assert ", 7 S3 requests; complete" in proof.stdout, proof.stdout
+    # the cache only ever saves reads: a garbled one is rebuilt, and the run is right
+    (state / "closures.sqlite3").write_bytes(b"not a database" * 100)
+    rebuilt = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    # the same proof: a blob corrupted in the mirror is found by its ETag, cache or not
+    layer = _layer_of(source, "one")
+    client, key = source.s3.client(), Layout("cached").blob_data(layer)
+    size = client.head_object(Bucket="mirror", Key=key)["ContentLength"]
+    client.put_object(Bucket="mirror", Key=key, Body=b"y" * size)
+    broken = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"team/app:v1: blob {layer} (its ETag is not the source's" in broken.stdout

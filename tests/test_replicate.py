@@ -294,7 +294,9 @@ def test_all_writes_a_link_the_listing_lacks_or_shows_wrong() -> None:
         next(k for k in listing if k.endswith("/current/link")),
     )
     del listing[layer]  # gone from the mirror since it was listed: written again
-    store.objects[("dst", current)] = b"sha256:" + b"0" * 64  # right size, wrong digest: read
+    stale = b"sha256:" + b"0" * 64  # right size, another digest: its ETag says so
+    store.objects[("dst", current)] = stale
+    listing[current] = Listed(len(stale), hashlib.md5(stale, usedforsecurity=False).hexdigest())
     # a revision link of the right size naming another digest: its ETag says so, rewritten
     revision = next(k for k in listing if "/_manifests/revisions/" in k)
     wrong = b"sha256:" + b"1" * 64

@@ -303,14 +303,17 @@ def test_verify_retries_a_transient_error(store: Store, mirrored: str, case: str
 def test_verify_never_calls_a_mirror_it_cannot_read_complete(store: Store, mirrored: str) -> None:
     dest = f"s3://dst/{mirrored}"
     big = f"/blobs/sha256/../{store.big_layer}/data"
-    store.dest.add(Fault("GET", "/blobs/", "status", None, status=500))  # every manifest
+    # every tag's current/link: what verify still reads of the mirror (manifests and blobs
+    # are proven from the listings' ETags)
+    store.dest.add(Fault("GET", "/current/link$", "status", None, status=500))
     proof = _verify(store, dest)
     assert proof.returncode == 1, proof.stdout + proof.stderr
     document = json.loads(proof.stdout)
     assert document["complete"] is False
-    # each broken tag names the mirror's manifest that could not be read, and why
+    # each broken tag names the mirror's link that could not be read, and why
     missing = [m for tag in document["broken"] for m in tag["missing"]]
-    assert missing and all(m.startswith("manifest sha256:") for m in missing), missing
+    assert len(missing) == document["tags"], missing
+    assert all(m.startswith("tag (cannot read s3://dst/") for m in missing), missing
     assert all("(HTTP 500)" in m for m in missing), missing
     store.dest.clear()
     store.dest.add(Fault("GET", big, "cut", None))  # --deep cannot read it whole

@@ -6,12 +6,14 @@ of a bucket); each tag's digest is one small GET of its ``current/link``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .cache import ClosureCache
 from .layout import Layout
-from .plan import read_link
+from .plan import MAX_LINK_BYTES, parse_link
 from .sides import Listed, Side, describe
 
 Tag = tuple[str, str]
@@ -86,17 +88,34 @@ def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:
     return sorted(tag for tag in found if tag is not None)
 
 
-def read_tags(side: Side, tags: list[Tag], map_: Mapper) -> tuple[dict[Tag, str], dict[Tag, str]]:
-    """The digest each tag points at on ``side``, and why the others cannot be read."""
+def read_tags(
+    side: Side,
+    tags: list[Tag],
+    map_: Mapper,
+    tree: Mapping[str, Listed] | None = None,
+    cache: ClosureCache | None = None,
+) -> tuple[dict[Tag, str], dict[Tag, str]]:
+    """The digest each tag points at on ``side``, and why the others cannot be read.
+
+    With the side's listed ``tree`` and a ``cache``, a link whose plain ETag (the MD5 of its
+    bytes) the cache knows is not read: its digest is known.
+    """
     problems: dict[Tag, str] = {}
 
     def read(tag: Tag) -> str | None:
         key = side.layout.tag_current_link(*tag)
+        listed = tree.get(key) if tree is not None else None
+        if cache is not None and listed is not None and (known := cache.link(listed.etag)):
+            return known
         try:
-            return read_link(side, key)
+            data = side.read_small(key, MAX_LINK_BYTES)
+            digest = parse_link(data)
         except Exception as exc:
             problems[tag] = f"cannot read {side.url(key)}: {describe(exc)}"
             return None
+        if cache is not None and data == digest.encode():  # exactly a digest, as written
+            cache.put_link(hashlib.md5(data, usedforsecurity=False).hexdigest(), digest)
+        return digest
 
     digests = map_(read, tags, None)
     found = {tag: digest for tag, digest in zip(tags, digests, strict=True) if digest}

@@ -10,12 +10,14 @@ digest; with ``--delete`` it also removes the mirror's tags the source no longer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .arguments import UsageError
+from .cache import ClosureCache
 from .catalog import EmptySourceError, ListingError, Listings, list_both, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
@@ -45,7 +47,13 @@ def all_changes(
     """
     source_tags = tags_of(replicator.source.layout, listed.source_tree)
     mirror = listed.dest_tree
-    found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
+    found, problems = read_tags(
+        replicator.source,
+        source_tags,
+        replicator.pool.map,
+        listed.source_tree,
+        replicator.cache,
+    )
     lines = [f"{repo}:{tag}: {problem}" for (repo, tag), problem in problems.items()]
     tags: dict[tuple[str, str], str | None] = dict(found)
     by_digest = replay(events)
@@ -134,18 +142,23 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    with Replicator(
-        source,
-        dest,
-        jobs=sides.jobs,
-        server_side=server_side,
-        server_copy_limit=args.server_copy_limit,
-        stream_put_limit=args.stream_put_limit,
-        dry_run=args.dry_run,
-        verbose=args.verbose,
-        present=listed.dest_tree if listed else None,
-        blobs=(listed.source_blobs, listed.dest_blobs) if listed else None,
-    ) as replicator:
+    cache = ClosureCache.from_env(env)
+    with (
+        contextlib.closing(cache) if cache is not None else contextlib.nullcontext(),
+        Replicator(
+            source,
+            dest,
+            jobs=sides.jobs,
+            server_side=server_side,
+            server_copy_limit=args.server_copy_limit,
+            stream_put_limit=args.stream_put_limit,
+            dry_run=args.dry_run,
+            verbose=args.verbose,
+            present=listed.dest_tree if listed else None,
+            blobs=(listed.source_blobs, listed.dest_blobs) if listed else None,
+            cache=cache,
+        ) as replicator,
+    ):
         try:
             changes, kept = plan_changes(replicator, listed, events, args)
         except (ListingError, EmptySourceError) as exc:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO
 
+from .cache import ClosureCache
 from .changes import Changes
 from .layout import BlobRef
 from .plan import Plan, discover
@@ -50,11 +51,13 @@ class Replicator:
         verbose: bool = False,
         present: Mapping[str, Listed] | None = None,
         blobs: tuple[Mapping[str, Listed], Mapping[str, Listed]] | None = None,
+        cache: ClosureCache | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
         self.present = present  # the mirror's repositories/ tree, when a full pass listed it
         self.blobs = blobs  # the blobs/ trees of the source and the mirror, likewise
+        self.cache = cache  # manifests' references and links' digests from earlier runs
         self.server_side = server_side
         self.dry_run = dry_run
         self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
@@ -108,7 +111,9 @@ class Replicator:
     def replicate(self, changes: Changes, *, delete: bool = False) -> bool:
         """Apply ``changes`` to the destination. True when everything succeeded."""
         pushed = changes.pushed_manifests()
-        plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
+        listed = self.blobs[0] if self.blobs is not None else None
+        roots = (d for _r, d in pushed)
+        plan = Plan(discover(self.source, roots, self.pool.map, self.cache, listed))
         gone = gone_from_source(self.source, plan, pushed, self.pool, self.report)
         past = refused(plan, changes, pushed, self.report)
         pushed = [item for item in pushed if item not in gone and item not in past]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .cache import ClosureCache
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
-from .sides import Side, TooLargeError, describe
+from .sides import Listed, Side, TooLargeError, describe
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # Distribution's own limit on a manifest PUT
 MAX_LINK_BYTES = 1024
@@ -77,18 +78,25 @@ def fetch_manifest(side: Side, digest: str) -> Manifest:
 Mapper = Callable[[Callable[[str], Manifest], list[str], Manifest | None], list[Manifest | None]]
 
 
-def discover(side: Side, roots: Iterable[str], map_: Mapper) -> dict[str, Manifest]:
+def discover(
+    side: Side,
+    roots: Iterable[str],
+    map_: Mapper,
+    cache: ClosureCache | None = None,
+    listed: Mapping[str, Listed] | None = None,
+) -> dict[str, Manifest]:
     """Fetch the manifests reachable from ``roots``, level by level, ``map_`` in parallel.
 
     No deeper than :data:`MAX_DEPTH` levels below a root: a closure that goes on is refused
-    by :meth:`Plan.closure`, which finds the level past it unread.
+    by :meth:`Plan.closure`, which finds the level past it unread. A manifest in ``cache`` is
+    not read, when ``listed`` (the side's ``blobs/`` tree, if the run listed it) shows it.
     """
     found: dict[str, Manifest] = {}
     level = list(dict.fromkeys(roots))
     for _depth in range(MAX_DEPTH + 1):
         if not level:
             break
-        results = map_(lambda digest: fetch_manifest(side, digest), level, None)
+        results = map_(lambda digest: _cached_or_fetched(side, digest, cache, listed), level, None)
         for digest, manifest in zip(level, results, strict=True):
             found[digest] = manifest or Manifest(digest, error=f"manifest {digest}: failed")
         level = list(
@@ -97,9 +105,31 @@ def discover(side: Side, roots: Iterable[str], map_: Mapper) -> dict[str, Manife
     return found
 
 
+def _cached_or_fetched(
+    side: Side, digest: str, cache: ClosureCache | None, listed: Mapping[str, Listed] | None
+) -> Manifest:
+    """A manifest from the cache (a digest's references never change), or read and cached."""
+    if cache is None:
+        return fetch_manifest(side, digest)
+    refs = cache.manifest(digest)
+    if refs is not None:
+        there = None if listed is None else listed.get(side.layout.blob_data(digest))
+        if listed is None or (there is not None and there.size == refs[0]):
+            return Manifest(digest, *refs)
+    manifest = fetch_manifest(side, digest)
+    if manifest.error is None:
+        cache.put_manifest(digest, (manifest.size, manifest.children, manifest.blobs))
+    return manifest
+
+
 def read_link(side: Side, key: str) -> str:
     """The digest a link file holds; LayoutError when it holds something else."""
-    text = side.read_small(key, MAX_LINK_BYTES).decode("ascii", "replace").strip()
+    return parse_link(side.read_small(key, MAX_LINK_BYTES))
+
+
+def parse_link(data: bytes) -> str:
+    """The digest a link file's bytes hold; LayoutError when they hold something else."""
+    text = data.decode("ascii", "replace").strip()
     check_digest(text)
     return text
 

@@ -16,12 +16,14 @@ without ``--deep`` (same-size corruption included).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
+from .cache import ClosureCache
 from .catalog import (
     EmptySourceError,
     ListingError,
@@ -38,7 +40,7 @@ from .pool import Pool
 from .result_file import write_result
 from .roots import WrongRootError, check_root
 from .session import OpeningError, check_sides, open_session
-from .sides import Listed, Side, TooLargeError, describe, etags_are_md5
+from .sides import Listed, Side, TooLargeError, describe, etags_are_md5, md5_form
 from .verify_report import PROG, Report
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
@@ -49,8 +51,17 @@ Link = tuple[str, str]  # a link file's key, and the digest it must hold
 class Verifier:
     """Checks the mirror against the source; every check runs once on the pool."""
 
-    def __init__(self, source: Side, dest: Side, pool: Pool, *, deep: bool = False) -> None:
+    def __init__(
+        self,
+        source: Side,
+        dest: Side,
+        pool: Pool,
+        *,
+        deep: bool = False,
+        cache: ClosureCache | None = None,
+    ) -> None:
         self.source, self.dest, self.pool, self.deep = source, dest, pool, deep
+        self.cache = cache
         # foreign layers neither side has: the registry serves the manifest without them, and
         # neither the registry nor replicate writes a layer link for them
         self._absent: set[str] = set()
@@ -80,11 +91,13 @@ class Verifier:
                 f"{self.source} holds no tags, {self.dest} holds {held}: nothing proven "
                 "(is --source right?)"
             )
-        want, unreadable = read_tags(self.source, tags, self.pool.map)
+        cache, source_tree = self.cache, trees.source_tree
+        want, unreadable = read_tags(self.source, tags, self.pool.map, source_tree, cache)
         current = self.dest.layout.tag_current_link
         listed = [t for t in want if current(*t) in mirror]
-        have, garbled = read_tags(self.dest, listed, self.pool.map)
-        plan = Plan(discover(self.source, set(want.values()), self.pool.map))
+        have, garbled = read_tags(self.dest, listed, self.pool.map, mirror, cache)
+        roots = set(want.values())
+        plan = Plan(discover(self.source, roots, self.pool.map, cache, trees.source_blobs))
         closures = {tag: plan.closure(digest) for tag, digest in want.items()}
         complete = {tag: c for tag, c in closures.items() if c is not None}
         manifests = {m for c in complete.values() for m in c[0]}
@@ -197,6 +210,13 @@ class Verifier:
         return f"{_link_name(key, digest)} (holds {_shown(data)})"
 
     def _check_manifest(self, digest: str) -> str | None:
+        source_blobs, dest_blobs = self._blobs
+        mine = dest_blobs.get(self.dest.layout.blob_data(digest))
+        theirs = source_blobs.get(self.source.layout.blob_data(digest))
+        if mine is not None and mine.archive:
+            return f"manifest {digest} ({_archived(mine.archive)})"
+        if not self.deep and mine is not None and not mine.tiered and _same_md5(mine, theirs):
+            return None  # the same MD5 as the source's checked bytes: no need to read it
         # bytes that hash to the digest are the source's bytes: no need to hold those too
         _data, error = read_manifest(self.dest, digest)
         # "manifest D: BUCKET KEY: REASON": the reason is what the line adds to its name
@@ -229,6 +249,14 @@ class Verifier:
 
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
+
+
+def _same_md5(mine: Listed, theirs: Listed | None) -> bool:
+    """Whether two listed objects have the same size and the same MD5, by their ETags."""
+    if theirs is None or mine.size != theirs.size:
+        return False
+    md5 = md5_form(mine.etag)
+    return md5 is not None and md5 == md5_form(theirs.etag)
 
 
 def _link_name(key: str, digest: str) -> str:
@@ -293,7 +321,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             sides.jobs,
             lambda item, exc: problems.append(f"{_named(item)}: cannot check: {describe(exc)}"),
         ) as pool:
-            report = Verifier(session.source, session.dest, pool, deep=args.deep).verify()
+            cache = ClosureCache.from_env(os.environ if environ is None else environ)
+            with contextlib.closing(cache) if cache else contextlib.nullcontext():
+                verifier = Verifier(session.source, session.dest, pool, deep=args.deep, cache=cache)
+                report = verifier.verify()
     except OpeningError as exc:
         return _cannot_verify(str(exc), as_json=args.json)
     except (ListingError, EmptySourceError, WrongRootError) as exc:

@@ -51,8 +51,9 @@ class MirrorWriter:
 
         A link is looked up in :attr:`present` when the run listed the mirror: a link of the
         right size may name another digest, so its ETag (the MD5 of what it holds) must match
-        too, and the link is read when the ETag cannot tell. A listed ``current/link`` is read
-        all the same: another run may have moved the tag since the listing.
+        too, and the link is read when the ETag cannot tell. A ``current/link`` too: the runner
+        never runs the command twice at once, so nothing moved it since the listing, and a
+        repeat pass reads no link at all (the source is read again before any tag is written).
         """
         listed = self.present if key.startswith(self.dest.layout.repositories) else None
         try:
@@ -61,7 +62,7 @@ class MirrorWriter:
             found = listed.get(key)
             if found is None:
                 return False
-            known = None if key.endswith("/current/link") else found.holds(body)
+            known = found.holds(body)
             if known is not None:
                 return known
             return self.dest.read_small(key, len(body) + 1) == body
