@@ -23,10 +23,19 @@ from .changes import Changes, replay
 from .copier import Replicator
 from .hints import heed
 from .keep import KeptDeletes, due_revisions, expand_repositories, hold
+from .report import RunReport
 from .result_file import write_result
 from .roots import WrongRootError, check_root
-from .run_input import read_input
-from .session import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OpeningError, check_sides, open_session
+from .run_input import RunInput, read_input
+from .session import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    OpeningError,
+    Session,
+    check_sides,
+    open_session,
+)
 from .sides import describe
 
 PROG = "s3syncer replicate"
@@ -129,26 +138,35 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     except OSError as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    source, dest = session.source, session.dest
-    events, everything = given.events, given.full
     if given.full_pass and not args.all:
         _say(given.full_pass)
-    server_side = args.copy == "server" or (args.copy == "auto" and session.same_identity)
     try:
-        if everything or events:  # a run with nothing to do sends no request
-            check_root(source)
+        if given.full or given.events:  # a run with nothing to do sends no request
+            check_root(session.source)
         # what a full pass finds already there, from listings rather than a HEAD per object
-        listed = list_both(source, dest) if everything else None
+        listed = list_both(session.source, session.dest) if given.full else None
     except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
+    return _replicate(args, env, session, given, listed)
+
+
+def _replicate(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    session: Session,
+    given: RunInput,
+    listed: Listings | None,
+) -> int:
+    """Plan the run's changes and apply them; say what it did; the exit code."""
     cache = ClosureCache.from_env(env)
+    server_side = args.copy == "server" or (args.copy == "auto" and session.same_identity)
     with (
         contextlib.closing(cache) if cache is not None else contextlib.nullcontext(),
         Replicator(
-            source,
-            dest,
-            jobs=sides.jobs,
+            session.source,
+            session.dest,
+            jobs=session.sides.jobs,
             server_side=server_side,
             server_copy_limit=args.server_copy_limit,
             stream_put_limit=args.stream_put_limit,
@@ -160,7 +178,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         ) as replicator,
     ):
         try:
-            changes, kept = plan_changes(replicator, listed, events, args)
+            changes, kept = plan_changes(replicator, listed, given.events, args)
         except (ListingError, EmptySourceError) as exc:
             _say(str(exc))
             return EXIT_FAILURE
@@ -170,19 +188,23 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
         if kept is not None and not args.dry_run:
             ok = _forget_deleted(kept, replicator.report.deleted) and ok
-    report = replicator.report
+    _conclude(args, changes, replicator.report)
+    scope = "all tags" if given.full else f"{len(given.events)} events"
+    source_requests = session.counters["source"].count
+    requests = f"{session.requests} S3 requests ({source_requests} to the source)"
+    line = replicator.report.summary(
+        scope, server_side=server_side, listed=given.full, requests=requests
+    )
+    print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
+    write_result(env, replicator.report.result(full_pass=given.full, ok=ok), PROG)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _conclude(args: argparse.Namespace, changes: Changes, report: RunReport) -> None:
+    """Say every line the run has for its operator, on stderr."""
     lines = (*report.skipped, *report.kept, *report.refused, *changes.problems, *report.problems)
     for line in lines:
         _say(line)
     deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
     if deletes and not args.delete:
         _say(f"{deletes} delete(s) not applied (no --delete)")
-    scope = "all tags" if everything else f"{len(events)} events"
-    counters = session.counters
-    requests = f"{session.requests} S3 requests ({counters['source'].count} to the source)"
-    line = replicator.report.summary(
-        scope, server_side=server_side, listed=everything, requests=requests
-    )
-    print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
-    write_result(env, report.result(full_pass=everything, ok=ok), PROG)
-    return EXIT_OK if ok else EXIT_FAILURE

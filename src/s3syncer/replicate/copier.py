@@ -24,7 +24,7 @@ from .changes import Changes
 from .layout import BlobRef
 from .plan import Plan, discover
 from .pool import Pool
-from .report import RunReport, Stats
+from .report import RunReport, Stats, repaired
 from .screen import gone_from_source, refused
 from .sides import Listed, Side, describe, etags_are_md5
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
@@ -132,7 +132,7 @@ class Replicator:
             if (repo, d) not in gone and (repo, d) not in past
         ]
         self._write_tags(plan, tags)  # 4. and 5.
-        self.report.repaired = sum(1 for item in tags if self._touched(plan, *item))
+        self.report.repaired = repaired(plan, self.report, self.dest.layout, tags)
         if delete:
             self.pool.map(self.writer.delete_tag, changes.tag_deletes(), False)
             self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
@@ -173,23 +173,6 @@ class Replicator:
         self.stats.add(blobs_copied=1, bytes_copied=size)
         self.report.copied_blob(digest)
         return "ok"
-
-    def _touched(self, plan: Plan, repo: str, tag: str, digest: str) -> bool:
-        """Whether the run wrote anything a pull of ``repo:tag`` reads."""
-        closure = plan.closure(digest)
-        if closure is None:
-            return False
-        written, copied, layout = self.report.written, self.report.copied, self.dest.layout
-        if not written and not copied:
-            return False
-        return (
-            any(m in copied or layout.revision_link(repo, m) in written for m in closure[0])
-            or any(
-                b.digest in copied or layout.layer_link(repo, b.digest) in written
-                for b in closure[1]
-            )
-            or layout.tag_current_link(repo, tag) in written
-        )
 
     def _sizes(self, src_key: str, dst_key: str, size: int | None) -> tuple[int | None, int | None]:
         """The mirror's size of a blob and the source's (None: unknown or absent).

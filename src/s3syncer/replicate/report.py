@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
+
+from .layout import Layout
+from .plan import Plan
 
 
 @dataclass
@@ -128,3 +132,28 @@ class RunReport:
             + (f"{len(self.refused)} tags refused, " if self.refused else "")
             + requests
         )
+
+
+def repaired(
+    plan: Plan, report: RunReport, layout: Layout, tags: Iterable[tuple[str, str, str]]
+) -> int:
+    """How many of ``tags`` (``repo, tag, digest``) the run wrote anything of that a pull
+    reads: in a full pass, each one is a repair (a lost notification, a damaged mirror)."""
+    written, copied = report.written, report.copied
+    if not written and not copied:
+        return 0
+
+    def touched(repo: str, tag: str, digest: str) -> bool:
+        closure = plan.closure(digest)
+        if closure is None:
+            return False
+        manifests, blobs = closure
+        return (
+            layout.tag_current_link(repo, tag) in written
+            or any(m in copied or layout.revision_link(repo, m) in written for m in manifests)
+            or any(
+                b.digest in copied or layout.layer_link(repo, b.digest) in written for b in blobs
+            )
+        )
+
+    return sum(1 for item in tags if touched(*item))
