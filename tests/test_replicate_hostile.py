@@ -132,6 +132,31 @@ def test_an_index_of_huge_manifests_is_refused_by_size() -> None:
     assert _mirrored(store, "team/huge", "v1") is None
 
 
+def test_a_manifest_this_tool_cannot_read_fails_its_tag_alone_and_no_later_run() -> None:
+    """An OCI artifact manifest (``blobs``, no config or layers) is no image this tool knows:
+    the tag is refused, named, and the run succeeds, or it would fail every run for good."""
+    store = FakeS3()
+    artifact = {
+        "mediaType": "application/vnd.oci.artifact.manifest.v1+json",
+        "artifactType": "application/vnd.example.sbom",
+        "blobs": [_blob(store, b"an sbom")],
+    }
+    odd = _blob(store, json.dumps(artifact).encode())
+    good = _image(store, b"ordinary")
+    pushes = [
+        _tag_push("team/sbom", "v1", odd["digest"]),
+        _tag_push("team/ok", "v1", good["digest"]),
+    ]
+    for _attempt in range(2):
+        replicator = _run(store, pushes)
+        assert replicator.problems == []
+        [line] = replicator.report.refused
+        assert line.startswith(f"team/sbom:v1: refused, manifest {odd['digest']}: manifest "), line
+        assert line.endswith(f"which no retry can mirror ({odd['digest']}): not mirrored"), line
+        assert _mirrored(store, "team/ok", "v1") == good["digest"].encode()
+        assert _mirrored(store, "team/sbom", "v1") is None
+
+
 # --- a real registry -----------------------------------------------------------------------
 
 

@@ -42,6 +42,9 @@ class Manifest:
     children: tuple[str, ...] = ()
     blobs: tuple[BlobRef, ...] = ()
     error: str | None = None
+    # its bytes themselves cannot be mirrored (too large, not a manifest this tool reads):
+    # no retry helps, so a closure with it is refused rather than failed
+    unusable: bool = False
 
 
 def read_manifest(side: Side, digest: str) -> tuple[bytes | None, str | None]:
@@ -63,7 +66,8 @@ def fetch_manifest(side: Side, digest: str) -> Manifest:
     """Read a manifest from ``side``, check it against ``digest``, keep what it references."""
     data, error = read_manifest(side, digest)
     if data is None:
-        return Manifest(digest, error=error)
+        too_large = error is not None and error.endswith(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        return Manifest(digest, error=error, unusable=too_large)
     try:
         if len(data) > LARGE_MANIFEST:
             with _large_parse:
@@ -71,7 +75,7 @@ def fetch_manifest(side: Side, digest: str) -> Manifest:
         else:
             refs = parse_manifest(data)
     except LayoutError as exc:
-        return Manifest(digest, len(data), error=f"manifest {digest}: {exc}")
+        return Manifest(digest, len(data), error=f"manifest {digest}: {exc}", unusable=True)
     return Manifest(digest, len(data), refs.children, refs.blobs)
 
 
@@ -171,6 +175,9 @@ class Plan:
             if digest in manifests:
                 continue
             manifest = self.manifests.get(digest)
+            if manifest is not None and manifest.unusable:
+                self._refused[root] = f"{manifest.error}, which no retry can mirror"
+                return None
             if manifest is None or manifest.error:
                 return None  # unreadable: errors() says why
             size += manifest.size
