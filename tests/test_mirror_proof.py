@@ -223,17 +223,23 @@ def test_verify_names_the_broken_tag_and_replicate_all_repairs_it(source: Source
     assert " 1 blobs copied" in repaired.stdout
     assert _verify(source, dest).returncode == 0
 
-    # same size, other bytes: only --deep sees it; removing the blob lets --all copy it again
+    # same size, other bytes: the listings' ETags (MD5s of each side's bytes) differ, so
+    # verify finds it without reading a byte, and --all copies it again
     key = Layout("repair").blob_data(layer)
     size = client.head_object(Bucket="mirror", Key=key)["ContentLength"]
     client.put_object(Bucket="mirror", Key=key, Body=b"x" * size)
-    assert _verify(source, dest).returncode == 0
+    cheap = _verify(source, dest)
+    assert cheap.returncode == 1, cheap.stdout + cheap.stderr
+    assert cheap.stdout.splitlines()[:-1] == [
+        f"team/app:v2: blob {layer} (its ETag is not the source's: other bytes)"
+    ]
     deep = _verify(source, dest, "--deep")
     assert deep.returncode == 1
-    assert f"team/app:v2: blob {layer} (content does not match its digest)" in deep.stdout
-    client.delete_object(Bucket="mirror", Key=key)
-    _replicate_all(source, dest)
+    assert f"team/app:v2: blob {layer} (its ETag is not the source's" in deep.stdout
+    again = _replicate_all(source, dest)
+    assert " 1 blobs copied" in again.stdout, again.stdout
     assert _verify(source, dest, "--deep").returncode == 0
+    assert " 0 blobs copied" in _replicate_all(source, dest).stdout  # repaired for good
 
 
 def test_verify_names_missing_links_and_a_moved_tag(source: Source) -> None:
@@ -261,45 +267,83 @@ def test_replicate_all_delete_removes_tags_the_source_lost(source: Source) -> No
         "KeyCount"
     ]
     assert "delete" not in kept.stderr
-    pruned = _replicate_all(source, dest, "--delete")
+    pruned = _replicate_all(source, dest, "--delete", "--keep-deleted", "0")
     assert "1 tags only in s3://mirror/pruned to delete" in pruned.stderr
     listed = client.list_objects_v2(Bucket="mirror", Prefix=layout.tag_dir("team/app", "gone"))
     assert listed["KeyCount"] == 0
     assert _verify(source, dest).returncode == 0
 
 
+def _emptied(source: Source) -> str:
+    """A registry whose every tag was deleted: blobs left, no tag (root ``emptied``)."""
+    put_blob(source.s3.client(), "seed", Layout("emptied"), b"a layer no tag uses any more")
+    return "s3://seed/emptied"
+
+
 def test_replicate_all_delete_refuses_to_empty_the_mirror_from_a_source_with_no_tags(
     source: Source,
 ) -> None:
-    # A typo in --source's root lists nothing: that must not delete every tag of the mirror.
+    # A source with no tag must not delete every tag of the mirror: far more often a wrong
+    # --source than a registry emptied on purpose.
     dest = "s3://mirror/guarded"
     _replicate_all(source, dest)
-    wrong = _tool(
-        source, "replicate", "--all", "--delete", "--source", "s3://seed/rge", "--dest", dest
-    )
+    emptied = _emptied(source)
+    wrong = _tool(source, "replicate", "--all", "--delete", "--source", emptied, "--dest", dest)
     assert wrong.returncode == 1, wrong.stderr + wrong.stdout
     assert (
-        "--all --delete: s3://seed/rge holds no tags; refusing to delete all 3 tags of "
+        f"--all --delete: {emptied} holds no tags; refusing to delete all 3 tags of "
         "s3://mirror/guarded" in wrong.stderr
     )
     assert _verify(source, dest).returncode == 0  # every tag is still there
 
 
+@pytest.mark.parametrize("wrong", ["s3://seed", "s3://seed/rge"], ids=["root-left-off", "typo"])
+def test_a_wrong_source_root_is_named_by_replicate_and_verify(source: Source, wrong: str) -> None:
+    """The bucket holds a registry under another prefix: both tools name it and exit 1,
+    rather than copy nothing "ok" or prove nothing "complete" every night."""
+    dest, client = "s3://mirror/fresh", source.s3.client()
+    hint = f"{wrong} holds no registry (nothing under "
+    for mode in ([], ["--delete"]):
+        seeded = _tool(source, "replicate", "--all", *mode, "--source", wrong, "--dest", dest)
+        assert seeded.returncode == 1, seeded.stderr + seeded.stdout
+        assert hint in seeded.stderr and _suggested(seeded.stderr, "s3://seed/reg")
+    assert client.list_objects_v2(Bucket="mirror", Prefix="fresh/")["KeyCount"] == 0
+    proof = _verify(source, dest, src=wrong)
+    assert proof.returncode == 1, proof.stderr + proof.stdout
+    assert "cannot verify: " + hint in proof.stderr
+    assert _suggested(proof.stderr, "s3://seed/reg")
+    # the mirror's side too: verify of a mirror root a typo away from the seeded one
+    _replicate_all(source, "s3://mirror/named")
+    typo = _verify(source, "s3://mirror/naemd")
+    assert typo.returncode == 1, typo.stderr + typo.stdout
+    assert _suggested(typo.stderr, "s3://mirror/named")
+
+
+def _suggested(said: str, location: str) -> bool:
+    """Whether ``said`` names ``location`` among the roots it suggests (other tests of the
+    module add roots to the same buckets)."""
+    found = re.search(r"did you mean (.*)\?$", said.strip())
+    return bool(found) and location in found.group(1).split(" or ")  # type: ignore[union-attr]
+
+
 def test_verify_of_a_source_with_no_tags_proves_nothing_and_says_so(source: Source) -> None:
-    # A nightly verify with a typo in --source's root must not stay green proving nothing.
+    # A nightly verify of a registry with no tag left must not stay green proving nothing.
     dest = "s3://mirror/unproven"
     _replicate_all(source, dest)
-    wrong = _verify(source, dest, src="s3://seed/rge")
+    emptied = _emptied(source)
+    wrong = _verify(source, dest, src=emptied)
     assert wrong.returncode == 1, wrong.stderr + wrong.stdout
     assert wrong.stderr.strip() == (
-        "s3syncer verify: cannot verify: s3://seed/rge holds no tags, s3://mirror/unproven holds "
+        f"s3syncer verify: cannot verify: {emptied} holds no tags, s3://mirror/unproven holds "
         "3: nothing proven (is --source right?)"
     )
-    as_json = _verify(source, dest, "--json", src="s3://seed/rge")
+    as_json = _verify(source, dest, "--json", src=emptied)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["complete"] is False
-    # A registry and a mirror that are both still empty are not an error.
-    empty = _verify(source, "s3://mirror/nothing-yet", src="s3://seed/nothing-yet")
+    # A registry and a mirror that are both still empty (nothing pushed to a new registry
+    # yet, in buckets that hold nothing else) are not an error.
+    source.s3.client().create_bucket(Bucket="empty")
+    empty = _verify(source, "s3://empty/mirror", src="s3://empty/registry")
     assert empty.returncode == 0, empty.stderr + empty.stdout
     assert "0 tags" in empty.stdout and "; complete" in empty.stdout
 
@@ -600,3 +644,35 @@ def test_verify_tells_an_unreadable_tag_from_a_missing_one(source: Source) -> No
     ]
     _replicate_all(source, dest)  # --all rewrites a link that does not hold the digest
     assert _verify(source, dest).returncode == 0
+
+
+def test_a_repeat_pass_with_a_state_dir_costs_listings_alone(source: Source) -> None:
+    """The closure cache ($S3SYNCER_STATE_DIR): what a manifest references and which digest a
+    link holds never change, so a repeat full pass and a warm verify read no link and no
+    manifest: their requests are the listings, however many tags."""
+    dest, state = "s3://mirror/cached", source.tmp / "state"
+    env = {"S3SYNCER_STATE_DIR": str(state)}
+    cold = _tool(source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert cold.returncode == 0, cold.stderr + cold.stdout
+    assert (state / "closures.sqlite3").exists()
+    warm = _tool(source, "replicate", "--all", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert warm.returncode == 0, warm.stderr + warm.stdout
+    assert " 0 blobs copied" in warm.stdout and " 0 links written" in warm.stdout
+    # one look at the source's root, then repositories/ and blobs/ of both sides
+    assert re.search(r", 5 S3 requests \(3 to the source\); ok$", warm.stdout.strip()), warm.stdout
+    proof = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    # both roots looked at, four listings, and the mirror's records of kept deletes
+    assert ", 7 S3 requests; complete" in proof.stdout, proof.stdout
+    # the cache only ever saves reads: a garbled one is rebuilt, and the run is right
+    (state / "closures.sqlite3").write_bytes(b"not a database" * 100)
+    rebuilt = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    # the same proof: a blob corrupted in the mirror is found by its ETag, cache or not
+    layer = _layer_of(source, "one")
+    client, key = source.s3.client(), Layout("cached").blob_data(layer)
+    size = client.head_object(Bucket="mirror", Key=key)["ContentLength"]
+    client.put_object(Bucket="mirror", Key=key, Body=b"y" * size)
+    broken = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"team/app:v1: blob {layer} (its ETag is not the source's" in broken.stdout

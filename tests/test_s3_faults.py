@@ -13,8 +13,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,6 +105,22 @@ def _replicate(store: Store, root: str, *mode: str, source: str = "full") -> Any
     )
 
 
+def _replicate_event(store: Store, root: str, *mode: str) -> Any:
+    """An event run for the push of app:v1 (read from the source, as the registry has it)."""
+    client, layout = store.s3.client(), Layout("full")
+    key = layout.tag_current_link("app", "v1")
+    digest = client.get_object(Bucket="src", Key=key)["Body"].read().decode()
+    target = {"repository": "app", "tag": "v1", "digest": digest, "kind": "manifest"}
+    events = Path(tempfile.mkdtemp()) / "events.json"
+    events.write_text(
+        json.dumps({"reason": "event", "events": [{"action": "push", "target": target}]})
+    )
+    return _tool(
+        store, "replicate", "--events", str(events), *mode, "--source", "s3://src/full",
+        "--dest", root,
+    )  # fmt: skip
+
+
 def _verify(store: Store, root: str, *extra: str) -> Any:
     return _tool(store, "verify", "--json", "--source", "s3://src/full", "--dest", root, *extra)
 
@@ -125,7 +143,12 @@ TRANSIENT = {
     "ListObjectsV2, 503": ("dest", Fault("GET", "list-type=2", "status", 2), ONE_PUT),
     "PUT, 503": ("dest", Fault("PUT", r"^/dst/[^?]*$", "status", 2), ONE_PUT),
     "PUT, answer lost": ("dest", Fault("PUT", r"^/dst/[^?]*$", "lost", 2), ONE_PUT),
-    "HEAD of the mirror, 503": ("dest", Fault("HEAD", "", "status", 2), STREAM_PARTS),
+    # a full pass learns the mirror's blobs from its listing: no HEAD of the mirror to fail
+    "ListObjectsV2 of the source, 503": (
+        "source",
+        Fault("GET", "list-type=2", "status", 2),
+        STREAM_PARTS,
+    ),
     "UploadPart, 503": ("dest", Fault("PUT", "partNumber=", "status", 2), STREAM_PARTS),
     "UploadPart, reset": ("dest", Fault("PUT", "partNumber=", "reset", 1), STREAM_PARTS),
     "CompleteMultipartUpload, 500": (
@@ -255,7 +278,7 @@ def mirrored(world: Store) -> str:
 
 
 VERIFY_TRANSIENT: dict[str, Callable[[Store], Fault]] = {
-    "HEAD of the mirror, 503": lambda _: Fault("HEAD", "", "status", 2),
+    "ListObjectsV2 of the mirror, 503": lambda _: Fault("GET", "list-type=2", "status", 2),
     "ListObjectsV2 of the mirror, 500": lambda _: Fault(
         "GET", "list-type=2", "status", 2, status=500
     ),
@@ -280,13 +303,18 @@ def test_verify_retries_a_transient_error(store: Store, mirrored: str, case: str
 def test_verify_never_calls_a_mirror_it_cannot_read_complete(store: Store, mirrored: str) -> None:
     dest = f"s3://dst/{mirrored}"
     big = f"/blobs/sha256/../{store.big_layer}/data"
-    store.dest.add(Fault("HEAD", big, "status", None, status=500))
+    # every tag's current/link: what verify still reads of the mirror (manifests and blobs
+    # are proven from the listings' ETags)
+    store.dest.add(Fault("GET", "/current/link$", "status", None, status=500))
     proof = _verify(store, dest)
     assert proof.returncode == 1, proof.stdout + proof.stderr
-    assert json.loads(proof.stdout)["complete"] is False
-    # one line naming the object, as an operator reads it
-    cannot = f"s3syncer verify: blob sha256:{store.big_layer}: cannot check: 500 (HTTP 500)"
-    assert cannot in proof.stderr, proof.stderr
+    document = json.loads(proof.stdout)
+    assert document["complete"] is False
+    # each broken tag names the mirror's link that could not be read, and why
+    missing = [m for tag in document["broken"] for m in tag["missing"]]
+    assert len(missing) == document["tags"], missing
+    assert all(m.startswith("tag (cannot read s3://dst/") for m in missing), missing
+    assert all("(HTTP 500)" in m for m in missing), missing
     store.dest.clear()
     store.dest.add(Fault("GET", big, "cut", None))  # --deep cannot read it whole
     deep = _verify(store, dest, "--deep")
@@ -307,7 +335,7 @@ def test_a_blob_that_fails_is_named_with_the_side_and_object_that_failed(store: 
     root = _root()
     dst_url = f"s3://dst/{root}/{Layout().blob_data(layer)}"
     store.dest.add(Fault("HEAD", blob, "status", None, status=500))
-    run = _replicate(store, f"s3://dst/{root}", *ONE_PUT)
+    run = _replicate_event(store, f"s3://dst/{root}", *ONE_PUT)  # a full pass sends no HEAD
     assert run.returncode == 1, run.stderr + run.stdout
     assert f"blob {layer}: cannot read {dst_url}: 500 (HTTP 500)" in run.stderr, run.stderr
     store.dest.clear()

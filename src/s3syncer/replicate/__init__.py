@@ -2,14 +2,20 @@
 
 Tools a command runs, never part of the daemon. The parts, one concern each:
 
-* :mod:`.arguments`: the flags of both tools, checked once into frozen values;
-* :mod:`.sides`: the two S3 sides (boto3, loaded only here: the optional ``replicate`` extra);
+* the opening: :mod:`.arguments` (the flags, checked once into frozen values; with
+  :mod:`.durations`), :mod:`.session` (flags, boto3, both clients: the same for both tools),
+  :mod:`.sides` (the two S3 sides; boto3, loaded only here: the optional ``replicate`` extra)
+  and :mod:`.roots` (a wrong root is named);
+* what a run covers: :mod:`.run_input` (the events, or a full convergent pass),
+  :mod:`.changes` (events replayed to their net effect), :mod:`.hints` (events are hints:
+  the source is read first), :mod:`.keep` (deletes wait for their window);
 * the plan: :mod:`.layout` (Distribution's storage keys, manifests' references),
-  :mod:`.changes` (events replayed to their net effect), :mod:`.catalog` (the tags a storage
-  holds) and :mod:`.plan` (closures, what a run copies);
-* the copier: :mod:`.pool` (the run's worker threads), :mod:`.transfer` (blob bodies through
-  one transfer manager) and :mod:`.copier` (the order that keeps the mirror consistent);
-* the commands: :mod:`.command` (``replicate``) and :mod:`.verify`.
+  :mod:`.catalog` (the listings both sides start from), :mod:`.plan` (closures, bounded),
+  :mod:`.cache` (what never changes, kept across runs) and :mod:`.screen` (gone or refused);
+* the copier: :mod:`.pool` (the run's worker threads), :mod:`.transfer` (blob bodies),
+  :mod:`.writes` (links, tags, deletes) and :mod:`.copier` (the order that keeps the mirror
+  consistent), :mod:`.report` (what the run did) and :mod:`.result_file` (for the daemon);
+* the commands: :mod:`.command` (``replicate``), :mod:`.verify` and :mod:`.verify_report`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
+from .durations import DEFAULT_KEEP, parse_duration
 from .sizes import (
     MIB,
     MIN_PART,
@@ -100,6 +102,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the source no longer has",
     )
     parser.add_argument(
+        "--keep-deleted",
+        type=_duration,
+        default=DEFAULT_KEEP,
+        metavar="DURATION",
+        help="with --delete, keep a deleted tag pullable from the mirror this long before "
+        "removing it (7d, 36h, 30m, 0 for at once; default 7d)",
+    )
+    parser.add_argument(
+        "--max-deletes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a run that would remove more than N tags from the mirror removes none, lists "
+        "them and exits 1 (default: no limit)",
+    )
+    parser.add_argument(
         "--copy",
         choices=("auto", "server", "stream"),
         default="auto",
@@ -125,6 +143,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {STREAM_PUT_LIMIT // MIB} MiB, at most 5 GiB)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per object")
+
+
+def _duration(text: str) -> timedelta:
+    """A ``--keep-deleted`` duration."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _one_request_limit(text: str) -> int:

@@ -6,10 +6,14 @@ of a bucket); each tag's digest is one small GET of its ``current/link``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+from .cache import ClosureCache
 from .layout import Layout
-from .plan import read_link
+from .plan import MAX_LINK_BYTES, parse_link
 from .sides import Listed, Side, describe
 
 Tag = tuple[str, str]
@@ -32,9 +36,50 @@ def list_tree(side: Side) -> dict[str, Listed]:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_tags(side: Side) -> list[Tag]:
-    """Every ``(repository, tag)`` with a ``current/link`` on ``side``, sorted; ListingError."""
-    return tags_of(side.layout, list_tree(side))
+def list_blobs(side: Side) -> dict[str, Listed]:
+    """Every key of ``side``'s ``blobs/`` tree, its size and ETag; ListingError.
+
+    About a thousand keys a request: a full pass learns every blob's size and ETag from a few
+    requests, where a HEAD per blob costs one each and shows one side only.
+    """
+    try:
+        return side.list_objects(f"{side.layout.base}/blobs/")
+    except Exception as exc:
+        raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
+
+
+def list_in_parallel(
+    listings: Sequence[Callable[[], dict[str, Listed]]],
+) -> list[dict[str, Listed]]:
+    """Run the ``listings`` at once, one thread each: a pass costs the longest, not the sum."""
+    with ThreadPoolExecutor(max_workers=max(1, len(listings)), thread_name_prefix="list") as ex:
+        futures = [ex.submit(listing) for listing in listings]
+        return [future.result() for future in futures]
+
+
+@dataclass(frozen=True)
+class Listings:
+    """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
+    from, taken at once."""
+
+    source_tree: dict[str, Listed]
+    dest_tree: dict[str, Listed]
+    source_blobs: dict[str, Listed]
+    dest_blobs: dict[str, Listed]
+
+
+def list_both(source: Side, dest: Side) -> Listings:
+    """The four trees of :class:`Listings`, listed in parallel; ListingError."""
+    return Listings(
+        *list_in_parallel(
+            [
+                lambda: list_tree(source),
+                lambda: list_tree(dest),
+                lambda: list_blobs(source),
+                lambda: list_blobs(dest),
+            ]
+        )
+    )
 
 
 def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:
@@ -43,17 +88,34 @@ def tags_of(layout: Layout, keys: Iterable[str]) -> list[Tag]:
     return sorted(tag for tag in found if tag is not None)
 
 
-def read_tags(side: Side, tags: list[Tag], map_: Mapper) -> tuple[dict[Tag, str], dict[Tag, str]]:
-    """The digest each tag points at on ``side``, and why the others cannot be read."""
+def read_tags(
+    side: Side,
+    tags: list[Tag],
+    map_: Mapper,
+    tree: Mapping[str, Listed] | None = None,
+    cache: ClosureCache | None = None,
+) -> tuple[dict[Tag, str], dict[Tag, str]]:
+    """The digest each tag points at on ``side``, and why the others cannot be read.
+
+    With the side's listed ``tree`` and a ``cache``, a link whose plain ETag (the MD5 of its
+    bytes) the cache knows is not read: its digest is known.
+    """
     problems: dict[Tag, str] = {}
 
     def read(tag: Tag) -> str | None:
         key = side.layout.tag_current_link(*tag)
+        listed = tree.get(key) if tree is not None else None
+        if cache is not None and listed is not None and (known := cache.link(listed.etag)):
+            return known
         try:
-            return read_link(side, key)
+            data = side.read_small(key, MAX_LINK_BYTES)
+            digest = parse_link(data)
         except Exception as exc:
             problems[tag] = f"cannot read {side.url(key)}: {describe(exc)}"
             return None
+        if cache is not None and data == digest.encode():  # exactly a digest, as written
+            cache.put_link(hashlib.md5(data, usedforsecurity=False).hexdigest(), digest)
+        return digest
 
     digests = map_(read, tags, None)
     found = {tag: digest for tag, digest in zip(tags, digests, strict=True) if digest}

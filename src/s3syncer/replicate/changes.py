@@ -27,6 +27,8 @@ class Changes:
     manifests: dict[tuple[str, str], bool] = field(default_factory=dict)
     ignored: int = 0
     problems: list[str] = field(default_factory=list)
+    # repositories deleted whole (Distribution 3): each of their mirror tags not named since
+    repositories: list[str] = field(default_factory=list)
 
     def pushed_manifests(self) -> list[tuple[str, str]]:
         """``(repository, digest)`` of every manifest to copy, in first-seen order."""
@@ -61,6 +63,11 @@ def _is_manifest_target(target: Mapping[str, Any]) -> bool:
     return isinstance(url, str) and "/manifests/" in url
 
 
+def _whole_repository(target: Mapping[str, Any]) -> bool:
+    """A delete that names a repository and nothing in it: the repository is gone."""
+    return not any(target.get(name) for name in ("tag", "digest", "url"))
+
+
 def replay(events: Iterable[Any]) -> Changes:
     """Reduce raw registry events (as in the events file) to :class:`Changes`.
 
@@ -69,6 +76,8 @@ def replay(events: Iterable[Any]) -> Changes:
     * delete with a digest and no tag: the manifest's revision is deleted (Distribution 2.8
       sends the same shape for a blob deleted through the API; only the revision link is
       touched, which a blob never has);
+    * delete with neither (Distribution 3's repository delete): every tag of the repository,
+      each one the run finds in the mirror, unless a later event names it;
     * blob pushes, pulls, mounts and anything else: ignored (a manifest push brings its blobs).
 
     An event that names an invalid repository, tag or digest is a problem, not an exception.
@@ -110,6 +119,11 @@ def replay(events: Iterable[Any]) -> Changes:
             changes.manifests[(repo, digest)] = False
             for key, tagged in list(changes.tags.items()):
                 if key[0] == repo and tagged == digest:
+                    changes.tags[key] = None
+        elif action == "delete" and _whole_repository(target):
+            changes.repositories.append(repo)
+            for key in list(changes.tags):
+                if key[0] == repo:
                     changes.tags[key] = None
         else:
             changes.ignored += 1

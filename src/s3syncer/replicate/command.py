@@ -1,94 +1,72 @@
 """``s3syncer replicate``: the command line, from flags to exit code.
 
-Without ``--all``: read the run's events file, replay it (:mod:`.changes`) and copy what it
-changed. With ``--all``, or when the events file says ``truncated`` (events were dropped, so
-the changes are not all known): copy every tag of the source instead, skipping what the mirror
-already has (a HEAD per blob; the links from one listing of its ``repositories/`` tree); with
-``--delete`` also remove the mirror's tags the source no longer has.
+An event run (:mod:`.run_input` decides) replays its events file (:mod:`.changes`) and copies
+what it changed. A full pass (``--all``, a run for no event, a truncated events file) copies
+every tag of the source instead, skipping what the mirror already has (a HEAD per blob; the
+links from one listing of its ``repositories/`` tree), and the manifests the events pushed by
+digest; with ``--delete`` it also removes the mirror's tags the source no longer has.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from .arguments import SIDES, Sides, UsageError, parse_sides
-from .catalog import EmptySourceError, ListingError, list_tags, list_tree, read_tags, tags_of
+from .arguments import UsageError
+from .cache import ClosureCache
+from .catalog import EmptySourceError, ListingError, Listings, list_both, read_tags, tags_of
 from .changes import Changes, replay
 from .copier import Replicator
-from .sides import (
-    INSTALL_HINT,
-    RequestCounter,
-    SharedLoader,
-    Side,
-    botocore_missing,
-    describe,
-    make_client,
+from .hints import heed
+from .keep import KeptDeletes, due_revisions, expand_repositories, hold
+from .report import RunReport
+from .result_file import write_result
+from .roots import WrongRootError, check_root
+from .run_input import RunInput, read_input
+from .session import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    OpeningError,
+    Session,
+    check_sides,
+    open_session,
 )
+from .sides import describe
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROG = "s3syncer replicate"
-
-
-def load_events(path: str) -> tuple[list[Any], bool]:
-    """Read an events file: ``(events, truncated)``. A bare registry envelope also works."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
-        raise ValueError("not an events file: no 'events' list")
-    return data["events"], bool(data.get("truncated", False))
-
-
-def connect(sides: Sides, counters: Mapping[str, RequestCounter]) -> tuple[Side, Side, bool]:
-    """Both sides' clients, and whether they are one identity (server-side copy possible)."""
-    loader = SharedLoader()
-    clients = {
-        side: make_client(sides.configs[side], sides.jobs, counters[side], loader) for side in SIDES
-    }
-    (src_client, src_id), (dst_client, dst_id) = clients["source"], clients["dest"]
-    return Side(src_client, sides.source), Side(dst_client, sides.dest), src_id == dst_id
 
 
 def _say(line: str) -> None:
     print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
-def _read_events(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[Any], bool]:
-    """The run's events and whether to copy everything instead; raise UsageError or OSError."""
-    if args.all:
-        if args.events:
-            raise UsageError("--all copies every tag: it takes no --events file")
-        return [], True
-    path = args.events or env.get("S3SYNCER_EVENTS_FILE")
-    if not path:
-        raise UsageError("no events: pass --events FILE, set S3SYNCER_EVENTS_FILE, or use --all")
-    try:
-        events, truncated = load_events(path)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot read events file {path}: {exc}") from None
-    if truncated:
-        _say(
-            f"the events file {path} is marked truncated (the {len(events)} events it holds are "
-            "not all that happened): copying every tag of the source instead, as --all does"
-        )
-    return events, truncated
-
-
-def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) -> Changes:
+def all_changes(
+    replicator: Replicator, listed: Listings, *, delete: bool, events: Iterable[Any] = ()
+) -> Changes:
     """Every tag of the source as a push; with ``delete``, mirror-only tags as deletes.
 
-    ``mirror`` is the keys of the destination's ``repositories/`` tree. A source with no tag
-    at all raises EmptySourceError rather than delete every tag of the mirror.
+    A source with no tag at all raises EmptySourceError rather than delete every tag of the
+    mirror. The manifests that ``events`` push or delete by digest are added: no tag leads a
+    full pass to them.
     """
-    source_tags = list_tags(replicator.source)
-    found, problems = read_tags(replicator.source, source_tags, replicator.pool.map)
+    source_tags = tags_of(replicator.source.layout, listed.source_tree)
+    mirror = listed.dest_tree
+    found, problems = read_tags(
+        replicator.source,
+        source_tags,
+        replicator.pool.map,
+        listed.source_tree,
+        replicator.cache,
+    )
     lines = [f"{repo}:{tag}: {problem}" for (repo, tag), problem in problems.items()]
     tags: dict[tuple[str, str], str | None] = dict(found)
-    changes = Changes(tags=tags, problems=lines)
+    by_digest = replay(events)
+    changes = Changes(tags=tags, manifests=by_digest.manifests, problems=lines)
     extra = 0
     if delete:  # a tag the source has but could not be read is kept
         for tag in tags_of(replicator.dest.layout, mirror):
@@ -110,50 +88,97 @@ def all_changes(replicator: Replicator, mirror: Iterable[str], *, delete: bool) 
     return changes
 
 
+def plan_changes(
+    replicator: Replicator, listed: Listings | None, events: list[Any], args: argparse.Namespace
+) -> tuple[Changes, KeptDeletes | None]:
+    """What the run changes, checked against the source; with ``--delete``, the deletes that
+    wait for their window held back (the records, returned, are dropped once deleted)."""
+    source, dest, report = replicator.source, replicator.dest, replicator.report
+    if listed is not None:
+        changes = all_changes(replicator, listed, delete=args.delete, events=events)
+    else:
+        changes = replay(events)
+        expand_repositories(changes, dest)
+    kept = None
+    if args.delete:
+        kept = KeptDeletes(dest, args.keep_deleted)
+        kept.load()
+        if listed is not None:
+            due_revisions(changes, kept)
+    changes = heed(source, changes, replicator.pool, report, tags=listed is None)
+    report.checked = len(changes.tags)
+    if kept is not None:
+        hold(changes, kept, report, max_deletes=args.max_deletes, dry_run=args.dry_run)
+    return changes, kept
+
+
+def _forget_deleted(kept: KeptDeletes, deleted: list[tuple[str, str, str]]) -> bool:
+    """Drop the records of what the run removed for good; False if one cannot be."""
+    try:
+        kept.forget(deleted)
+    except Exception as exc:
+        _say(f"cannot drop the records of deleted tags in {kept.prefix}: {describe(exc)}")
+        return False
+    return True
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``s3syncer replicate`` with parsed ``args``; returns the exit code."""
     env = os.environ if environ is None else environ
     try:
-        sides = parse_sides(args, env)
-        events, everything = _read_events(args, env)
+        sides = check_sides(args, env)
+        given = read_input(args, env)
+        session = open_session(sides)
     except UsageError as exc:
         _say(str(exc))
         return EXIT_USAGE
+    except OpeningError as exc:
+        _say(str(exc))
+        return exc.code
     except OSError as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    if botocore_missing():
-        _say(f"boto3 is not installed; install it with: {INSTALL_HINT}")
-        return EXIT_USAGE
-    counters = {side: RequestCounter() for side in SIDES}
+    if given.full_pass and not args.all:
+        _say(given.full_pass)
     try:
-        source, dest, same_identity = connect(sides, counters)
-    except Exception as exc:
-        _say(f"cannot set up S3 clients: {describe(exc)}")
-        return EXIT_FAILURE
-    server_side = args.copy == "server" or (args.copy == "auto" and same_identity)
-    try:  # what --all finds already there, from one listing rather than a HEAD per link
-        present = list_tree(dest) if everything else None
-    except ListingError as exc:
+        if given.full or given.events:  # a run with nothing to do sends no request
+            check_root(session.source)
+        # what a full pass finds already there, from listings rather than a HEAD per object
+        listed = list_both(session.source, session.dest) if given.full else None
+    except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    with Replicator(
-        source,
-        dest,
-        jobs=sides.jobs,
-        server_side=server_side,
-        server_copy_limit=args.server_copy_limit,
-        stream_put_limit=args.stream_put_limit,
-        dry_run=args.dry_run,
-        verbose=args.verbose,
-        present=present,
-    ) as replicator:
+    return _replicate(args, env, session, given, listed)
+
+
+def _replicate(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    session: Session,
+    given: RunInput,
+    listed: Listings | None,
+) -> int:
+    """Plan the run's changes and apply them; say what it did; the exit code."""
+    cache = ClosureCache.from_env(env)
+    server_side = args.copy == "server" or (args.copy == "auto" and session.same_identity)
+    with (
+        contextlib.closing(cache) if cache is not None else contextlib.nullcontext(),
+        Replicator(
+            session.source,
+            session.dest,
+            jobs=session.sides.jobs,
+            server_side=server_side,
+            server_copy_limit=args.server_copy_limit,
+            stream_put_limit=args.stream_put_limit,
+            dry_run=args.dry_run,
+            verbose=args.verbose,
+            present=listed.dest_tree if listed else None,
+            blobs=(listed.source_blobs, listed.dest_blobs) if listed else None,
+            cache=cache,
+        ) as replicator,
+    ):
         try:
-            changes = (
-                all_changes(replicator, present, delete=args.delete)
-                if present is not None
-                else replay(events)
-            )
+            changes, kept = plan_changes(replicator, listed, given.events, args)
         except (ListingError, EmptySourceError) as exc:
             _say(str(exc))
             return EXIT_FAILURE
@@ -161,21 +186,25 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE
         ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
-    for line in (*replicator.skipped, *changes.problems, *replicator.problems):
+        if kept is not None and not args.dry_run:
+            ok = _forget_deleted(kept, replicator.report.deleted) and ok
+    _conclude(args, changes, replicator.report)
+    scope = "all tags" if given.full else f"{len(given.events)} events"
+    source_requests = session.counters["source"].count
+    requests = f"{session.requests} S3 requests ({source_requests} to the source)"
+    line = replicator.report.summary(
+        scope, server_side=server_side, listed=given.full, requests=requests
+    )
+    print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
+    write_result(env, replicator.report.result(full_pass=given.full, ok=ok), PROG)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _conclude(args: argparse.Namespace, changes: Changes, report: RunReport) -> None:
+    """Say every line the run has for its operator, on stderr."""
+    lines = (*report.skipped, *report.kept, *report.refused, *changes.problems, *report.problems)
+    for line in lines:
         _say(line)
     deletes = len(changes.tag_deletes()) + len(changes.manifest_deletes())
     if deletes and not args.delete:
         _say(f"{deletes} delete(s) not applied (no --delete)")
-    stats = replicator.stats
-    scope = "all tags" if everything else f"{len(events)} events"
-    print(
-        f"{PROG}: {'dry run: ' if args.dry_run else ''}{scope}, "
-        f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
-        f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
-        f"{stats.blobs_skipped} already there, {stats.links_written} links written"
-        f"{f' ({stats.links_kept} already there)' if everything else ''}, "
-        f"{stats.links_deleted} deleted, {counters['source'].count + counters['dest'].count} "
-        f"S3 requests ({counters['source'].count} to the source); {'ok' if ok else 'FAILED'}",
-        flush=True,
-    )
-    return EXIT_OK if ok else EXIT_FAILURE

@@ -9,44 +9,27 @@ destination point at content it does not have:
 4. the tag's ``index`` link, and 5. the tag's ``current/link`` last.
 
 A manifest whose closure is not complete (missing source object, permission error, failed
-copy) gets no revision link and no tag; each problem is one line in :attr:`Replicator.problems`.
+copy) gets no revision link and no tag; each problem is one line of the run's
+:class:`~.report.RunReport`, which counts and prints what the run did.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from types import TracebackType
 from typing import IO
 
+from .cache import ClosureCache
 from .changes import Changes
-from .layout import BlobRef, link_body
-from .plan import Plan, discover, read_link
+from .layout import BlobRef
+from .plan import Plan, discover
 from .pool import Pool
-from .sides import Listed, Side, describe, is_not_found
+from .report import RunReport, Stats, repaired
+from .screen import gone_from_source, refused
+from .sides import Listed, Side, describe, etags_are_md5
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
-
-
-@dataclass
-class Stats:
-    """What a run did."""
-
-    manifests: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    bytes_copied: int = 0
-    links_written: int = 0
-    links_kept: int = 0
-    links_deleted: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
+from .writes import MirrorWriter
 
 
 class Replicator:
@@ -67,21 +50,23 @@ class Replicator:
         dry_run: bool = False,
         verbose: bool = False,
         present: Mapping[str, Listed] | None = None,
+        blobs: tuple[Mapping[str, Listed], Mapping[str, Listed]] | None = None,
+        cache: ClosureCache | None = None,
         out: IO[str] | None = None,
     ) -> None:
         self.source, self.dest = source, dest
-        # --all rewrites nothing already right (a PUT makes a new version in a versioned
-        # bucket on every run). It lists the mirror's repositories/ tree once (sizes, ETags)
-        # rather than send a HEAD per link: a few requests a thousand links, not a thousand.
-        self.present = present
+        self.present = present  # the mirror's repositories/ tree, when a full pass listed it
+        self.blobs = blobs  # the blobs/ trees of the source and the mirror, likewise
+        self.cache = cache  # manifests' references and links' digests from earlier runs
         self.server_side = server_side
         self.dry_run = dry_run
-        self.verbose = verbose or dry_run
-        self.out = out or sys.stdout
-        self.problems: list[str] = []
-        self.skipped: list[str] = []  # left alone on purpose: gone from or moved in the source
-        self.stats = Stats()
-        self._lock = threading.Lock()
+        self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
+        self._problem, self._skip, self._say = (
+            self.report.problem,
+            self.report.skip,
+            self.report.say,
+        )
+        self.writer = MirrorWriter(source, dest, self.report, present=present, dry_run=dry_run)
         self.pool = Pool(
             jobs, lambda item, exc: self._problem(f"{item}: unexpected {describe(exc)}")
         )
@@ -106,80 +91,32 @@ class Replicator:
         self.transfers.close()
         self.pool.close()
 
-    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def stats(self) -> Stats:
+        """What the run did so far."""
+        return self.report.stats
 
-    def _problem(self, line: str) -> None:
-        with self._lock:
-            self.problems.append(line)
+    @property
+    def problems(self) -> list[str]:
+        """What failed so far, one line each."""
+        return self.report.problems
 
-    def _skip(self, line: str) -> None:
-        with self._lock:
-            self.skipped.append(line)
-
-    def _say(self, line: str) -> None:
-        if self.verbose:
-            with self._lock:
-                print(("would " if self.dry_run else "") + line, file=self.out, flush=True)
-
-    def _put(self, key: str, body: bytes, what: str) -> bool:
-        self._say(f"write {what}")
-        if self.dry_run:
-            return True
-        try:
-            self.dest.put(key, body)
-        except Exception as exc:
-            self._problem(f"{what}: cannot write {self.dest.url(key)}: {describe(exc)}")
-            return False
-        return True
-
-    def _present(self, key: str, body: bytes) -> bool:
-        """Whether ``key`` already holds ``body`` (its size suffices for a key named by digest).
-
-        A link is looked up in :attr:`present` when the run listed the mirror: a link of the
-        right size may name another digest, so its ETag (the MD5 of what it holds) must match
-        too, and the link is read when the ETag cannot tell. A listed ``current/link`` is read
-        all the same: another run may have moved the tag since the listing.
-        """
-        listed = self.present if key.startswith(self.dest.layout.repositories) else None
-        try:
-            if listed is None:
-                return self.dest.head_size(key) == len(body)
-            found = listed.get(key)
-            if found is None:
-                return False
-            known = None if key.endswith("/current/link") else found.holds(body)
-            if known is not None:
-                return known
-            return self.dest.read_small(key, len(body) + 1) == body
-        except Exception:
-            return False  # absent, unreadable or larger: write it
-
-    def _link(
-        self, key: str, digest: str, what: str, *, unless: Callable[[], bool] | None = None
-    ) -> bool:
-        """Write a link file, unless the run listed the mirror and it points at ``digest``.
-
-        ``unless``, asked only when the link is to be written, may call the write off.
-        """
-        body = link_body(digest)
-        if self.present is not None and self._present(key, body):
-            self.stats.add(links_kept=1)
-            return True
-        if unless is not None and unless():
-            return True
-        ok = self._put(key, body, what)
-        if ok:
-            self.stats.add(links_written=1)
-        return ok
+    @property
+    def skipped(self) -> list[str]:
+        """What was left alone on purpose, one line each."""
+        return self.report.skipped
 
     # -- the run -------------------------------------------------------------------------
 
     def replicate(self, changes: Changes, *, delete: bool = False) -> bool:
         """Apply ``changes`` to the destination. True when everything succeeded."""
         pushed = changes.pushed_manifests()
-        plan = Plan(discover(self.source, (d for _r, d in pushed), self.pool.map))
-        gone = self._gone_from_source(plan, pushed)
-        pushed = [item for item in pushed if item not in gone]
+        listed = self.blobs[0] if self.blobs is not None else None
+        roots = (d for _r, d in pushed)
+        plan = Plan(discover(self.source, roots, self.pool.map, self.cache, listed))
+        gone = gone_from_source(self.source, plan, pushed, self.pool, self.report)
+        past = refused(plan, changes, pushed, self.report)
+        pushed = [item for item in pushed if item not in gone and item not in past]
         for error in dict.fromkeys(e for _r, digest in pushed for e in plan.errors(digest)):
             self._problem(error)
         plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
@@ -189,37 +126,17 @@ class Replicator:
         for repo, digest, closure in plan.wanted:
             if closure is not None and not plan.revision_ok.get((repo, digest)):
                 self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
-        tags = [(repo, tag, d) for repo, tag, d in changes.tag_pushes() if (repo, d) not in gone]
+        tags = [
+            (repo, tag, d)
+            for repo, tag, d in changes.tag_pushes()
+            if (repo, d) not in gone and (repo, d) not in past
+        ]
         self._write_tags(plan, tags)  # 4. and 5.
+        self.report.repaired = repaired(plan, self.report, self.dest.layout, tags)
         if delete:
-            self.pool.map(self._delete_tag, changes.tag_deletes(), False)
-            self.pool.map(self._delete_revision, changes.manifest_deletes(), False)
+            self.pool.map(self.writer.delete_tag, changes.tag_deletes(), False)
+            self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
         return not self.problems
-
-    def _gone_from_source(self, plan: Plan, pushed: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The pushed manifests that the source no longer has: unreadable, no revision link.
-
-        Deleted, or removed by the registry's garbage collector, since the event: the source
-        cannot serve it, so there is nothing to mirror. Failing on them would fail every later
-        run too, as the daemon hands a failed run's events to the next one. The repository
-        must still be there: a wrong ``--source`` has none of them, and that is a failure.
-        """
-        unreadable = [(repo, d) for repo, d in pushed if plan.manifests[d].error]
-        layout = self.source.layout
-
-        def gone(item: tuple[str, str]) -> bool:
-            try:
-                return self.source.head_size(layout.revision_link(*item)) is None and (
-                    self.source.has_keys(layout.repository_keys(item[0]))
-                )
-            except Exception:
-                return False  # cannot tell: the manifest's own error is reported
-
-        found = self.pool.map(gone, unreadable, False)
-        result = {item for item, is_gone in zip(unreadable, found, strict=True) if is_gone}
-        for repo, digest in sorted(result):
-            self._skip(f"{repo}@{digest}: no longer in the source, skipped")
-        return result
 
     def _copy_blob(self, ref: BlobRef) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
@@ -231,8 +148,7 @@ class Replicator:
         # what a failure names: the side and object of the request that failed
         doing = f"cannot read {self.dest.url(dst_key)}"
         try:
-            dst_size = self.dest.head_size(dst_key)
-            size = ref.size
+            dst_size, size = self._sizes(src_key, dst_key, ref.size)
             if size is None or dst_size != size:
                 doing = f"cannot read {self.source.url(src_key)}"
                 size = self.source.head_size(src_key)
@@ -255,23 +171,32 @@ class Replicator:
             self._problem(f"blob {digest}: {doing}: {describe(exc)}")
             return "failed"
         self.stats.add(blobs_copied=1, bytes_copied=size)
+        self.report.copied_blob(digest)
         return "ok"
+
+    def _sizes(self, src_key: str, dst_key: str, size: int | None) -> tuple[int | None, int | None]:
+        """The mirror's size of a blob and the source's (None: unknown or absent).
+
+        From the full pass's listings when the source's is there (no request at all); a
+        mirror blob whose ETag shows other bytes than the source's counts as absent, so it is
+        copied again. Otherwise from a HEAD of the mirror's.
+        """
+        if self.blobs is not None and (src := self.blobs[0].get(src_key)) is not None:
+            dst = self.blobs[1].get(dst_key)
+            if dst is not None and dst.differs(src) and etags_are_md5(self.source, self.dest, (
+                src_key, dst_key)):  # fmt: skip
+                self._say(f"copy again {dst_key}: its ETag shows other bytes than the source's")
+                return None, src.size
+            return (dst.size if dst is not None else None), src.size
+        return self.dest.head_size(dst_key), size
 
     def _copy_blobs(self, plan: Plan) -> None:
         manifest_digests = plan.manifest_digests()
         self.stats.manifests = len(manifest_digests)
 
         def put_manifest(digest: str) -> bool:
-            data = plan.manifests[digest].data
-            assert data is not None
-            key = self.dest.layout.blob_data(digest)
-            if self._present(key, data):  # content-addressed: the same size is the same bytes
-                self.stats.add(blobs_skipped=1)
-                return True
-            ok = self._put(key, data, f"manifest blob {digest}")
-            if ok:
-                self.stats.add(blobs_copied=1, bytes_copied=len(data))
-            return ok
+            # copied like any blob, not written from memory: a run keeps no manifest's bytes
+            return self._copy_blob(BlobRef(digest, plan.manifests[digest].size)) == "ok"
 
         refs = plan.blob_refs()
         results = self.pool.map(self._copy_blob, refs, "failed")
@@ -296,7 +221,7 @@ class Replicator:
             if plan.blob_state[digest] != "ok":
                 return False
             key = self.dest.layout.layer_link(repo, digest)
-            return self._link(key, digest, f"layer link {repo}@{digest}")
+            return self.writer.link(key, digest, f"layer link {repo}@{digest}")
 
         results = self.pool.map(write_layer_link, layer_links, False)
         plan.link_ok = dict(zip(layer_links, results, strict=True))
@@ -311,7 +236,7 @@ class Replicator:
             if not (all(plan.revision_ok[(repo, c)] for c in children) and plan.complete(item)):
                 return False
             key = self.dest.layout.revision_link(repo, digest)
-            return self._link(key, digest, f"revision link {repo}@{digest}")
+            return self.writer.link(key, digest, f"revision link {repo}@{digest}")
 
         while pending:
             ready = [
@@ -319,7 +244,7 @@ class Replicator:
                 for repo, m in pending
                 if all((repo, child) in plan.revision_ok for child in plan.manifests[m].children)
             ]
-            if not ready:  # closure() refuses cycles, so this cannot happen; be safe anyway
+            if not ready:  # digests cannot form a cycle, so this cannot happen; be safe anyway
                 break
             results = self.pool.map(write_revision, ready, False)
             plan.revision_ok.update(zip(ready, results, strict=True))
@@ -336,68 +261,14 @@ class Replicator:
         def write_tag_index(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_index_link(repo, tag, digest)
-            return self._link(key, digest, f"tag index link {repo}:{tag}@{digest}")
+            return self.writer.link(key, digest, f"tag index link {repo}:{tag}@{digest}")
 
         def write_tag_current(item: tuple[str, str, str]) -> bool:
             repo, tag, digest = item
             key = self.dest.layout.tag_current_link(repo, tag)
-            moved = (lambda: self._moved(item)) if self.present is not None else None
-            return self._link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
+            moved = (lambda: self.writer.moved(item)) if self.present is not None else None
+            return self.writer.link(key, digest, f"tag {repo}:{tag} -> {digest}", unless=moved)
 
         index_ok = self.pool.map(write_tag_index, tags, False)
         current = [t for t, ok in zip(tags, index_ok, strict=True) if ok]
         self.pool.map(write_tag_current, current, False)
-
-    def _moved(self, item: tuple[str, str, str]) -> bool:
-        """Whether --all should leave a tag alone: it moved in the source during the run.
-
-        --all reads every tag first and writes them last, hours later for a large seed. A tag
-        pushed in between has its own event, whose run may have mirrored it already: writing
-        the digest read at the start would put an older image back, and no event would come
-        to correct it. Only a tag about to be written is read again.
-        """
-        repo, tag, digest = item
-        try:
-            now = read_link(self.source, self.source.layout.tag_current_link(repo, tag))
-        except Exception as exc:
-            if not is_not_found(exc):
-                return False  # cannot tell: write what the run copied
-            now = "nothing (deleted)"
-        if now == digest:
-            return False
-        self._skip(
-            f"{repo}:{tag}: moved in the source during the run (to {now}): left to its event"
-        )
-        return True
-
-    def _delete_tag(self, item: tuple[str, str]) -> bool:
-        repo, tag = item
-        prefix = self.dest.layout.tag_dir(repo, tag)
-        try:
-            keys = self.dest.list_keys(prefix)
-            # current/link first: the tag disappears before its history does.
-            keys.sort(key=lambda k: (not k.endswith("/current/link"), k))
-            self._say(f"delete tag {repo}:{tag} ({len(keys)} objects)")
-            if self.dry_run:
-                return True
-            for key in keys:
-                self.dest.delete(key)
-        except Exception as exc:
-            self._problem(f"{repo}:{tag}: cannot delete {prefix}: {describe(exc)}")
-            return False
-        self.stats.add(links_deleted=len(keys))
-        return True
-
-    def _delete_revision(self, item: tuple[str, str]) -> bool:
-        repo, digest = item
-        key = self.dest.layout.revision_link(repo, digest)
-        self._say(f"delete revision link {repo}@{digest}")
-        if self.dry_run:
-            return True
-        try:
-            self.dest.delete(key)
-        except Exception as exc:
-            self._problem(f"{repo}@{digest}: cannot delete {key}: {describe(exc)}")
-            return False
-        self.stats.add(links_deleted=1)
-        return True

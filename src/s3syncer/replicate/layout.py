@@ -27,12 +27,14 @@ from typing import Any
 V2_PREFIX = "docker/registry/v2"
 
 _HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]+)$")
+# Used with fullmatch only: `$` also matches before a final newline, which let "team/app\n"
+# through as a repository and into object keys.
+_DIGEST_RE = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)")
 # distribution/reference: path components of lowercase alphanumerics and separators.
 _REPO_RE = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _TAGS, _CURRENT = "/_manifests/tags/", "/current/link"
 
 
@@ -42,7 +44,7 @@ class LayoutError(ValueError):
 
 def check_digest(digest: str) -> tuple[str, str]:
     """Return ``(algorithm, hex)`` of a digest, or raise LayoutError."""
-    match = _DIGEST_RE.match(digest)
+    match = _DIGEST_RE.fullmatch(digest)
     if not match or len(match.group(2)) != _HASHES[match.group(1)]:
         raise LayoutError(f"not a valid digest: {digest!r}")
     return match.group(1), match.group(2)
@@ -50,14 +52,14 @@ def check_digest(digest: str) -> tuple[str, str]:
 
 def check_repository(name: str) -> str:
     """Return a repository name that is safe to put in a key, or raise LayoutError."""
-    if len(name) > 255 or not _REPO_RE.match(name):
+    if len(name) > 255 or not _REPO_RE.fullmatch(name):
         raise LayoutError(f"not a valid repository name: {name!r}")
     return name
 
 
 def check_tag(tag: str) -> str:
     """Return a tag that is safe to put in a key, or raise LayoutError."""
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise LayoutError(f"not a valid tag: {tag!r}")
     return tag
 

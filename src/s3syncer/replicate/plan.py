@@ -3,65 +3,104 @@
 A manifest's closure is every child manifest and blob reachable from it. The copier writes a
 revision link only once the whole closure is in the mirror, and a tag only after that; the
 verifier checks the same closure. Both read manifests through :func:`fetch_manifest`.
+
+Anyone who may push may push a hostile closure: a chain of a thousand indexes each listing the
+previous one, or an index of many 4 MiB manifests. The walk is iterative (no recursion limit
+to hit), reads no deeper than :data:`MAX_DEPTH` levels, keeps each manifest's references but
+not its bytes, and parses one large manifest at a time; a closure past a limit is *refused*:
+that tag alone is named and left out, and every other tag is copied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .cache import ClosureCache
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
-from .sides import Side, TooLargeError, describe
+from .sides import Listed, Side, TooLargeError, describe
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # Distribution's own limit on a manifest PUT
 MAX_LINK_BYTES = 1024
+# Real images nest two or three levels (an index, its platforms, an attestation index).
+MAX_DEPTH = 16
+# A closure's manifests together; real indexes of dozens of platforms hold well under 1 MiB.
+MAX_CLOSURE_BYTES = 32 * 1024 * 1024
+# Parsing JSON takes several times its size in memory: above this, one parse at a time.
+LARGE_MANIFEST = 256 * 1024
+_large_parse = threading.Lock()
 
 
 @dataclass
 class Manifest:
-    """One manifest as read from a side: its bytes and references, or why it is unusable."""
+    """One manifest as read from a side: its size and references, or why it is unusable."""
 
     digest: str
-    data: bytes | None = None
+    size: int = 0
     children: tuple[str, ...] = ()
     blobs: tuple[BlobRef, ...] = ()
     error: str | None = None
+    # its bytes themselves cannot be mirrored (too large, not a manifest this tool reads):
+    # no retry helps, so a closure with it is refused rather than failed
+    unusable: bool = False
 
 
-def fetch_manifest(side: Side, digest: str) -> Manifest:
-    """Read a manifest's bytes from ``side``, check them against ``digest`` and parse them."""
+def read_manifest(side: Side, digest: str) -> tuple[bytes | None, str | None]:
+    """A manifest's bytes from ``side`` checked against ``digest``; or why they cannot be."""
     key = side.layout.blob_data(digest)
-    manifest = Manifest(digest)
     try:
         data = side.read_small(key, MAX_MANIFEST_BYTES)
     except TooLargeError:
-        manifest.error = f"manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"
-        return manifest
+        return None, f"manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes"
     except Exception as exc:
-        manifest.error = f"manifest {digest}: {side.location.bucket} {key}: {describe(exc)}"
-        return manifest
+        return None, f"manifest {digest}: {side.location.bucket} {key}: {describe(exc)}"
     algorithm, _ = check_digest(digest)
     if content_digest(data, algorithm) != digest:
-        manifest.error = f"manifest {digest}: {key} does not match its digest"
-        return manifest
+        return None, f"manifest {digest}: {key} does not match its digest"
+    return data, None
+
+
+def fetch_manifest(side: Side, digest: str) -> Manifest:
+    """Read a manifest from ``side``, check it against ``digest``, keep what it references."""
+    data, error = read_manifest(side, digest)
+    if data is None:
+        too_large = error is not None and error.endswith(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        return Manifest(digest, error=error, unusable=too_large)
     try:
-        refs = parse_manifest(data)
+        if len(data) > LARGE_MANIFEST:
+            with _large_parse:
+                refs = parse_manifest(data)
+        else:
+            refs = parse_manifest(data)
     except LayoutError as exc:
-        manifest.error = f"manifest {digest}: {exc}"
-        return manifest
-    manifest.data, manifest.children, manifest.blobs = data, refs.children, refs.blobs
-    return manifest
+        return Manifest(digest, len(data), error=f"manifest {digest}: {exc}", unusable=True)
+    return Manifest(digest, len(data), refs.children, refs.blobs)
 
 
 Mapper = Callable[[Callable[[str], Manifest], list[str], Manifest | None], list[Manifest | None]]
 
 
-def discover(side: Side, roots: Iterable[str], map_: Mapper) -> dict[str, Manifest]:
-    """Fetch every manifest reachable from ``roots``, level by level, ``map_`` in parallel."""
+def discover(
+    side: Side,
+    roots: Iterable[str],
+    map_: Mapper,
+    cache: ClosureCache | None = None,
+    listed: Mapping[str, Listed] | None = None,
+) -> dict[str, Manifest]:
+    """Fetch the manifests reachable from ``roots``, level by level, ``map_`` in parallel.
+
+    No deeper than :data:`MAX_DEPTH` levels below a root: a closure that goes on is refused
+    by :meth:`Plan.closure`, which finds the level past it unread. A manifest in ``cache`` is
+    not read, when ``listed`` (the side's ``blobs/`` tree, if the run listed it) shows it.
+    """
     found: dict[str, Manifest] = {}
     level = list(dict.fromkeys(roots))
-    while level:
-        results = map_(lambda digest: fetch_manifest(side, digest), level, None)
+    for _depth in range(MAX_DEPTH + 1):
+        if not level:
+            break
+        results = map_(lambda digest: _cached_or_fetched(side, digest, cache, listed), level, None)
         for digest, manifest in zip(level, results, strict=True):
             found[digest] = manifest or Manifest(digest, error=f"manifest {digest}: failed")
         level = list(
@@ -70,9 +109,31 @@ def discover(side: Side, roots: Iterable[str], map_: Mapper) -> dict[str, Manife
     return found
 
 
+def _cached_or_fetched(
+    side: Side, digest: str, cache: ClosureCache | None, listed: Mapping[str, Listed] | None
+) -> Manifest:
+    """A manifest from the cache (a digest's references never change), or read and cached."""
+    if cache is None:
+        return fetch_manifest(side, digest)
+    refs = cache.manifest(digest)
+    if refs is not None:
+        there = None if listed is None else listed.get(side.layout.blob_data(digest))
+        if listed is None or (there is not None and there.size == refs[0]):
+            return Manifest(digest, *refs)
+    manifest = fetch_manifest(side, digest)
+    if manifest.error is None:
+        cache.put_manifest(digest, (manifest.size, manifest.children, manifest.blobs))
+    return manifest
+
+
 def read_link(side: Side, key: str) -> str:
     """The digest a link file holds; LayoutError when it holds something else."""
-    text = side.read_small(key, MAX_LINK_BYTES).decode("ascii", "replace").strip()
+    return parse_link(side.read_small(key, MAX_LINK_BYTES))
+
+
+def parse_link(data: bytes) -> str:
+    """The digest a link file's bytes hold; LayoutError when they hold something else."""
+    text = data.decode("ascii", "replace").strip()
     check_digest(text)
     return text
 
@@ -90,24 +151,46 @@ class Plan:
     link_ok: dict[tuple[str, str], bool] = field(default_factory=dict)
     revision_ok: dict[tuple[str, str], bool] = field(default_factory=dict)
     _closures: dict[str, Closure | None] = field(default_factory=dict)
+    _refused: dict[str, str] = field(default_factory=dict)
 
-    def closure(self, digest: str, path: tuple[str, ...] = ()) -> Closure | None:
-        """Every manifest digest and blob reachable from ``digest``; None if any is unknown."""
-        if digest in self._closures:
-            return self._closures[digest]
-        manifest = self.manifests.get(digest)
-        result: Closure | None = None
-        if manifest is not None and not manifest.error and digest not in path:
-            result = ({digest}, set(manifest.blobs))
-            for child in manifest.children:
-                sub = self.closure(child, (*path, digest))
-                if sub is None:
-                    result = None
-                    break
-                result[0].update(sub[0])
-                result[1].update(sub[1])
-        self._closures[digest] = result
-        return result
+    def closure(self, digest: str) -> Closure | None:
+        """Every manifest digest and blob reachable from ``digest``; None if any is unknown,
+        or if the closure is past a limit (:meth:`refusal` then says which)."""
+        if digest not in self._closures:
+            self._closures[digest] = self._walk(digest)
+        return self._closures[digest]
+
+    def refusal(self, digest: str) -> str | None:
+        """Why the closure of ``digest`` is refused (past a limit), or None."""
+        self.closure(digest)
+        return self._refused.get(digest)
+
+    def _walk(self, root: str) -> Closure | None:
+        """Breadth first, so each manifest is first met at its least depth."""
+        manifests: set[str] = set()
+        blobs: set[BlobRef] = set()
+        size, queue = 0, deque([(root, 0)])
+        while queue:
+            digest, depth = queue.popleft()
+            if digest in manifests:
+                continue
+            manifest = self.manifests.get(digest)
+            if manifest is not None and manifest.unusable:
+                self._refused[root] = f"{manifest.error}, which no retry can mirror"
+                return None
+            if manifest is None or manifest.error:
+                return None  # unreadable: errors() says why
+            size += manifest.size
+            if manifest.children and depth >= MAX_DEPTH:
+                self._refused[root] = f"manifests nested more than {MAX_DEPTH} levels deep"
+                return None
+            if size > MAX_CLOSURE_BYTES:
+                self._refused[root] = f"its manifests hold more than {MAX_CLOSURE_BYTES} bytes"
+                return None
+            manifests.add(digest)
+            blobs.update(manifest.blobs)
+            queue.extend((child, depth + 1) for child in manifest.children)
+        return manifests, blobs
 
     def errors(self, digest: str) -> list[str]:
         """Why the closure of ``digest`` is unknown: the errors of the manifests it reaches."""

@@ -169,6 +169,13 @@ class TooLargeError(Exception):
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
+def _listed(obj: Mapping[str, Any]) -> Listed:
+    """A listing entry as :class:`Listed`."""
+    etag = str(obj.get("ETag", "")).strip('"')
+    tiered = obj.get("StorageClass") == "INTELLIGENT_TIERING"
+    return Listed(obj["Size"], etag, archive_of(obj), tiered)
+
+
 def archive_of(found: Mapping[str, Any]) -> str | None:
     """The archive a listed or HEADed object sits in, that no GET reads until it is restored.
 
@@ -182,12 +189,52 @@ def archive_of(found: Mapping[str, Any]) -> str | None:
     return str(storage_class) if storage_class in ARCHIVE_CLASSES else None
 
 
+# An encrypted object's ETag looks like an MD5 but is not one (SSE-KMS, SSE-C).
+_NOT_MD5_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
+
+
+def etags_are_md5(source: Side, dest: Side, keys: tuple[str, str]) -> bool:
+    """Whether both objects' ETags are their MD5s, so that different ETags are other bytes.
+
+    Asked only of two listings whose ETags differ: a HEAD each shows the encryption that
+    would make an ETag something else; an object that cannot be HEADed proves nothing.
+    """
+    for side, key in ((source, keys[0]), (dest, keys[1])):
+        try:
+            found = side.client.head_object(Bucket=side.bucket, Key=key)
+        except Exception:
+            return False
+        if found.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION:
+            return False
+        if found.get("SSECustomerAlgorithm"):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Head:
     """One object as a HEAD shows it: its size, and the archive it sits in if any."""
 
     size: int
     archive: str | None = None
+
+
+def _is_md5(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def md5_form(etag: str) -> str | None:
+    """An ETag as a value that differs exactly when the bytes do, or None when it cannot be.
+
+    A plain ETag is the MD5 of the bytes: what S3 gives an object written in one request,
+    unencrypted or SSE-S3. A one-part multipart ETag (``X-1``) is the MD5 of that MD5, as a
+    registry's upload often leaves a blob: so a plain one is turned into that form to compare.
+    Other multipart ETags depend on where the parts were cut: no comparison.
+    """
+    if _is_md5(etag):
+        return hashlib.md5(bytes.fromhex(etag), usedforsecurity=False).hexdigest()
+    head, _, parts = etag.partition("-")
+    return head if parts == "1" and _is_md5(head) else None
 
 
 @dataclass(frozen=True)
@@ -197,6 +244,18 @@ class Listed:
     size: int
     etag: str
     archive: str | None = None
+    tiered: bool = False  # INTELLIGENT_TIERING: only a HEAD tells if it sits in an archive tier
+
+    def differs(self, other: Listed | None) -> bool:
+        """Whether the listings prove the two objects hold other bytes: their sizes, or ETags
+        that both derive from the MD5 of the bytes (:func:`md5_form`) and differ. Same-size
+        corruption is caught without reading a byte."""
+        if other is None:
+            return False
+        if self.size != other.size:
+            return True
+        mine, theirs = md5_form(self.etag), md5_form(other.etag)
+        return mine is not None and theirs is not None and mine != theirs
 
     def holds(self, body: bytes) -> bool | None:
         """Whether the object holds exactly ``body``, as far as the listing tells.
@@ -291,10 +350,7 @@ class Side:
         found: dict[str, Listed] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            found.update(
-                (obj["Key"], Listed(obj["Size"], obj.get("ETag", "").strip('"'), archive_of(obj)))
-                for obj in page.get("Contents", [])
-            )
+            found.update((obj["Key"], _listed(obj)) for obj in page.get("Contents", []))
         return found
 
     def has_keys(self, prefix: str) -> bool:

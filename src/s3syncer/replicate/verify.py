@@ -6,98 +6,66 @@ layer link, every revision link and the tag's index link (a foreign layer that n
 has needs neither blob nor link), each link a pull reads holding exactly its digest.
 ``--deep`` also hashes each blob.
 
-Its cost is one listing of each side's ``repositories/`` tree (the links are checked against
-the mirror's), a small GET per tag and per manifest, and a HEAD per blob; never a listing of
-``blobs/``. Each object is checked once, however many tags share it. A link is read only when
-the listing's ETag does not show that it holds its digest.
+Its cost is one listing of each side's ``repositories/`` and ``blobs/`` trees, all four at
+once, and a small GET per tag and per manifest. Each object is checked once, however many tags
+share it. A link is read only when the listing's ETag does not show that it holds its digest;
+a blob whose ETag and the source's are both plain MD5s and differ holds other bytes, found
+without ``--deep`` (same-size corruption included).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from .arguments import SIDES, UsageError, parse_sides
-from .catalog import EmptySourceError, ListingError, Tag, list_tags, list_tree, read_tags, tags_of
-from .command import connect
-from .layout import BlobRef, LayoutError, check_digest, link_body
-from .plan import MAX_LINK_BYTES, Closure, Plan, discover, fetch_manifest
-from .pool import Pool
-from .sides import (
-    INSTALL_HINT,
-    Listed,
-    RequestCounter,
-    Side,
-    TooLargeError,
-    botocore_missing,
-    describe,
+from .cache import ClosureCache
+from .catalog import (
+    EmptySourceError,
+    ListingError,
+    Tag,
+    list_both,
+    read_tags,
+    tags_of,
 )
+from .durations import DEFAULT_KEEP
+from .keep import KeptDeletes
+from .layout import BlobRef, LayoutError, check_digest, link_body
+from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
+from .pool import Pool
+from .result_file import write_result
+from .roots import WrongRootError, check_root
+from .session import OpeningError, check_sides, open_session
+from .sides import Listed, Side, TooLargeError, describe, etags_are_md5, md5_form
+from .verify_report import PROG, Report
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
-PROG = "s3syncer verify"
+EXIT_OK, EXIT_INCOMPLETE = 0, 1
 K = TypeVar("K", bound=Hashable)
 Link = tuple[str, str]  # a link file's key, and the digest it must hold
-
-
-@dataclass
-class Report:
-    """What verify found: how much it checked, and what each broken tag misses."""
-
-    tags: int = 0
-    manifests: int = 0
-    blobs: int = 0
-    deep: bool = False
-    broken: dict[Tag, list[str]] = field(default_factory=dict)
-    requests: int = 0
-
-    @property
-    def complete(self) -> bool:
-        """Whether every tag of the source can be pulled from the mirror."""
-        return not self.broken
-
-    def lines(self) -> list[str]:
-        """One line per broken ``repo:tag``, naming what is missing."""
-        return [
-            f"{repo}:{tag}: {'; '.join(missing)}" for (repo, tag), missing in self.broken.items()
-        ]
-
-    def summary(self) -> str:
-        """The last line: what was checked, and the verdict."""
-        verdict = "complete" if self.complete else f"INCOMPLETE, {len(self.broken)} tags broken"
-        return (
-            f"{PROG}: {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs "
-            f"checked{' (sha256)' if self.deep else ''}, {self.requests} S3 requests; {verdict}"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        """The report for machines (``--json``)."""
-        return {
-            "complete": self.complete,
-            "tags": self.tags,
-            "manifests": self.manifests,
-            "blobs": self.blobs,
-            "deep": self.deep,
-            "requests": self.requests,
-            "broken": [
-                {"repository": repo, "tag": tag, "missing": missing}
-                for (repo, tag), missing in self.broken.items()
-            ],
-        }
 
 
 class Verifier:
     """Checks the mirror against the source; every check runs once on the pool."""
 
-    def __init__(self, source: Side, dest: Side, pool: Pool, *, deep: bool = False) -> None:
+    def __init__(
+        self,
+        source: Side,
+        dest: Side,
+        pool: Pool,
+        *,
+        deep: bool = False,
+        cache: ClosureCache | None = None,
+    ) -> None:
         self.source, self.dest, self.pool, self.deep = source, dest, pool, deep
+        self.cache = cache
         # foreign layers neither side has: the registry serves the manifest without them, and
         # neither the registry nor replicate writes a layer link for them
         self._absent: set[str] = set()
+        self._blobs: tuple[Mapping[str, Listed], Mapping[str, Listed]] = ({}, {})
 
     def _each(self, check: Callable[[K], str | None], items: Iterable[K]) -> dict[K, str]:
         """Run ``check`` over unique ``items``; the problems found, by item."""
@@ -107,9 +75,15 @@ class Verifier:
         return {item: problem for item, problem in zip(unique, results, strict=True) if problem}
 
     def verify(self) -> Report:
-        """Check every tag of the source; EmptySourceError if it has none and the mirror has."""
-        tags = list_tags(self.source)
-        mirror = list_tree(self.dest)
+        """Check every tag of the source; EmptySourceError if it has none and the mirror has.
+
+        WrongRootError when a side's root holds no registry but its bucket holds one.
+        """
+        check_root(self.source)
+        check_root(self.dest)
+        trees = list_both(self.source, self.dest)
+        mirror, self._blobs = trees.dest_tree, (trees.source_blobs, trees.dest_blobs)
+        tags = tags_of(self.source.layout, trees.source_tree)
         if not tags and (held := len(tags_of(self.dest.layout, mirror))):
             # A wrong --source root lists nothing, and "0 tags, complete" would stay green
             # every night while proving nothing about the mirror an operator restores from.
@@ -117,16 +91,18 @@ class Verifier:
                 f"{self.source} holds no tags, {self.dest} holds {held}: nothing proven "
                 "(is --source right?)"
             )
-        want, unreadable = read_tags(self.source, tags, self.pool.map)
+        cache, source_tree = self.cache, trees.source_tree
+        want, unreadable = read_tags(self.source, tags, self.pool.map, source_tree, cache)
         current = self.dest.layout.tag_current_link
         listed = [t for t in want if current(*t) in mirror]
-        have, garbled = read_tags(self.dest, listed, self.pool.map)
-        plan = Plan(discover(self.source, set(want.values()), self.pool.map))
+        have, garbled = read_tags(self.dest, listed, self.pool.map, mirror, cache)
+        roots = set(want.values())
+        plan = Plan(discover(self.source, roots, self.pool.map, cache, trees.source_blobs))
         closures = {tag: plan.closure(digest) for tag, digest in want.items()}
         complete = {tag: c for tag, c in closures.items() if c is not None}
         manifests = {m for c in complete.values() for m in c[0]}
         blobs = {ref for c in complete.values() for ref in c[1]}
-        bad_manifests = self._each(lambda m: self._check_manifest(plan, m), manifests)
+        bad_manifests = self._each(self._check_manifest, manifests)
         bad_blobs = self._each(self._check_blob, blobs)
         matched = {t for t in complete if have.get(t) == want[t]}
         link_items = {
@@ -151,7 +127,24 @@ class Verifier:
             if missing:
                 report.broken[(repo, tag)] = missing
         report.broken = dict(sorted(report.broken.items()))
+        report.kept = self._kept(set(tags), mirror)
         return report
+
+    def _kept(self, source_tags: set[Tag], mirror: Mapping[str, Listed]) -> dict[Tag, str]:
+        """The mirror's tags that the source deleted and replicate keeps for their window."""
+        records = KeptDeletes(self.dest, DEFAULT_KEEP)
+        kept: dict[Tag, str] = {}
+        for entry in sorted(records.load()):
+            kind, repo, tag = entry
+            current = self.dest.layout.tag_current_link(repo, tag)
+            if kind != "tag" or (repo, tag) in source_tags or current not in mirror:
+                continue
+            try:
+                until = json.loads(self.dest.read_small(records.key(entry), 4096))["until"]
+            except Exception:
+                until = "an unreadable date"
+            kept[(repo, tag)] = f"deleted in the source, kept until {until}"
+        return kept
 
     def _tag_problems(
         self,
@@ -172,8 +165,11 @@ class Verifier:
             problems.append(f"tag (no current/link; source has {digest})")
         elif have != digest:
             problems.append(f"tag points at {have}, source at {digest}")
+        if closure is None and (refused := plan.refusal(digest)):
+            problems.append(f"refused: {refused}; replicate does not mirror it")
+            return problems
         if closure is None:
-            errors = "; ".join(plan.errors(digest)) or "a manifest lists itself"
+            errors = "; ".join(plan.errors(digest)) or "a manifest the source cannot serve"
             problems.append(f"cannot read its closure in the source: {errors}")
             return problems
         return problems or None
@@ -213,36 +209,54 @@ class Verifier:
             return None
         return f"{_link_name(key, digest)} (holds {_shown(data)})"
 
-    def _check_manifest(self, plan: Plan, digest: str) -> str | None:
-        mirrored = fetch_manifest(self.dest, digest)
-        if mirrored.error:
-            return f"manifest {digest} ({mirrored.error.rpartition(': ')[2]})"
-        if mirrored.data != plan.manifests[digest].data:
-            return f"manifest {digest} (bytes differ)"
-        return None
+    def _check_manifest(self, digest: str) -> str | None:
+        source_blobs, dest_blobs = self._blobs
+        mine = dest_blobs.get(self.dest.layout.blob_data(digest))
+        theirs = source_blobs.get(self.source.layout.blob_data(digest))
+        if mine is not None and mine.archive:
+            return f"manifest {digest} ({_archived(mine.archive)})"
+        if not self.deep and mine is not None and not mine.tiered and _same_md5(mine, theirs):
+            return None  # the same MD5 as the source's checked bytes: no need to read it
+        # bytes that hash to the digest are the source's bytes: no need to hold those too
+        _data, error = read_manifest(self.dest, digest)
+        # "manifest D: BUCKET KEY: REASON": the reason is what the line adds to its name
+        return None if error is None else f"manifest {digest} ({error.split(': ', 2)[-1]})"
 
     def _check_blob(self, ref: BlobRef) -> str | None:
+        source_blobs, dest_blobs = self._blobs
         key = self.dest.layout.blob_data(ref.digest)
-        found = self.dest.head(key)
-        size = None if found is None else found.size
-        want = ref.size
-        if want is None or (size is None and ref.optional):  # the source says what is right
-            want = self.source.head_size(self.source.layout.blob_data(ref.digest))
-        if size is None:
-            if ref.optional and want is None:
+        src_key = self.source.layout.blob_data(ref.digest)
+        found, source = dest_blobs.get(key), source_blobs.get(src_key)
+        want = ref.size if ref.size is not None else (source.size if source else None)
+        if found is None:
+            if ref.optional and source is None:
                 self._absent.add(ref.digest)
                 return None
             return f"blob {ref.digest}"
-        if size != want:
-            return f"blob {ref.digest} ({size} bytes, source has {want})"
-        if found is not None and found.archive:
-            return f"blob {ref.digest} ({_archived(found.archive)})"
+        if want is not None and found.size != want:
+            return f"blob {ref.digest} ({found.size} bytes, source has {want})"
+        if found.differs(source) and etags_are_md5(self.source, self.dest, (src_key, key)):
+            return f"blob {ref.digest} (its ETag is not the source's: other bytes)"
+        archive = found.archive
+        if found.tiered:  # only a HEAD shows an INTELLIGENT_TIERING archive tier
+            head = self.dest.head(key)
+            archive = head.archive if head is not None else None
+        if archive:
+            return f"blob {ref.digest} ({_archived(archive)})"
         if self.deep and not self._hash_matches(key, ref.digest):
             return f"blob {ref.digest} (content does not match its digest)"
         return None
 
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
+
+
+def _same_md5(mine: Listed, theirs: Listed | None) -> bool:
+    """Whether two listed objects have the same size and the same MD5, by their ETags."""
+    if theirs is None or mine.size != theirs.size:
+        return False
+    md5 = md5_form(mine.etag)
+    return md5 is not None and md5 == md5_form(theirs.etag)
 
 
 def _link_name(key: str, digest: str) -> str:
@@ -295,31 +309,32 @@ def _cannot_verify(reason: str, *, as_json: bool) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``s3syncer verify`` with parsed ``args``; returns the exit code."""
-    env = os.environ if environ is None else environ
     try:
-        sides = parse_sides(args, env)
-    except UsageError as exc:
+        sides = check_sides(args, environ)
+    except OpeningError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if botocore_missing():
-        print(f"{PROG}: boto3 is not installed; install it with: {INSTALL_HINT}", file=sys.stderr)
-        return EXIT_USAGE
-    counters = {side: RequestCounter() for side in SIDES}
+        return exc.code
     problems: list[str] = []
     try:
-        source, dest, _same = connect(sides, counters)
+        session = open_session(sides)
         with Pool(
             sides.jobs,
             lambda item, exc: problems.append(f"{_named(item)}: cannot check: {describe(exc)}"),
         ) as pool:
-            report = Verifier(source, dest, pool, deep=args.deep).verify()
-    except (ListingError, EmptySourceError) as exc:
+            cache = ClosureCache.from_env(os.environ if environ is None else environ)
+            with contextlib.closing(cache) if cache else contextlib.nullcontext():
+                verifier = Verifier(session.source, session.dest, pool, deep=args.deep, cache=cache)
+                report = verifier.verify()
+    except OpeningError as exc:
+        return _cannot_verify(str(exc), as_json=args.json)
+    except (ListingError, EmptySourceError, WrongRootError) as exc:
         return _cannot_verify(str(exc), as_json=args.json)
     except Exception as exc:
         return _cannot_verify(describe(exc), as_json=args.json)
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
-    report.requests = counters["source"].count + counters["dest"].count
+    report.requests = session.requests
+    write_result(environ if environ is not None else os.environ, report.result(), PROG)
     if args.json:
         print(json.dumps(report.as_json(), indent=1))
     else:
