@@ -33,6 +33,7 @@ from registry_harness import (
     skopeo_push,
 )
 from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from s3syncer.model.pass_report import PassReport
 from s3syncer.replicate.layout import Layout
 from waiting import wait_until as wait_for
 
@@ -158,22 +159,27 @@ def test_the_result_file_says_what_a_full_pass_repaired(world: World) -> None:
     first = world.replicate(root, [], "reconcile", "--delete", result=result)
     assert first.returncode == 0, first.stderr + first.stdout
     found = json.loads(result.read_text())
-    checked = found["tagsChecked"]
+    checked = found["tags"]["checked"]
     assert checked >= 1
     assert found == {
-        "command": "replicate", "fullPass": True, "ok": True, "tagsChecked": checked,
-        "tagsRepaired": checked, "tagsDeleted": 0, "tagsKept": 0, "tagsRefused": 0,
+        "command": "replicate", "fullPass": True, "ok": True,
+        "tags": {"checked": checked, "repaired": checked, "deleted": 0, "kept": 0, "refused": 0},
         "blobsCopied": found["blobsCopied"], "bytesCopied": found["bytesCopied"],
     }  # fmt: skip
+    # What the daemon makes of it (it reads the same file after the run).
+    assert PassReport.from_document(found) == PassReport(
+        True, {"checked": checked, "repaired": checked, "deleted": 0, "kept": 0, "refused": 0}
+    )
     assert found["blobsCopied"] > 0
     again = world.replicate(root, [], "reconcile", "--delete", result=result)
     assert again.returncode == 0, again.stderr + again.stdout
     found = json.loads(result.read_text())
-    assert (found["tagsChecked"], found["tagsRepaired"], found["blobsCopied"]) == (checked, 0, 0)
+    tags = found["tags"]
+    assert (tags["checked"], tags["repaired"], found["blobsCopied"]) == (checked, 0, 0)
     assert world.verify(root, result).returncode == 0
     assert json.loads(result.read_text()) == {
-        "command": "verify", "fullPass": True, "ok": True, "tagsChecked": checked,
-        "tagsBroken": 0, "tagsRepaired": 0, "tagsDeleted": 0, "tagsKept": 0,
+        "command": "verify", "fullPass": True, "ok": True,
+        "tags": {"checked": checked, "broken": 0, "kept": 0},
     }  # fmt: skip
 
 
@@ -317,7 +323,7 @@ def test_a_deleted_tag_stays_pullable_through_the_window_and_is_gone_after_it(
     proof = world.verify(root)
     assert proof.returncode == 0, proof.stdout + proof.stderr
     assert "kept: team/kept:v1 (deleted in the source, kept until " in proof.stdout
-    assert "1 deleted tags kept" in proof.stdout
+    assert "1 deleted tag kept" in proof.stdout
     # the operator's window is one second: the record made above is older than that
     _until_run(world, root, "--keep-deleted", "1s", code=0)
     wait_for(lambda: world.tag_in_mirror(root, "team/kept", "v1") is None, timeout=60,

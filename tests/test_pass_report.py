@@ -151,3 +151,30 @@ def test_a_report_reads_well_and_counts_only_whole_numbers() -> None:
     with pytest.raises(ValueError, match=re.escape('"tags.checked" is not a count')):
         PassReport.from_document({"tags": {"checked": True}})
     assert os.environ.get("S3SYNCER_RESULT_FILE") is None  # the test process has none
+
+
+async def test_with_a_state_dir_each_command_keeps_a_directory_of_its_own(tmp_path: Path) -> None:
+    events, state = tmp_path / "events", tmp_path / "state"
+    events.mkdir()
+    keep = python(
+        """
+        import os, pathlib
+        place = pathlib.Path(os.environ["S3SYNCER_STATE_DIR"])
+        print(place, oct(place.stat().st_mode & 0o777), sorted(p.name for p in place.iterdir()))
+        (place / "cache").write_text("kept")
+        """
+    )
+    launcher = ProcessLauncher(kill_grace=1.0, events_dir=str(events), state_dir=str(state))
+    with trio.fail_after(20):
+        first = await launcher(keep, RunRequest(1, "reconcile", EventLog(), triggers=1))
+        second = await launcher(keep, RunRequest(2, "reconcile", EventLog(), triggers=1))
+    place = state / "commands" / "job"
+    assert first.output_tail == f"{place} 0o700 []\n"
+    assert second.output_tail == f"{place} 0o700 ['cache']\n"  # it lasts from run to run
+
+
+async def test_without_a_state_dir_a_command_is_given_none(tmp_path: Path) -> None:
+    result = await launch(
+        python("import os; print(os.environ.get('S3SYNCER_STATE_DIR'))"), tmp_path
+    )
+    assert result.output_tail == "None\n"

@@ -241,7 +241,7 @@ def test_a_chain_of_1100_nested_indexes_fails_that_tag_alone(
                 f"({deep}): not mirrored"
             )
             assert refused in run.stderr, run.stderr
-            assert "1 tags refused" in run.stdout and "; ok" in run.stdout
+            assert "1 tag refused" in run.stdout and "; ok" in run.stdout
             assert "RecursionError" not in run.stderr + run.stdout
         # the push's own event is refused the same way, and fails no run
         push = {"action": "push", "target": {"repository": "team/deep", "tag": "v1",

@@ -277,7 +277,9 @@ def build_service(
     processes = None
     if launch is None:
         # the webhook token, however it was read, must not reach a command's environment
-        processes = launch = ProcessLauncher(secrets=(config.auth.token,) if config.auth else ())
+        processes = launch = ProcessLauncher(
+            secrets=(config.auth.token,) if config.auth else (), state_dir=config.state_dir
+        )
     supervisor = Supervisor(config.state_dir, launch, metrics, disk=disk)
     reloader = None if config_path is None else Reloader(config_path, poll=watch_interval)
     return Service(

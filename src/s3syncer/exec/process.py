@@ -34,7 +34,7 @@ from .leftovers import (
     is_subreaper,
     set_parent_death_signal,
 )
-from .result_file import result_path, take_report
+from .result_file import command_state_dir, result_path, take_report
 from .run_directory import RunDirectory
 
 log = logging.getLogger("s3syncer.process")
@@ -171,8 +171,10 @@ class ProcessLauncher:
         events_dir: str | None = None,
         base_env: Mapping[str, str] | None = None,
         secrets: Sequence[str] = (),
+        state_dir: str | None = None,
     ) -> None:
         self.kill_grace = kill_grace
+        self.state_dir = state_dir  # with it, each command gets a directory of its own there
         self.events_dir = events_dir
         self.base_env = base_env
         self.secrets = tuple(secrets)  # values no inherited variable may carry to a command
@@ -189,7 +191,17 @@ class ProcessLauncher:
             return RunResult(error=f"cannot write the events file: {exc}")
         report_file, report = result_path(events_file), None
         try:
-            env = self._environment(command, request, events_file, report_file)
+            run_vars = {
+                "S3SYNCER_COMMAND": command.name,
+                "S3SYNCER_REASON": request.reason,
+                "S3SYNCER_EVENTS_FILE": events_file,
+                "S3SYNCER_RESULT_FILE": report_file,
+            }
+            if self.state_dir is not None:
+                run_vars["S3SYNCER_STATE_DIR"] = await trio.to_thread.run_sync(
+                    command_state_dir, self.state_dir, command.name
+                )
+            env = self._environment(command, run_vars)
             timeout = command.timeout if command.timeout is not None else math.inf
             with trio.move_on_after(timeout) as deadline:
                 result = await self._execute(command, env, sink)
@@ -220,15 +232,7 @@ class ProcessLauncher:
             report=report,
         )
 
-    def _environment(
-        self, command: CommandConfig, request: RunRequest, events_file: str, report_file: str
-    ) -> dict[str, str]:
-        run_vars = {
-            "S3SYNCER_COMMAND": command.name,
-            "S3SYNCER_REASON": request.reason,
-            "S3SYNCER_EVENTS_FILE": events_file,
-            "S3SYNCER_RESULT_FILE": report_file,
-        }
+    def _environment(self, command: CommandConfig, run_vars: dict[str, str]) -> dict[str, str]:
         daemon_env = os.environ if self.base_env is None else self.base_env
         return command_environment(daemon_env, command, run_vars, self.secrets)
 

@@ -1,4 +1,6 @@
-"""The result file a run may leave: named in ``S3SYNCER_RESULT_FILE``, read once it ended.
+"""What a command keeps beyond a run: its result file, and a directory for its state.
+
+The result file is named in ``S3SYNCER_RESULT_FILE`` and read once the run ended.
 
 It lives beside the run's events file in the private run directory and goes with it.
 A file that is not there is no report; one that cannot be read as a
@@ -55,3 +57,14 @@ def _read(path: str) -> str:
     if len(data) > RESULT_FILE_LIMIT:
         raise ValueError(f"it is over {RESULT_FILE_LIMIT} bytes")
     return data.decode("utf-8")
+
+
+COMMANDS_DIR = "commands"  # under stateDir: one directory a command, for what it keeps
+
+
+def command_state_dir(state_dir: str, command: str) -> str:
+    """``STATEDIR/commands/NAME``, made (0700) if missing: the command's own place to keep
+    state across runs and restarts (``S3SYNCER_STATE_DIR``), such as replicate's cache."""
+    path = os.path.join(state_dir, COMMANDS_DIR, command)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path

@@ -6,7 +6,9 @@ report writes there, for example ``s3syncer replicate`` after a full pass::
     {"fullPass": true, "tags": {"checked": 1200, "repaired": 1, "deleted": 0, "kept": 2}}
 
 ``repaired`` counts the tags a full pass had to copy or fix: each is a change no event
-brought, so a notification was lost (or the mirror was damaged). The file is a report,
+brought, so a notification was lost (or the mirror was damaged). ``refused`` counts the
+tags it would not copy (a hostile closure), ``broken`` those a proof (``verify``) found
+that no restore could pull. The file is a report,
 never a verdict: the run's exit code alone says whether it succeeded.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-TAG_COUNTS = ("checked", "repaired", "deleted", "kept")
+TAG_COUNTS = ("checked", "repaired", "deleted", "kept", "refused", "broken")
 RESULT_FILE_LIMIT = 64 * 1024  # bytes read at most; a larger file is no report
 
 

@@ -138,10 +138,11 @@ class Replicator:
             self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
         return not self.problems
 
-    def _copy_blob(self, ref: BlobRef) -> str:
+    def _copy_blob(self, ref: BlobRef, *, manifest: bool = False) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
 
-        "absent" is an optional (foreign) layer that the source does not have either.
+        "absent" is an optional (foreign) layer that the source does not have either. A
+        ``manifest``'s bytes are a blob too, but it counts as a manifest copied.
         """
         digest = ref.digest
         src_key, dst_key = self.source.layout.blob_data(digest), self.dest.layout.blob_data(digest)
@@ -158,9 +159,10 @@ class Replicator:
                     self._problem(f"blob {digest}: source {src_key} does not exist")
                     return "failed"
             if dst_size == size:
-                self.stats.add(blobs_skipped=1)
+                if not manifest:
+                    self.stats.add(blobs_skipped=1)
                 return "ok"
-            self._say(f"copy blob {digest} ({size} bytes)")
+            self._say(f"copy {'manifest' if manifest else 'blob'} {digest} ({size} bytes)")
             if not self.dry_run:  # a dry run counts what it would copy, like the run it previews
                 doing = f"cannot copy {self.source.url(src_key)} to {self.dest.url(dst_key)}"
                 self.transfers.copy(digest, size)
@@ -170,7 +172,10 @@ class Replicator:
         except Exception as exc:
             self._problem(f"blob {digest}: {doing}: {describe(exc)}")
             return "failed"
-        self.stats.add(blobs_copied=1, bytes_copied=size)
+        if manifest:
+            self.stats.add(manifests_copied=1, bytes_copied=size)
+        else:
+            self.stats.add(blobs_copied=1, bytes_copied=size)
         self.report.copied_blob(digest)
         return "ok"
 
@@ -196,7 +201,8 @@ class Replicator:
 
         def put_manifest(digest: str) -> bool:
             # copied like any blob, not written from memory: a run keeps no manifest's bytes
-            return self._copy_blob(BlobRef(digest, plan.manifests[digest].size)) == "ok"
+            ref = BlobRef(digest, plan.manifests[digest].size)
+            return self._copy_blob(ref, manifest=True) == "ok"
 
         refs = plan.blob_refs()
         results = self.pool.map(self._copy_blob, refs, "failed")

@@ -21,6 +21,7 @@ class Stats:
     """What a run did."""
 
     manifests: int = 0
+    manifests_copied: int = 0  # a manifest is stored as a blob, but it is counted as itself
     blobs_copied: int = 0
     blobs_skipped: int = 0
     bytes_copied: int = 0
@@ -98,16 +99,18 @@ class RunReport:
             self.copied.add(digest)
 
     def result(self, *, full_pass: bool, ok: bool) -> dict[str, object]:
-        """The run's result file (camelCase, as the daemon's /status)."""
+        """The run's result file, in the shape the daemon reads (docs/runner.md)."""
         return {
             "command": "replicate",
             "fullPass": full_pass,
             "ok": ok,
-            "tagsChecked": self.checked,
-            "tagsRepaired": self.repaired,
-            "tagsDeleted": sum(1 for kind, _r, _n in self.deleted if kind == "tag"),
-            "tagsKept": self.kept_tags,
-            "tagsRefused": len(self.refused),
+            "tags": {
+                "checked": self.checked,
+                "repaired": self.repaired,
+                "deleted": sum(1 for kind, _r, _n in self.deleted if kind == "tag"),
+                "kept": self.kept_tags,
+                "refused": len(self.refused),
+            },
             "blobsCopied": self.stats.blobs_copied,
             "bytesCopied": self.stats.bytes_copied,
         }
@@ -123,13 +126,14 @@ class RunReport:
         stats = self.stats
         return (
             f"{'dry run: ' if self.dry_run else ''}{scope}, "
-            f"{stats.manifests} manifests, {stats.blobs_copied} blobs copied "
+            f"{count(stats.manifests, 'manifest')} ({stats.manifests_copied} copied), "
+            f"{count(stats.blobs_copied, 'blob')} copied "
             f"({stats.bytes_copied} bytes, {'server-side' if server_side else 'streamed'}), "
             f"{stats.blobs_skipped} already there, {stats.links_written} links written"
             f"{f' ({stats.links_kept} already there)' if listed else ''}, "
             f"{stats.links_deleted} deleted, "
-            + (f"{len(self.kept)} deletes kept, " if self.kept else "")
-            + (f"{len(self.refused)} tags refused, " if self.refused else "")
+            + (f"{count(len(self.kept), 'delete')} kept, " if self.kept else "")
+            + (f"{count(len(self.refused), 'tag')} refused, " if self.refused else "")
             + requests
         )
 
@@ -157,3 +161,8 @@ def repaired(
         )
 
     return sum(1 for item in tags if touched(*item))
+
+
+def count(number: int, noun: str) -> str:
+    """``"1 blob"``, ``"3 blobs"``: what a summary line says of ``number`` things."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

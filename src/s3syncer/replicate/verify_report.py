@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Tag
+from .report import count
 
 PROG = "s3syncer verify"
 
@@ -38,25 +39,23 @@ class Report:
 
     def summary(self) -> str:
         """The last line: what was checked, and the verdict."""
-        verdict = "complete" if self.complete else f"INCOMPLETE, {len(self.broken)} tags broken"
+        broken = count(len(self.broken), "tag")
+        verdict = "complete" if self.complete else f"INCOMPLETE, {broken} broken"
         return (
-            f"{PROG}: {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs "
-            f"checked{' (sha256)' if self.deep else ''}, "
-            + (f"{len(self.kept)} deleted tags kept, " if self.kept else "")
+            f"{PROG}: {count(self.tags, 'tag')}, {count(self.manifests, 'manifest')}, "
+            f"{count(self.blobs, 'blob')} checked{' (sha256)' if self.deep else ''}, "
+            + (f"{count(len(self.kept), 'deleted tag')} kept, " if self.kept else "")
             + f"{self.requests} S3 requests; {verdict}"
         )
 
     def result(self) -> dict[str, Any]:
-        """The run's result file for the daemon (camelCase, as its /status)."""
+        """The run's result file, in the shape the daemon reads (docs/runner.md); a proof
+        repairs and deletes nothing, so it reports what it found broken instead."""
         return {
             "command": "verify",
             "fullPass": True,
             "ok": self.complete,
-            "tagsChecked": self.tags,
-            "tagsBroken": len(self.broken),
-            "tagsRepaired": 0,  # read-only
-            "tagsDeleted": 0,
-            "tagsKept": len(self.kept),
+            "tags": {"checked": self.tags, "broken": len(self.broken), "kept": len(self.kept)},
         }
 
     def as_json(self) -> dict[str, Any]:
