@@ -283,8 +283,8 @@ def test_example_config_passes_check(path: Path) -> None:
 
 
 def test_replicate_page_pairing_is_the_replicate_example() -> None:
-    """The replicate page's replicate + full sync config is examples/replicate.yaml."""
-    blocks = code_blocks(page_section("replicate.md", "Pairing it with a full sync"), "yaml")
+    """The replicate page's one-command setup (replicate + verify) is examples/replicate.yaml."""
+    blocks = code_blocks(page_section("replicate.md", "One command, both ways"), "yaml")
     assert len(blocks) == 1
     example = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
     assert yaml.safe_load(blocks[0]) == example
