@@ -154,7 +154,8 @@ def test_the_systemd_walkthrough_mirrors_a_push_to_the_mirror_registry(
         assert len(quoted) == 3, said
         for line in quoted:  # the log lines the page quotes are the log's
             assert line in log, f"{line!r} not in the log:\n{log}"
-        assert "s3syncer replicate: 1 events, 1 manifests," in log and "; ok\n" in log, log
+        assert "s3syncer replicate: 1 event, 1 manifest (1 copied)," in log, log
+        assert "; ok\n" in log, log
 
         url = host.text("http://127.0.0.1:5000/v2/team/app/manifests/v1")
         request = urllib.request.Request(url, method="DELETE")

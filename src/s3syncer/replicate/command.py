@@ -23,7 +23,7 @@ from .changes import Changes, replay
 from .copier import Replicator
 from .hints import heed
 from .keep import KeptDeletes, due_revisions, expand_repositories, hold
-from .report import RunReport
+from .report import RunReport, count
 from .result_file import write_result
 from .roots import WrongRootError, check_root
 from .run_input import RunInput, read_input
@@ -189,7 +189,7 @@ def _replicate(
         if kept is not None and not args.dry_run:
             ok = _forget_deleted(kept, replicator.report.deleted) and ok
     _conclude(args, changes, replicator.report)
-    scope = "all tags" if given.full else f"{len(given.events)} events"
+    scope = "all tags" if given.full else count(len(given.events), "event")
     source_requests = session.counters["source"].count
     requests = f"{session.requests} S3 requests ({source_requests} to the source)"
     line = replicator.report.summary(
