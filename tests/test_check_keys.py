@@ -128,6 +128,7 @@ def test_check_exits_2_on_a_duplicate(tmp_path: Path, capsys: pytest.CaptureFixt
     assert err == f"{path}: line 2: commands: is written twice (first on line 1)\n"
 
 
+@pytest.mark.slow  # most of a second: the full suite runs it
 def test_a_file_nested_too_deeply_is_refused_not_a_crash() -> None:
     # it used to raise RecursionError, which a reload (catching ConfigError) let through
     assert errors_of("commands: " + "[" * 100_000) == ["not valid YAML: nested too deeply"]

@@ -93,6 +93,7 @@ def _big_event(i: int, size: int = MIB) -> Event:
     return Event(f"e{i}", "push", "r", "v1", None, raw)
 
 
+@pytest.mark.slow  # most of a second: the full suite runs it
 def test_pending_events_are_bounded_in_bytes_and_the_overflow_says_sync_everything() -> None:
     log = EventLog()
     kept = log.extend(_big_event(i) for i in range(300))

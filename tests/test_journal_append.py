@@ -142,6 +142,7 @@ async def test_the_file_is_compacted_once_settled_lines_outgrow_what_is_pending(
     assert recovered_ids(journal.path) == ([f"e119-{i}" for i in range(10)], False)
 
 
+@pytest.mark.slow  # most of a second: the full suite runs it
 async def test_a_restart_keeps_the_byte_budget_of_an_appended_journal(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "push.json", max_bytes=64 * MIB)  # a generous old process
     for i in range(40):

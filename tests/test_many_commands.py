@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import trio
 import trio.testing
 
@@ -23,6 +24,7 @@ async def never_launch(command: CommandConfig, request: RunRequest) -> RunResult
     raise AssertionError("nothing runs in these tests")
 
 
+@pytest.mark.slow  # most of a second: the full suite runs it
 async def test_a_reload_that_changes_every_command_lets_other_tasks_run() -> None:
     commands = [CommandConfig(name=f"c{i}", cmd="/bin/true", delay=3600.0) for i in range(COMMANDS)]
     async with trio.open_nursery() as nursery:

@@ -343,6 +343,7 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow  # most of a second: the full suite runs it
 def test_usage_errors(tmp_path: Path) -> None:
     assert _cli(["--source", "s3://a", "--dest", "s3://b"], {}).returncode == 2
     assert _cli(["--source", "/x", "--dest", "s3://b", "--events", "f"], {}).returncode == 2
