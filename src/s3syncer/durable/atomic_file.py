@@ -17,7 +17,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import trio
 
@@ -167,31 +167,16 @@ class FileDisk:
 
     def read_text(self, path: Path) -> str:
         """The UTF-8 text of the regular file ``path``."""
-        # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            kind = os.fstat(fd).st_mode
-            if not stat.S_ISREG(kind):
-                raise ValueError(f"it is {_describe_kind(kind)}, not a file")
-            with open(fd, "rb", closefd=False) as file:
-                return file.read().decode("utf-8")
-        finally:
-            os.close(fd)
+        with _regular_file(path) as file:
+            return file.read().decode("utf-8")
 
     def read_lines(self, path: Path, max_line: int) -> Iterator[str]:
         """The lines of the regular file ``path``, read one at a time."""
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            kind = os.fstat(fd).st_mode
-            if not stat.S_ISREG(kind):
-                raise ValueError(f"it is {_describe_kind(kind)}, not a file")
-            with open(fd, "rb", closefd=False) as file:
-                while line := file.readline(max_line + 1):
-                    if len(line) > max_line:
-                        raise ValueError(f"a line of over {max_line} bytes")
-                    yield line.decode("utf-8")
-        finally:
-            os.close(fd)
+        with _regular_file(path) as file:
+            while line := file.readline(max_line + 1):
+                if len(line) > max_line:
+                    raise ValueError(f"a line of over {max_line} bytes")
+                yield line.decode("utf-8")
 
     async def append(self, path: Path, records: list[dict[str, Any]]) -> int:
         """:func:`append_lines` in a worker thread, so no fsync holds the loop."""
@@ -211,6 +196,21 @@ def _replace_in(path: Path, document: dict[str, Any] | None, make_directory: boo
     if make_directory and document is not None:
         path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, exist_ok=True)
     replace_file(path, document)
+
+
+@contextlib.contextmanager
+def _regular_file(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading if it is a regular file; ValueError says what it is else."""
+    # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise ValueError(f"it is {_describe_kind(kind)}, not a file")
+        with open(fd, "rb", closefd=False) as file:
+            yield file
+    finally:
+        os.close(fd)
 
 
 def _describe_kind(mode: int) -> str:
