@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 
+from asgi_request import http_scope
 from s3syncer.model.answers import Accepted, BadRequest, Refused
 from s3syncer.model.command_view import CommandView
 from s3syncer.model.config import AuthConfig
@@ -81,18 +82,7 @@ async def call_app(
     if headers is None:
         headers = [(b"authorization", b"Bearer " + TOKEN.encode())]
     scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"s3syncer"), *headers],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
+        **http_scope(method, path, [(b"host", b"s3syncer"), *headers]),
         "state": {},
         "extensions": {},
     }
