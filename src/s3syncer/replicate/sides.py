@@ -173,7 +173,9 @@ def _listed(obj: Mapping[str, Any]) -> Listed:
     """A listing entry as :class:`Listed`."""
     etag = str(obj.get("ETag", "")).strip('"')
     tiered = obj.get("StorageClass") == "INTELLIGENT_TIERING"
-    return Listed(obj["Size"], etag, archive_of(obj), tiered)
+    modified = obj.get("LastModified")
+    when = modified.timestamp() if modified is not None else 0.0
+    return Listed(obj["Size"], etag, archive_of(obj), tiered, when)
 
 
 def archive_of(found: Mapping[str, Any]) -> str | None:
@@ -245,6 +247,9 @@ class Listed:
     etag: str
     archive: str | None = None
     tiered: bool = False  # INTELLIGENT_TIERING: only a HEAD tells if it sits in an archive tier
+    # the store's LastModified (POSIX seconds, its clock): what the sweep compares with the
+    # previous full pass, never with this host's clock
+    modified: float = 0.0
 
     def differs(self, other: Listed | None) -> bool:
         """Whether the listings prove the two objects hold other bytes: their sizes, or ETags
