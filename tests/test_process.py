@@ -26,6 +26,7 @@ import pytest
 import trio
 
 from s3syncer.exec import process
+from s3syncer.exec.leftovers import adopted_children
 from s3syncer.exec.process import MAX_LINE_BYTES, MAX_LOGGED_BYTES, ProcessLauncher
 from s3syncer.formats.distribution import parse_envelope
 from s3syncer.model.config import CommandConfig
@@ -639,17 +640,17 @@ async def test_a_run_that_starts_while_orphans_are_sought_keeps_its_process(
     scanning, pid_file = trio.Event(), tmp_path / "late.pid"
     scans: list[set[int]] = []
 
-    def scan_during_a_start(known: set[int]) -> set[int]:
+    def scan_during_a_start(known: set[int]) -> tuple[set[int], set[int]]:
         if scans:
             scans.append(set())
-            return set()  # the later run's own end: nothing left over
+            return set(), set()  # the later run's own end: nothing left over
         trio.from_thread.run_sync(scanning.set, trio_token=token)
         deadline = time.monotonic() + BOUND
         while (pid := pid_in(pid_file)) is None:  # the other run's leader has been forked
             assert time.monotonic() < deadline, "the second run never started"
             time.sleep(0.01)
         scans.append({pid})
-        return {pid}  # what /proc showed: our child, in no run's list yet
+        return {pid}, set()  # what /proc showed: our child, in no run's list yet
 
     monkeypatch.setattr(process, "is_subreaper", lambda: True)
     monkeypatch.setattr(process, "adopted_children", scan_during_a_start)
@@ -668,6 +669,62 @@ async def test_a_run_that_starts_while_orphans_are_sought_keeps_its_process(
     assert results["quick"].ok
     late = results["late"]
     assert (late.exit_code, late.signal) == (0, None), "a starting run's process was ended"
+
+
+@pytest.mark.slow
+async def test_a_run_killed_at_once_while_orphans_are_sought_is_not_a_success(
+    events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One run ends and scans /proc from a worker thread while another command's run starts
+    # and its leader dies at once: a zombie, our child, in no run's list when the scan
+    # began. Reaped by the scan before its own wait, that wait found no child: "exit 0".
+    launcher = ProcessLauncher(kill_grace=GRACE, events_dir=str(events_dir))
+    token = trio.lowlevel.current_trio_token()
+    scanning, scanned = trio.Event(), trio.Event()
+    real_scan, real_wait = adopted_children, process._wait_exit
+
+    def a_zombie_child() -> bool:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rpartition(")")[2].split()
+                if fields[0] == "Z" and int(fields[1]) == os.getpid():
+                    return True
+        return False
+
+    def scan_once_the_leader_is_a_zombie(known: set[int]) -> object:
+        trio.from_thread.run_sync(scanning.set, trio_token=token)
+        deadline = time.monotonic() + BOUND
+        while not a_zombie_child():  # the other run's leader has died, not yet waited for
+            assert time.monotonic() < deadline, "the second run's leader never died"
+            time.sleep(0.01)
+        try:
+            return real_scan(known)
+        finally:
+            trio.from_thread.run_sync(scanned.set, trio_token=token)
+
+    async def wait_after_the_scan(child: subprocess.Popen[bytes]) -> int:
+        if "kill -KILL" in str(child.args):
+            await scanned.wait()
+        return await real_wait(child)
+
+    monkeypatch.setattr(process, "is_subreaper", lambda: True)
+    monkeypatch.setattr(process, "adopted_children", scan_once_the_leader_is_a_zombie)
+    monkeypatch.setattr(process, "_wait_exit", wait_after_the_scan)
+    monkeypatch.setattr(process, "EXIT_POLL", 0.01)
+    results: dict[str, RunResult] = {}
+
+    async def run(name: str, cmd: CommandConfig) -> None:
+        results[name] = await launcher(cmd, request())
+
+    with trio.fail_after(BOUND + 4 * GRACE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "quick", command("/bin/true"))
+            await scanning.wait()
+            monkeypatch.setattr(process, "adopted_children", lambda known: (set(), set()))
+            nursery.start_soon(run, "killed", command("/bin/sh", "-c", "kill -KILL $$"))
+    assert results["quick"].ok
+    killed = results["killed"]
+    assert (killed.exit_code, killed.signal) == (None, 9), killed
 
 
 def test_alive_tells_a_zombie_from_a_running_process() -> None:

@@ -141,7 +141,8 @@ async def end_group(pgid: int, kill_grace: float) -> None:
 # --- processes that left the group ------------------------------------------------------
 
 
-def _reap(pids: Iterable[int]) -> None:
+def reap_ended(pids: Iterable[int]) -> None:
+    """Collect the exit status of our ``pids`` that have ended (never blocks)."""
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
@@ -158,7 +159,7 @@ async def end_processes(pids: set[int], kill_grace: float, what: str, *, reap: b
 
     def gone() -> bool:
         if reap:
-            _reap(pids)  # an adopted process only stops being a zombie once we reap it
+            reap_ended(pids)  # an adopted process only stops being a zombie once we reap it
         return not any(_alive(pid) for pid in pids)
 
     with trio.move_on_after(kill_grace) as waiting:
@@ -172,21 +173,25 @@ async def end_processes(pids: set[int], kill_grace: float, what: str, *, reap: b
         await _until(gone)
 
 
-def adopted_children(known: set[int]) -> set[int]:
-    """Our children that we did not start: orphans of some run, re-parented to us.
+def adopted_children(known: set[int]) -> tuple[set[int], set[int]]:
+    """Our children that we did not start, orphans of some run re-parented to us: the live
+    ones, and the zombies.
 
-    Zombies among them are reaped on the way."""
+    Nothing is reaped here. The scan runs on a worker thread while the loop may start a run:
+    its leader, forked mid-scan and not yet in ``known``, looks like an orphan, and one that
+    died at once (``sh -c 'kill -KILL $$'``) is a zombie; reaped here, its own wait would find
+    no child and report the run as exit 0. The caller reaps the zombies on the loop's thread,
+    once it knows that no run is starting (:func:`reap_ended`).
+    """
     me = os.getpid()
-    found: set[int] = set()
+    live: set[int] = set()
+    zombies: set[int] = set()
     for pid in _pids():
         stat = _stat(pid)
         if stat is None or stat[1] != me or int(pid) in known:
             continue
-        if stat[0] == "Z":
-            _reap([int(pid)])
-        else:
-            found.add(int(pid))
-    return found
+        (zombies if stat[0] == "Z" else live).add(int(pid))
+    return live, zombies
 
 
 def processes_of_runs_in(directory: str) -> set[int]:

@@ -32,6 +32,7 @@ from .leftovers import (
     end_group,
     end_processes,
     is_subreaper,
+    reap_ended,
     set_parent_death_signal,
 )
 from .result_file import command_state_dir, result_path, take_report
@@ -327,11 +328,12 @@ class ProcessLauncher:
         # cannot be told, so the last run to end ends them: never a running run's helper.
         if self._leaders or not is_subreaper():
             return
-        orphans = await trio.to_thread.run_sync(adopted_children, set(self._leaders))
+        orphans, zombies = await trio.to_thread.run_sync(adopted_children, set(self._leaders))
         # A run may have started while /proc was read in the worker thread: the scan saw
         # its leader, forked before we knew it, as our child, and the orphans may be its now.
         if self._leaders:
             return
+        reap_ended(zombies)  # here, not in the scan: no run's leader is among them now
         await end_processes(orphans, self.kill_grace, "that runs left behind", reap=True)
 
 
