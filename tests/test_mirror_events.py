@@ -12,122 +12,31 @@ root is what proves a pull (as a restore would).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon import start_daemon
-from registry_harness import (
-    make_oci_layout,
-    manifest_digest,
-    require_tools,
-    skopeo_delete,
-    skopeo_push,
-)
-from s3_harness import S3Server, run_s3_registry, run_seaweedfs, tool
+from mirror_world import OCI_MANIFEST, SOURCE, World, mirror_world, pulled, snapshot
+from registry_harness import skopeo_delete
+from s3_harness import run_s3_registry
 from s3syncer.model.pass_report import PassReport
 from s3syncer.replicate.layout import Layout
 from waiting import wait_until as wait_for
 
 pytestmark = pytest.mark.integration
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-SOURCE = "s3://src/reg"
 MIRROR_TIMEOUT = 60.0
 """How long a push may take to reach the mirror through the daemon on a loaded machine."""
 
 
-@dataclass
-class World:
-    s3: S3Server
-    tmp: Path
-    addr: str  # the source registry's, which sends no notification to anyone
-    layout: Path
-
-    def push(self, ref: str, payload: bytes) -> str:
-        """Push a new image as ``ref`` (``repo:tag``) to the source; its manifest digest."""
-        name = hashlib.sha256(payload).hexdigest()[:12]
-        make_oci_layout(self.layout, tag=name, payload=payload)
-        skopeo_push(self.layout, self.addr, ref, src_tag=name)
-        return manifest_digest(self.layout, name)
-
-    def env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
-        return {**base, **self.s3.env("source"), **self.s3.env("dest")}
-
-    def replicate(
-        self, root: str, events: list[Any], reason: str, *extra: str, result: Path | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the one command as the daemon does: its events file, its reason and, with
-        ``result``, the path of its result file."""
-        path = self.tmp / f"events-{root}.json"
-        body = {"command": "replicate", "reason": reason, "events": events, "truncated": False}
-        path.write_text(json.dumps(body))
-        env = {**self.env(), "S3SYNCER_EVENTS_FILE": str(path), "S3SYNCER_REASON": reason}
-        if result is not None:
-            env["S3SYNCER_RESULT_FILE"] = str(result)
-        return subprocess.run(
-            [sys.executable, "-m", "s3syncer", "replicate", "--source", SOURCE,
-             "--dest", f"s3://dst/{root}", *extra],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-
-    def verify(self, root: str, result: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """``s3syncer verify`` of the mirror's ``root``."""
-        env = self.env() | ({"S3SYNCER_RESULT_FILE": str(result)} if result else {})
-        return subprocess.run(
-            [sys.executable, "-m", "s3syncer", "verify", "--source", SOURCE,
-             "--dest", f"s3://dst/{root}"],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-
-    def mirrored(self, root: str, ref: str) -> str | None:
-        """The digest of ``ref`` as a registry serving the mirror's ``root`` gives it, or None."""
-        with run_s3_registry(self.tmp / f"mirror-{root}", self.s3, "dst", root=root) as mirror:
-            return _pulled(mirror.addr, ref)
-
-    def tag_in_mirror(self, root: str, repo: str, tag: str) -> str | None:
-        """What the mirror's ``current/link`` of ``repo:tag`` holds, or None."""
-        key = Layout(root).tag_current_link(repo, tag)
-        client = self.s3.client()
-        try:
-            return client.get_object(Bucket="dst", Key=key)["Body"].read().decode()
-        except client.exceptions.NoSuchKey:
-            return None
-
-
-def _pulled(addr: str, ref: str) -> str | None:
-    """``ref`` pulled whole (every blob) from ``addr``: its manifest digest, None if it fails."""
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"pull-{os.getpid()}-{abs(hash(ref))}"
-    copy = subprocess.run(
-        [tool("skopeo"), "--insecure-policy", "copy", "--src-tls-verify=false", "--src-no-creds",
-         f"docker://{addr}/{ref}", f"dir:{out}"],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    if copy.returncode != 0:
-        return None
-    digest = "sha256:" + hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    return digest
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    require_tools()
-    tmp = tmp_path_factory.mktemp("events")
-    with (
-        run_seaweedfs(tmp / "s3", ["src", "dst"]) as s3,
-        run_s3_registry(tmp / "src-reg", s3, "src", root="reg") as registry,
-    ):
-        yield World(s3, tmp, registry.addr, tmp / "layout")
+    with mirror_world(tmp_path_factory.mktemp("events")) as made:
+        yield made
 
 
 # --- one command, both ways ----------------------------------------------------------------
@@ -165,6 +74,7 @@ def test_the_result_file_says_what_a_full_pass_repaired(world: World) -> None:
         "command": "replicate", "fullPass": True, "ok": True,
         "tags": {"checked": checked, "repaired": checked, "deleted": 0, "kept": 0, "refused": 0},
         "blobsCopied": found["blobsCopied"], "bytesCopied": found["bytesCopied"],
+        "blobsSwept": 0, "bytesSwept": 0,
     }  # fmt: skip
     # What the daemon makes of it (it reads the same file after the run).
     assert PassReport.from_document(found) == PassReport(
@@ -216,14 +126,6 @@ def test_the_daemon_s_reconcile_of_the_one_command_mirrors_a_push_nobody_was_tol
 # --- events are hints ----------------------------------------------------------------------
 
 
-def _snapshot(world: World, root: str) -> dict[str, str]:
-    """Every object of the mirror's ``root``: key -> ETag (an MD5 of its bytes here)."""
-    client, found = world.s3.client(), {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket="dst", Prefix=f"{root}/"):
-        found.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
-    return found
-
-
 def _push_event(repo: str, digest: str, tag: str | None = None) -> dict[str, Any]:
     target = {"repository": repo, "digest": digest, "mediaType": OCI_MANIFEST}
     return {"action": "push", "target": {**target, **({"tag": tag} if tag else {})}}
@@ -240,7 +142,7 @@ def test_a_forged_push_a_replayed_old_push_and_a_forged_delete_change_nothing(
     svc = world.push("other/svc:v1", b"a tag nobody deleted")
     first = world.replicate(root, [], "reconcile", "--delete")
     assert first.returncode == 0, first.stderr + first.stdout
-    before = _snapshot(world, root)
+    before = snapshot(world, root)
 
     events = [
         _push_event("public/anything", new, "latest"),  # a repository the source lacks
@@ -262,14 +164,14 @@ def test_a_forged_push_a_replayed_old_push_and_a_forged_delete_change_nothing(
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"team/app@{old}: still in the source, not deleted" in result.stderr
 
-    assert _snapshot(world, root) == before  # not one object added, changed or removed
+    assert snapshot(world, root) == before  # not one object added, changed or removed
     assert not [key for key in before if "/repositories/public/" in key]
     assert world.tag_in_mirror(root, "team/app", "latest") == new
     with run_s3_registry(world.tmp / "hints-mirror", world.s3, "dst", root=root) as mirror:
-        assert _pulled(mirror.addr, "team/app:latest") == new
-        assert _pulled(mirror.addr, "other/svc:v1") == svc
-        assert _pulled(mirror.addr, "public/anything:latest") is None
-        assert _pulled(mirror.addr, f"public/anything@{svc}") is None
+        assert pulled(mirror.addr, "team/app:latest") == new
+        assert pulled(mirror.addr, "other/svc:v1") == svc
+        assert pulled(mirror.addr, "public/anything:latest") is None
+        assert pulled(mirror.addr, f"public/anything@{svc}") is None
 
 
 @pytest.mark.slow
@@ -328,7 +230,8 @@ def test_a_deleted_tag_stays_pullable_through_the_window_and_is_gone_after_it(
     _until_run(world, root, "--keep-deleted", "1s", code=0)
     wait_for(lambda: world.tag_in_mirror(root, "team/kept", "v1") is None, timeout=60,
              message="the window passed, the tag stayed")  # fmt: skip
-    records = world.s3.client().list_objects_v2(Bucket="dst", Prefix=f"{root}/s3syncer/")
+    record = f"{root}/s3syncer/deleted/team/kept/_tags/v1"
+    records = world.s3.client().list_objects_v2(Bucket="dst", Prefix=record)
     assert records["KeyCount"] == 0  # the record went with the tag
     assert world.mirrored(root, "team/kept:v1") is None
     assert world.mirrored(root, "team/kept:stays") == stays
