@@ -91,6 +91,30 @@ def test_tag_of_reads_tags_back_from_current_link_keys() -> None:
         assert layout.tag_of(key) is None, key
 
 
+def test_the_sweep_reads_links_and_blobs_back_from_their_keys_and_nothing_else() -> None:
+    layout = Layout("reg")
+    assert layout.linked(layout.layer_link("a/b", D1)) == ("layer", "a/b", D1)
+    assert layout.linked(layout.revision_link("team/app", D1)) == ("revision", "team/app", D1)
+    assert layout.blob_of(layout.blob_data(D1)) == D1
+    hexpart = D1.split(":")[1]
+    for key in (
+        layout.tag_current_link("team/app", "v1"),
+        layout.tag_index_link("team/app", "v1", D1),  # a tag's history is not a revision
+        Layout("other").layer_link("team/app", D1),  # another root
+        f"{layout.repositories}Team/_layers/sha256/{hexpart}/link",
+        f"{layout.repositories}team/_layers/sha256/{hexpart[:-1]}/link",
+        layout.blob_data(D1),
+    ):
+        assert layout.linked(key) is None, key
+    for key in (
+        layout.blob_data(D1).replace(f"/{hexpart[:2]}/", "/zz/"),  # not its own fan-out
+        layout.blob_data(D1).replace("/data", "/other"),
+        Layout("other").blob_data(D1),
+        layout.revision_link("team/app", D1),
+    ):
+        assert layout.blob_of(key) is None, key
+
+
 @pytest.mark.parametrize(
     ("repo", "tag", "digest"),
     [("../x", "v1", D1), ("Team", "v1", D1), ("a", "../v1", D1), ("a", "v1", "sha256:abc")],

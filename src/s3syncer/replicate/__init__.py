@@ -8,7 +8,8 @@ Tools a command runs, never part of the daemon. The parts, one concern each:
   and :mod:`.roots` (a wrong root is named);
 * what a run covers: :mod:`.run_input` (the events, or a full convergent pass),
   :mod:`.changes` (events replayed to their net effect), :mod:`.hints` (events are hints:
-  the source is read first), :mod:`.keep` (deletes wait for their window);
+  the source is read first), :mod:`.keep` (deletes wait for their window), :mod:`.sweep`
+  (what nothing references goes, after the window and one full pass);
 * the plan: :mod:`.layout` (Distribution's storage keys, manifests' references),
   :mod:`.catalog` (the listings both sides start from), :mod:`.plan` (closures, bounded),
   :mod:`.cache` (what never changes, kept across runs) and :mod:`.screen` (gone or refused);

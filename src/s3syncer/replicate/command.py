@@ -37,6 +37,7 @@ from .session import (
     open_session,
 )
 from .sides import describe
+from .sweep import PassMarker, Swept, sweep
 
 PROG = "s3syncer replicate"
 
@@ -145,10 +146,26 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             check_root(session.source)
         # what a full pass finds already there, from listings rather than a HEAD per object
         listed = list_both(session.source, session.dest) if given.full else None
+        previous = _previous_pass(session, args) if given.full and args.delete else None
     except (ListingError, WrongRootError) as exc:
         _say(str(exc))
         return EXIT_FAILURE
-    return _replicate(args, env, session, given, listed)
+    return _replicate(args, env, session, given, listed, previous=previous)
+
+
+def _previous_pass(session: Session, args: argparse.Namespace) -> float | None:
+    """When the previous full pass started (what the sweep may remove is older); this pass
+    leaves its own mark. ListingError when the mirror cannot say."""
+    marker = PassMarker(session.dest)
+    try:
+        previous = marker.previous()
+        if not args.dry_run:
+            marker.mark()
+    except Exception as exc:
+        raise ListingError(
+            f"cannot read or write {session.dest.url(marker.key)}: {describe(exc)}"
+        ) from exc
+    return previous
 
 
 def _replicate(
@@ -157,6 +174,8 @@ def _replicate(
     session: Session,
     given: RunInput,
     listed: Listings | None,
+    *,
+    previous: float | None = None,
 ) -> int:
     """Plan the run's changes and apply them; say what it did; the exit code."""
     cache = ClosureCache.from_env(env)
@@ -186,17 +205,27 @@ def _replicate(
             _say(f"cannot list the tags: {describe(exc)}")
             return EXIT_FAILURE
         ok = replicator.replicate(changes, delete=args.delete) and not changes.problems
+        swept = Swept()
+        if kept is not None and listed is not None:  # a full pass with --delete
+            swept = sweep(replicator, listed, changes, kept, previous)
+            ok = ok and not replicator.problems
         if kept is not None and not args.dry_run:
             ok = _forget_deleted(kept, replicator.report.deleted) and ok
     _conclude(args, changes, replicator.report)
+    if swept.skipped:
+        _say(f"sweep: {swept.skipped}")
     scope = "all tags" if given.full else count(len(given.events), "event")
     source_requests = session.counters["source"].count
     requests = f"{session.requests} S3 requests ({source_requests} to the source)"
+    if swept.summary():
+        requests = f"{swept.summary()}, {requests}"
     line = replicator.report.summary(
         scope, server_side=server_side, listed=given.full, requests=requests
     )
     print(f"{PROG}: {line}; {'ok' if ok else 'FAILED'}", flush=True)
-    write_result(env, replicator.report.result(full_pass=given.full, ok=ok), PROG)
+    result = replicator.report.result(full_pass=given.full, ok=ok)
+    result |= {"blobsSwept": swept.blobs, "bytesSwept": swept.bytes}
+    write_result(env, result, PROG)
     return EXIT_OK if ok else EXIT_FAILURE
 
 

@@ -58,6 +58,7 @@ class Replicator:
         self.present = present  # the mirror's repositories/ tree, when a full pass listed it
         self.blobs = blobs  # the blobs/ trees of the source and the mirror, likewise
         self.cache = cache  # manifests' references and links' digests from earlier runs
+        self.plan: Plan | None = None  # the last run's, for the sweep that follows it
         self.server_side = server_side
         self.dry_run = dry_run
         self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
@@ -113,7 +114,7 @@ class Replicator:
         pushed = changes.pushed_manifests()
         listed = self.blobs[0] if self.blobs is not None else None
         roots = (d for _r, d in pushed)
-        plan = Plan(discover(self.source, roots, self.pool.map, self.cache, listed))
+        plan = self.plan = Plan(discover(self.source, roots, self.pool.map, self.cache, listed))
         gone = gone_from_source(self.source, plan, pushed, self.pool, self.report)
         past = refused(plan, changes, pushed, self.report)
         pushed = [item for item in pushed if item not in gone and item not in past]

@@ -102,6 +102,38 @@ class Layout:
         except LayoutError:
             return None
 
+    def linked(self, key: str) -> tuple[str, str, str] | None:
+        """``(kind, repository, digest)`` when ``key`` is a ``_layers`` ("layer") or
+        ``_manifests/revisions`` ("revision") link, else None."""
+        if not key.startswith(self.repositories) or not key.endswith("/link"):
+            return None
+        rest = key[len(self.repositories) : -len("/link")]
+        for kind, marker in (("layer", "/_layers/"), ("revision", "/_manifests/revisions/")):
+            repo, sep, digest = rest.rpartition(marker)
+            if sep:
+                try:
+                    check_repository(repo)
+                    check_digest(digest.replace("/", ":", 1))
+                except LayoutError:
+                    return None
+                return kind, repo, digest.replace("/", ":", 1)
+        return None
+
+    def blob_of(self, key: str) -> str | None:
+        """The digest whose content ``key`` holds (``blobs/ALG/HE/HEX/data``), else None."""
+        prefix = f"{self.base}/blobs/"
+        if not key.startswith(prefix) or not key.endswith("/data"):
+            return None
+        parts = key[len(prefix) : -len("/data")].split("/")
+        if len(parts) != 3 or not parts[2].startswith(parts[1]) or len(parts[1]) != 2:
+            return None
+        digest = f"{parts[0]}:{parts[2]}"
+        try:
+            check_digest(digest)
+        except LayoutError:
+            return None
+        return digest
+
     def blob_data(self, digest: str) -> str:
         """The key of a blob's content."""
         alg, hexpart = check_digest(digest)
