@@ -149,3 +149,27 @@ def test_a_dry_run_sweeps_nothing_and_says_what_it_would(world: World) -> None:
     assert junk_blob in _keys(world, root)
     _full_pass(world, root=root)
     assert junk_blob not in _keys(world, root)
+
+
+def test_a_revision_whose_references_cannot_be_known_stops_the_sweep(world: World) -> None:
+    """A mirror revision whose manifest cannot be read could reference any blob: nothing is
+    swept, the run says why, and the next pass without it sweeps."""
+    root = "unknown-sweep"
+    layout = Layout(root)
+    world.push("team/known:v1", b"an image beside a revision nobody can read")
+    _full_pass(world, root=root)
+    junk = b"junk beside an unreadable revision"
+    junk_blob = layout.blob_data("sha256:" + hashlib.sha256(junk).hexdigest())
+    missing = "sha256:" + hashlib.sha256(b"a manifest the mirror lacks").hexdigest()
+    stray = layout.revision_link("team/known", missing)
+    _plant(world, stray, missing.encode())
+    _store_clock_past(world, _plant(world, junk_blob, junk))
+    _full_pass(world, root=root)
+    stopped = _full_pass(world, root=root)
+    assert f"sweep: the references of {missing} are unknown" in stopped.stderr, stopped.stderr
+    assert "nothing swept" in stopped.stderr
+    assert junk_blob in _keys(world, root)
+    world.s3.client().delete_object(Bucket="dst", Key=stray)
+    swept = _full_pass(world, root=root)
+    assert "1 blob (34 bytes) and 0 layer links swept" in swept.stdout, swept.stdout
+    assert junk_blob not in _keys(world, root)

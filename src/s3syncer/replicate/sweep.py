@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .catalog import Listings, read_tags, tags_of
@@ -75,13 +75,10 @@ class PassMarker:
 class Swept:
     """What a sweep removed (or, in a dry run, would remove)."""
 
-    revisions_kept: int = 0
-    revisions: int = 0
     layer_links: int = 0
     blobs: int = 0
     bytes: int = 0
     skipped: str | None = None  # why nothing was swept
-    lines: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """What the summary line says of the sweep, or "" when it removed nothing."""
@@ -127,7 +124,7 @@ def sweep(
     orphans = sorted(
         r for r in revisions if r not in source_has and r[1] not in reached.get(r[0], ())
     )
-    gone = _retire(replicator, kept, orphans, swept)
+    gone = _retire(replicator, kept, orphans)
     remaining = [r for r in revisions if r not in gone]
     needed = refs.closures(remaining)
     if needed is None:
@@ -245,9 +242,7 @@ def _revisions(layout: Layout, listed: Listings, replicator: Replicator) -> list
     return [item for item in found if item not in removed]
 
 
-def _retire(
-    replicator: Replicator, kept: KeptDeletes, orphans: list[Revision], swept: Swept
-) -> set[Revision]:
+def _retire(replicator: Replicator, kept: KeptDeletes, orphans: list[Revision]) -> set[Revision]:
     """Record the orphan revisions; remove those whose window has passed. The removed ones."""
     report = replicator.report
     entries: list[Entry] = [("revision", repo, digest) for repo, digest in orphans]
@@ -261,7 +256,6 @@ def _retire(
             f"{repo}@{digest}: in no tag of the mirror and gone from the source, "
             f"kept until {until:%Y-%m-%d %H:%M} UTC"
         )
-    swept.revisions_kept = len(waiting)
     removed: set[Revision] = set()
     for (_kind, repo, digest), ok in zip(
         due,
@@ -270,7 +264,6 @@ def _retire(
     ):
         if ok:
             removed.add((repo, digest))
-    swept.revisions = len(removed)
     return removed
 
 
