@@ -173,3 +173,23 @@ def test_a_revision_whose_references_cannot_be_known_stops_the_sweep(world: Worl
     swept = _full_pass(world, root=root)
     assert "1 blob (34 bytes) and 0 layer links swept" in swept.stdout, swept.stdout
     assert junk_blob not in _keys(world, root)
+
+
+def test_a_revision_the_source_has_again_is_no_longer_a_delete_that_waits(world: World) -> None:
+    root = "again-sweep"
+    digest = world.push("team/again:v1", b"an image deleted, then pushed again")
+    world.push("team/again:stays", b"a tag that keeps the source from looking empty")
+    _full_pass(world, root=root)
+    skopeo_delete(world.addr, "team/again:v1")  # the tag and the revision, by digest
+    record = f"{root}/s3syncer/deleted/team/again/_revisions/{digest}"
+
+    def recorded() -> bool:  # the tag's window passes, then its revision waits in turn
+        _full_pass(world, "--keep-deleted", "1s", root=root)
+        return record in _keys(world, root)
+
+    wait_until(recorded, timeout=60, message="the orphan revision was never recorded")
+    assert world.tag_in_mirror(root, "team/again", "v1") is None
+    assert world.push("team/again:v2", b"an image deleted, then pushed again") == digest
+    again = _full_pass(world, root=root)
+    assert record not in _keys(world, root), again.stderr
+    assert world.mirrored(root, "team/again:v2") == digest

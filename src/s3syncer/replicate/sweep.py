@@ -124,6 +124,8 @@ def sweep(
     orphans = sorted(
         r for r in revisions if r not in source_has and r[1] not in reached.get(r[0], ())
     )
+    if not replicator.dry_run:  # the source has it (again): no longer a delete that waits
+        kept.forget([e for e in kept.records if e[0] == "revision" and e[1:] in source_has])
     gone = _retire(replicator, kept, orphans)
     remaining = [r for r in revisions if r not in gone]
     needed = refs.closures(remaining)
