@@ -335,6 +335,31 @@ def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
         assert "timeout" in command, f"{where}: {command['name']} has no timeout"
 
 
+def test_every_shipped_mirror_is_kept_by_one_replicate_command() -> None:
+    """Wherever a config mirrors a registry, one `replicate` does both jobs: it takes the
+    events and makes a full pass at start and on reconcile, so a lost notification is found
+    within `reconcile`; and no other command writes the mirror (an rclone sync beside it races
+    its writes and deletes its new objects: docs/replicate.md)."""
+    configs = shipped_configs()
+    replicates = shipped_s3syncer_commands("replicate")
+    assert {where for where, _ in replicates} >= {
+        "replicate.yaml",
+        "manifest/k8s.yaml",
+        "docs: Running under systemd",
+        "docs/walkthroughs/systemd.md",
+        "docs/restore.md",
+    }, replicates
+    for where, command in replicates:
+        name = f"{where}: {command['name']}"
+        assert command.get("events"), f"{name} takes the registry's events"
+        assert command.get("runOnStart") is True, f"{name}: no full pass at start"
+        assert command.get("reconcile"), f"{name}: no full pass on reconcile"
+        assert "--all" not in command["args"], f"{name}: every event run would copy everything"
+        for other in configs[where]["commands"]:
+            argv = " ".join([other["cmd"], *other.get("args", [])])
+            assert not re.search(r"\b(rclone|mc)\b", argv), f"{where}: {argv} beside replicate"
+
+
 def documented_curl() -> list[str]:
     """The curl command in examples/config.yaml's header comment, as argv."""
     lines = (EXAMPLES / "config.yaml").read_text(encoding="utf-8").splitlines()
