@@ -101,10 +101,14 @@ RUN mkdir /out; \
 # ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# The sync client for the full sync (docs/replicate.md: "Pairing it with a full sync"):
+# A sync client, for buckets that are not a Distribution registry's storage
+# (a zot registry's, other data: docs/registries/zot.md). A registry's bucket
+# needs none: `s3syncer replicate` alone keeps its mirror, events and full
+# passes both, and a sync of that bucket beside it is unsafe (docs/replicate.md:
+# "One command, both ways", "Why not rclone sync beside it").
 #   rclone (default): Debian's package, /usr/bin/rclone, as on a Debian host;
 #   mc:               the MinIO client, /usr/local/bin/mc (needs dl.min.io);
-#   none:             no sync client (replicate only, or bring your own).
+#   none:             no sync client (replicate only, as manifest/k8s.yaml runs).
 ARG SYNC_CLIENT=rclone
 # Debian versions, pinned up to the rebuild suffix (+bN differs per arch).
 ARG TINI_VERSION=0.19.0-1*

@@ -8,10 +8,12 @@ collect this module: without an image it could only fail)::
 1. Every ``cmd`` of examples/*.yaml and of the manifest's ConfigMap exists in the image.
 2. The pod of ``podman kube play manifest/k8s.yaml``, its image swapped for the build and its
    placeholders (Secret values, the two S3 endpoints) filled; probes, security context and
-   the config's commands as written. A real ``docker-registry`` on SeaweedFS sends the
-   site's Distribution notifications block to it; two tags pushed with skopeo are pullable
-   from a second registry on the mirror bucket, first through ``replicate`` (on the events),
-   then, with the mirror emptied, through the full sync (``POST /run/full-sync``), both
+   the config's commands as written. ``replicate``, the one command that writes the mirror,
+   makes its full pass at start (``runOnStart``). A real ``docker-registry`` on SeaweedFS
+   sends the site's Distribution notifications block to it; two tags pushed with skopeo are
+   pullable from a second registry on the mirror bucket, first through ``replicate`` on the
+   events, then, with the mirror emptied (what lost notifications leave, and worse), through
+   the same command's full pass on a manual run (``POST /run/replicate``, no events), both
    inside the pod.
 3. The pod stops within ``terminationGracePeriodSeconds`` and logs a clean shutdown.
 
@@ -402,9 +404,12 @@ def test_the_pod_mirrors_two_pushed_tags_and_stops_cleanly(
     ):
         wait_ready(pod)
         assert_security_context_applied(pod)
-        # runOnStart: the first full sync (of an empty source) ends before anything is pushed.
-        full_runs = wait_run(pod, "full-sync", after=0)["runs"]
-        replicate_runs = pod.command("replicate")["runs"]
+        # runOnStart: replicate's first full pass (of an empty source) ends before anything
+        # is pushed.
+        started = wait_run(pod, "replicate", after=0)
+        assert started["lastRun"]["reason"] == "startup", started["lastRun"]
+        assert started["lastFullPass"]["ok"], started
+        replicate_runs = started["runs"]
 
         notifications = registry_notifications(pod)
         with run_s3_registry(
@@ -423,15 +428,21 @@ def test_the_pod_mirrors_two_pushed_tags_and_stops_cleanly(
             wait_until(replicated, timeout=RUN_TIMEOUT, interval=0.5,
                        message=lambda: f"replicate: {pod.command('replicate')}")  # fmt: skip
             assert_mirror_serves(tmp_path, s3, layout, "replicate")
-            assert pod.command("replicate")["lastRun"]["ok"]
-            assert pod.command("full-sync")["runs"] == full_runs, "only replicate copied"
+            copied = pod.command("replicate")
+            assert copied["lastRun"]["ok"] and copied["lastRun"]["reason"] == "event", copied
 
-            # 2. the full sync, into an emptied mirror bucket.
+            # 2. every notification's copy lost: the same command's full pass, on a manual
+            # run with no events, finds both tags missing from the emptied mirror and repairs
+            # them (what reconcile does 10 minutes after the last run).
             empty_bucket(s3, mirror.name)
-            status, body = pod.request("POST", "/run/full-sync")
+            status, body = pod.request("POST", "/run/replicate")
             assert status == 202, body
-            wait_run(pod, "full-sync", after=full_runs)
-            assert_mirror_serves(tmp_path, s3, layout, "full-sync")
+            repaired = wait_run(pod, "replicate", after=copied["runs"])
+            assert repaired["lastRun"]["reason"] == "manual", repaired["lastRun"]
+            full_pass = repaired["lastFullPass"]
+            assert full_pass["runId"] == repaired["lastRun"]["runId"], repaired
+            assert full_pass["tags"]["repaired"] == len(TAGS), full_pass
+            assert_mirror_serves(tmp_path, s3, layout, "full-pass")
 
         # 3. shutdown, as Kubernetes does it.
         code, seconds = stop_like_kubernetes(pod)

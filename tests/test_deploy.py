@@ -218,43 +218,55 @@ def test_configmap_config_uses_only_config_keys_and_no_secret() -> None:
             assert not secret, f"{name} belongs in the Secret"
 
 
-def test_configmap_replicates_on_events_and_full_syncs_with_rclone() -> None:
+def test_configmap_keeps_the_mirror_with_one_command_both_ways() -> None:
+    """`replicate` is the only command that writes the mirror: on the registry's events it
+    copies what they name, and at start and on reconcile it makes the full pass that finds a
+    lost notification. No sync of the registry's bucket runs beside it (docs/replicate.md: "Why
+    not rclone sync beside it"); its settings are the replicate page's recommended ones."""
     commands = configmap_commands()
-    assert set(commands) == {"replicate", "full-sync"}
-    replicate, full = commands["replicate"], commands["full-sync"]
-    assert replicate["cmd"] == "/opt/s3syncer/bin/s3syncer"
-    assert replicate["args"][0] == "replicate"
+    assert set(commands) == {"replicate", "verify"}
+    replicate, verify = commands["replicate"], commands["verify"]
+    example = yaml.safe_load((EXAMPLES / "replicate.yaml").read_text(encoding="utf-8"))
+    recommended = {command["name"]: command for command in example["commands"]}
+    assert replicate["cmd"] == verify["cmd"] == "/opt/s3syncer/bin/s3syncer"
+    args = replicate["args"]
+    assert args[0] == "replicate"
     for flag in ("--source", "--dest"):
-        assert replicate["args"][replicate["args"].index(flag) + 1].startswith("s3://")
-    assert "--delete" in replicate["args"]
-    assert replicate["events"], "replicate runs on the registry's events"
-    assert "retry" in replicate and "timeout" in replicate
-    assert full["cmd"] == "/usr/bin/rclone"
-    assert full["args"][0] == "sync"
-    assert full["events"] == [], "no webhook starts the full sync"
-    assert full["runOnStart"] is True and full["reconcile"] == "1h"
+        assert args[args.index(flag) + 1].startswith("s3://")
+    assert "--delete" in args, "tag deletes reach the mirror, after their window"
+    assert "--all" not in args, "an event run copies what its events name, not everything"
+    assert "--keep-deleted" not in args, "the default window: a deleted tag stays 7 days"
+    assert replicate["runOnStart"] is True, "a new pod covers pushes made while none ran"
+    for key in ("reconcile", "timeout", "events"):
+        assert replicate[key] == recommended["replicate"][key], key
+    assert replicate["retry"]["attempts"] >= 1
+    # verify is read-only: the same stores, proved nightly, started by no webhook
+    assert verify["args"][0] == "verify"
+    for flag in ("--source", "--dest"):
+        assert verify["args"][verify["args"].index(flag) + 1] == args[args.index(flag) + 1]
+    assert verify["env"] == replicate["env"]
+    for key in ("runAt", "timeout", "events"):
+        assert verify[key] == recommended["verify"][key], key
 
 
-def test_rclone_remotes_are_defined_with_their_keys() -> None:
-    """Each remote `sync` names is configured in the command's env, its keys in the pod's."""
-    full = configmap_commands()["full-sync"]
+def test_no_rclone_in_the_pod() -> None:
+    """Nothing runs rclone, so nothing in the pod configures it."""
+    config = configmap_config_text()
+    assert "rclone" not in config.lower(), "a sync of the registry's bucket beside replicate"
+    names = list(container_env(main_container()))
+    for command in configmap_commands().values():
+        names += command.get("env", {})
+    assert not [name for name in names if name.startswith("RCLONE_")], names
+
+
+def test_replicate_and_verify_get_their_keys_from_the_secret() -> None:
     refs = secret_refs(main_container())
-    for location in full["args"][1:3]:
-        remote = location.split(":", 1)[0].upper().replace("-", "_")
-        prefix = f"RCLONE_CONFIG_{remote}_"
-        assert full["env"][prefix + "TYPE"] == "s3"
-        assert prefix + "ENDPOINT" in full["env"]
-        for key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"):
-            assert prefix + key in refs, f"{prefix + key} comes from the Secret"
-
-
-def test_replicate_sides_get_their_keys_from_the_secret() -> None:
-    replicate = configmap_commands()["replicate"]
-    refs = secret_refs(main_container())
-    for side in ("SOURCE", "DEST"):
-        assert f"S3SYNCER_{side}_ENDPOINT" in replicate["env"]
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            assert f"S3SYNCER_{side}_{key}" in refs
+    for name in ("replicate", "verify"):
+        command = configmap_commands()[name]
+        for side in ("SOURCE", "DEST"):
+            assert f"S3SYNCER_{side}_ENDPOINT" in command["env"], name
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                assert f"S3SYNCER_{side}_{key}" in refs
 
 
 # --- (b) the example configs ------------------------------------------------
@@ -290,9 +302,8 @@ def test_replicate_page_pairing_is_the_replicate_example() -> None:
     assert yaml.safe_load(blocks[0]) == example
 
 
-def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
-    """A stalled store fails each request only after about 6 minutes (botocore's 60 s, 5
-    times), `--jobs` requests at a time: the daemon's `timeout` is what ends such a run."""
+def shipped_configs() -> dict[str, Obj]:
+    """Every s3syncer config the project ships or a page tells the operator to write."""
     configs = {
         path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in EXAMPLES.glob("*.yaml")
@@ -302,16 +313,51 @@ def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
         configs["docs: Running under systemd"] = yaml.safe_load(block)
     for page in ("walkthroughs/systemd.md", "restore.md"):
         configs[f"docs/{page}"] = yaml.safe_load(titled_blocks(page)["/etc/s3syncer/config.yaml"])
-    tools = ("replicate", "verify")
-    commands = [
+    return configs
+
+
+def shipped_s3syncer_commands(*tools: str) -> list[tuple[str, Obj]]:
+    """(where, command) for each shipped command that runs ``s3syncer TOOL``."""
+    return [
         (where, command)
-        for where, config in configs.items()
+        for where, config in shipped_configs().items()
         for command in config.get("commands", [])
         if command.get("args", [None])[0] in tools and command["cmd"].endswith("s3syncer")
     ]
+
+
+def test_every_shipped_replicate_and_verify_command_has_a_timeout() -> None:
+    """A stalled store fails each request only after about 6 minutes (botocore's 60 s, 5
+    times), `--jobs` requests at a time: the daemon's `timeout` is what ends such a run."""
+    commands = shipped_s3syncer_commands("replicate", "verify")
     assert len(commands) >= 4, commands
     for where, command in commands:
         assert "timeout" in command, f"{where}: {command['name']} has no timeout"
+
+
+def test_every_shipped_mirror_is_kept_by_one_replicate_command() -> None:
+    """Wherever a config mirrors a registry, one `replicate` does both jobs: it takes the
+    events and makes a full pass at start and on reconcile, so a lost notification is found
+    within `reconcile`; and no other command writes the mirror (an rclone sync beside it races
+    its writes and deletes its new objects: docs/replicate.md)."""
+    configs = shipped_configs()
+    replicates = shipped_s3syncer_commands("replicate")
+    assert {where for where, _ in replicates} >= {
+        "replicate.yaml",
+        "manifest/k8s.yaml",
+        "docs: Running under systemd",
+        "docs/walkthroughs/systemd.md",
+        "docs/restore.md",
+    }, replicates
+    for where, command in replicates:
+        name = f"{where}: {command['name']}"
+        assert command.get("events"), f"{name} takes the registry's events"
+        assert command.get("runOnStart") is True, f"{name}: no full pass at start"
+        assert command.get("reconcile"), f"{name}: no full pass on reconcile"
+        assert "--all" not in command["args"], f"{name}: every event run would copy everything"
+        for other in configs[where]["commands"]:
+            argv = " ".join([other["cmd"], *other.get("args", [])])
+            assert not re.search(r"\b(rclone|mc)\b", argv), f"{where}: {argv} beside replicate"
 
 
 def documented_curl() -> list[str]:

@@ -9,12 +9,13 @@ Kubernetes schemas. Here:
   the registry reads it; each Service selects its Deployment; the registry's notifications
   are the Distribution page's block and reach s3syncer's Service and a command that takes
   events, with the Secret's token; each registry's bucket, endpoint and key are those that
-  s3syncer's ``replicate`` and ``full-sync`` read and write;
+  s3syncer's ``replicate`` and ``verify`` read (and ``replicate`` alone writes);
 * they run: SeaweedFS with the Secret's two key pairs, Debian's ``docker-registry`` with each
   Secret's ``config.yml`` and ``s3syncer serve`` with the ConfigMap's config, the container's
   args and the environment the pod gets from the Secret; only the cluster's addresses and the
-  two stores' endpoints move to loopback. A push to the registry is mirrored by ``replicate``
-  and pulls from the mirror registry bit for bit.
+  two stores' endpoints move to loopback. ``replicate`` makes its full pass at start, then
+  mirrors a push to the registry on its events; the push pulls from the mirror registry bit
+  for bit.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import yaml
 
 from deployment_files import Obj, container_env, documented_notifications, titled_blocks
 from registry_harness import make_oci_layout, require_tools
-from s3_harness import run_seaweedfs, tool
+from s3_harness import run_seaweedfs
 from waiting import free_port, wait_until
 from walkthrough_host import Host, assert_pulled_as_pushed
 
@@ -78,7 +79,9 @@ def test_the_kubernetes_manifests_fit_together() -> None:
     args = replicate["args"]
     source = bucket_of(args[args.index("--source") + 1])
     dest = bucket_of(args[args.index("--dest") + 1])
-    assert commands["full-sync"]["args"][1:] == [f"source:{source}", f"mirror:{dest}"]
+    verify = commands["verify"]["args"]
+    assert bucket_of(verify[verify.index("--source") + 1]) == source
+    assert bucket_of(verify[verify.index("--dest") + 1]) == dest
     sides = {
         "registry.yaml": ("SOURCE", source, "source-access-key-id"),
         "registry-mirror.yaml": ("DEST", dest, "mirror-access-key-id"),
@@ -147,7 +150,6 @@ def test_the_kubernetes_walkthrough_mirrors_a_push_to_the_mirror_registry(
         tmp_path / "weed", ["registry", "registry-mirror"], identities=identities
     ) as server:
         ports = {name: f"127.0.0.1:{free_port()}" for name in ("registry", "mirror", "s3syncer")}
-        rclone = "/usr/bin/rclone" if Path("/usr/bin/rclone").exists() else tool("rclone")
         common = {
             SOURCE_STORE: server.endpoint,
             MIRROR_STORE: server.endpoint,
@@ -155,7 +157,6 @@ def test_the_kubernetes_walkthrough_mirrors_a_push_to_the_mirror_registry(
             "/etc/": f"{tmp_path}/etc/",
             "/var/lib/s3syncer": f"{tmp_path}/state",
             "/opt/s3syncer/bin/s3syncer": str(Path(sys.executable).parent / "s3syncer"),
-            "/usr/bin/rclone": rclone,
             "0.0.0.0:9999": ports["s3syncer"],
         }
         hosts: list[Host] = []
@@ -183,7 +184,7 @@ def test_the_kubernetes_walkthrough_mirrors_a_push_to_the_mirror_registry(
                 f"docker://{ports['registry']}/team/app:v1"
             )
 
-            def replicated() -> bool:
+            def replicated() -> Obj | None:
                 request = urllib.request.Request(
                     f"http://{ports['s3syncer']}/status",
                     headers={"Authorization": f"Bearer {secret['token']}"},
@@ -191,11 +192,17 @@ def test_the_kubernetes_walkthrough_mirrors_a_push_to_the_mirror_registry(
                 with urllib.request.urlopen(request, timeout=5) as answer:
                     status = json.loads(answer.read())
                 [replicate] = [c for c in status["commands"] if c["name"] == "replicate"]
-                runs = [r for r in replicate["recentRuns"] if r["reason"] == "event"]
-                assert all(r["ok"] for r in runs), replicate
-                return bool(runs) and replicate["state"] == "idle"
+                assert all(r["ok"] for r in replicate["recentRuns"]), replicate
+                reasons = [r["reason"] for r in replicate["recentRuns"]]
+                done = "event" in reasons and replicate["state"] == "idle"
+                return cast(Obj, replicate) if done else None
 
-            wait_until(replicated, timeout=60, interval=0.5, message="no replicate run")
+            replicate = wait_until(replicated, timeout=60, interval=0.5, message="no replicate run")
+            # runOnStart: the one command's full pass ran first (the registry still empty), and
+            # the push's events came after it: the same command, never at once
+            reasons = [r["reason"] for r in reversed(replicate["recentRuns"])]  # oldest first
+            assert reasons.index("startup") < reasons.index("event"), reasons
+            assert replicate["lastFullPass"]["ok"], replicate
             pulled = tmp_path / "app-v1"
             host.run(
                 f"skopeo copy --src-tls-verify=false "

