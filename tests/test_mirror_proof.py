@@ -660,6 +660,14 @@ def test_a_repeat_pass_with_a_state_dir_costs_listings_alone(source: Source) -> 
     assert " 0 blobs copied" in warm.stdout and " 0 links written" in warm.stdout
     # one look at the source's root, then repositories/ and blobs/ of both sides
     assert re.search(r", 5 S3 requests \(3 to the source\); ok$", warm.stdout.strip()), warm.stdout
+    for _ in range(2):  # the first leaves the sweep's marker, the second sweeps
+        swept = _tool(source, "replicate", "--all", "--delete", "--source", "s3://seed/reg",
+                      "--dest", dest, env=env)  # fmt: skip
+        assert swept.returncode == 0, swept.stderr + swept.stdout
+    # and with --delete: the records of kept deletes, the sweep's marker read and written
+    assert re.search(r", 8 S3 requests \(3 to the source\); ok$", swept.stdout.strip()), (
+        swept.stdout
+    )
     proof = _tool(source, "verify", "--source", "s3://seed/reg", "--dest", dest, env=env)
     assert proof.returncode == 0, proof.stdout + proof.stderr
     # both roots looked at, four listings, and the mirror's records of kept deletes
