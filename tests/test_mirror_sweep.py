@@ -134,14 +134,19 @@ def test_the_sweep_removes_only_what_nothing_references_and_what_is_older_than_t
     assert proof.returncode == 0, proof.stdout + proof.stderr
 
 
+def _junk_older_than_a_pass(world: World, root: str, junk: bytes) -> str:
+    """A mirror seeded by a full pass, then a blob nothing references written after it (in
+    the store's clock): the blob's key."""
+    _full_pass(world, root=root)
+    junk_blob = Layout(root).blob_data("sha256:" + hashlib.sha256(junk).hexdigest())
+    _store_clock_past(world, _plant(world, junk_blob, junk))
+    return junk_blob
+
+
 def test_a_dry_run_sweeps_nothing_and_says_what_it_would(world: World) -> None:
     root = "dry-sweep"
-    layout = Layout(root)
     world.push("team/dry:v1", b"an image in a mirror a dry run sweeps")
-    _full_pass(world, root=root)
-    junk = b"dry junk"
-    junk_blob = layout.blob_data("sha256:" + hashlib.sha256(junk).hexdigest())
-    _store_clock_past(world, _plant(world, junk_blob, junk))
+    junk_blob = _junk_older_than_a_pass(world, root, b"dry junk")
     _full_pass(world, root=root)  # the pass the junk is older than
     dry = _full_pass(world, "--dry-run", root=root)
     assert f"would sweep {junk_blob}" in dry.stdout
@@ -155,15 +160,11 @@ def test_a_revision_whose_references_cannot_be_known_stops_the_sweep(world: Worl
     """A mirror revision whose manifest cannot be read could reference any blob: nothing is
     swept, the run says why, and the next pass without it sweeps."""
     root = "unknown-sweep"
-    layout = Layout(root)
     world.push("team/known:v1", b"an image beside a revision nobody can read")
-    _full_pass(world, root=root)
-    junk = b"junk beside an unreadable revision"
-    junk_blob = layout.blob_data("sha256:" + hashlib.sha256(junk).hexdigest())
+    junk_blob = _junk_older_than_a_pass(world, root, b"junk beside an unreadable revision")
     missing = "sha256:" + hashlib.sha256(b"a manifest the mirror lacks").hexdigest()
-    stray = layout.revision_link("team/known", missing)
+    stray = Layout(root).revision_link("team/known", missing)
     _plant(world, stray, missing.encode())
-    _store_clock_past(world, _plant(world, junk_blob, junk))
     _full_pass(world, root=root)
     stopped = _full_pass(world, root=root)
     assert f"sweep: the references of {missing} are unknown" in stopped.stderr, stopped.stderr

@@ -22,8 +22,9 @@ from typing import Any, cast
 
 import pytest
 
+from mirror_world import pulled as mirror_pull
 from registry_harness import make_oci_layout, manifest_digest, require_tools, skopeo_push
-from s3_harness import run_s3_registry, run_seaweedfs, tool
+from s3_harness import run_s3_registry, run_seaweedfs
 from s3syncer.replicate import Location, Replicator
 from s3syncer.replicate.changes import replay
 from s3syncer.replicate.layout import Layout, LayoutError, check_digest, check_repository, check_tag
@@ -192,17 +193,6 @@ def _tool(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _pull(addr: str, ref: str, out: Path) -> str | None:
-    copy = subprocess.run(
-        [tool("skopeo"), "--insecure-policy", "copy", "--src-tls-verify=false", "--src-no-creds",
-         f"docker://{addr}/{ref}", f"dir:{out}"],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    if copy.returncode != 0:
-        return None
-    return "sha256:" + hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def env() -> Iterator[dict[str, str]]:
     yield {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SYNCER_"))}
@@ -259,6 +249,6 @@ def test_a_chain_of_1100_nested_indexes_fails_that_tag_alone(
         with run_s3_registry(tmp_path / "mirror", s3, "dst", root="reg") as mirror:
             for ref, tag in (("team/app:one", "one"), ("team/app:two", "two"),
                              ("team/deep:bottom", "bottom")):  # fmt: skip
-                pulled = _pull(mirror.addr, ref, tmp_path / f"pulled-{tag}")
+                pulled = mirror_pull(mirror.addr, ref)
                 assert pulled == manifest_digest(layout, tag), ref
-            assert _pull(mirror.addr, "team/deep:v1", tmp_path / "pulled-deep") is None
+            assert mirror_pull(mirror.addr, "team/deep:v1") is None
