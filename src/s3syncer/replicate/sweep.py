@@ -32,8 +32,8 @@ from .changes import Changes
 from .copier import Replicator
 from .keep import Entry, KeptDeletes
 from .layout import Layout
-from .plan import Plan, discover
-from .report import count
+from .plan import Plan, discover, read_link
+from .report import RunReport, count
 from .sides import Side, describe, is_not_found
 
 MARKER = "s3syncer/last-full-pass"
@@ -114,7 +114,7 @@ def sweep(
     if reached is None:
         swept.skipped = refs.why or "a mirror manifest cannot be read; nothing swept"
         return swept
-    revisions = _revisions(dest.layout, listed, replicator)
+    revisions = _revisions(dest.layout, listed, report)
     source_has = {
         (repo, digest)
         for key in listed.source_tree
@@ -127,8 +127,12 @@ def sweep(
     if not replicator.dry_run:  # the source has it (again): no longer a delete that waits
         kept.forget([e for e in kept.records if e[0] == "revision" and e[1:] in source_has])
     gone = _retire(replicator, kept, orphans)
-    remaining = [r for r in revisions if r not in gone]
-    needed = refs.closures(remaining)
+    # what the run wrote is among what the mirror's tags reach and the manifests pushed by
+    # digest: counted whether written or not, the sweep keeps more, never less
+    remaining = dict.fromkeys(r for r in revisions if r not in gone)
+    remaining.update((item, None) for item in changes.pushed_manifests())
+    remaining.update(((repo, m), None) for repo, found in reached.items() for m in found)
+    needed = refs.closures(list(remaining))
     if needed is None:
         swept.skipped = refs.why or "a mirror manifest cannot be read; nothing swept"
         return swept
@@ -202,35 +206,54 @@ class _References:
 def _mirror_tags(
     replicator: Replicator, listed: Listings, changes: Changes
 ) -> dict[Tag, str] | None:
-    """Every tag the mirror holds after the run, and the digest it points at."""
+    """Every tag the mirror holds after the run, and the digest it points at; None when one
+    cannot be read (said as a problem).
+
+    A tag the run pushed is read again unless the listing already showed it at its digest:
+    the run may have written it, or left it (moved in the source meanwhile). Other tags are
+    as listed (the run did not touch them), known from the cache by their ETag or read.
+    """
     dest, report = replicator.dest, replicator.report
     removed = {(repo, name) for kind, repo, name in report.deleted if kind == "tag"}
+    pushed = {(repo, tag): digest for repo, tag, digest in changes.tag_pushes()}
     digests: dict[Tag, str] = {}
-    for repo, tag, digest in changes.tag_pushes():
-        key = dest.layout.tag_current_link(repo, tag)
-        there = listed.dest_tree.get(key)
-        # written by the run, or listed holding exactly the digest: no read needed
-        if key in report.written or (there is not None and there.holds(digest.encode())):
-            digests[(repo, tag)] = digest
-    unknown = [
+    changed: list[Tag] = []
+    for tag, digest in pushed.items():
+        there = listed.dest_tree.get(dest.layout.tag_current_link(*tag))
+        if there is not None and there.holds(digest.encode()):
+            digests[tag] = digest
+        elif tag not in removed:
+            changed.append(tag)
+    untouched = [
         tag
         for tag in tags_of(dest.layout, listed.dest_tree)
-        if tag not in removed and tag not in digests
+        if tag not in removed and tag not in pushed
     ]
     found, problems = read_tags(
-        dest, unknown, replicator.pool.map, listed.dest_tree, replicator.cache
+        dest, untouched, replicator.pool.map, listed.dest_tree, replicator.cache
     )
-    for (repo, tag), problem in problems.items():
-        report.problem(f"{repo}:{tag}: {problem}")
-    if problems:
-        return None
+    for (repo, name), problem in problems.items():
+        report.problem(f"{repo}:{name}: {problem}")
     digests.update(found)
-    return digests
+
+    def read(item: Tag) -> str | None:
+        try:
+            return read_link(dest, dest.layout.tag_current_link(*item))
+        except Exception as exc:
+            if not is_not_found(exc):
+                said = f"cannot read the mirror's tag: {describe(exc)}"
+                report.problem(f"{item[0]}:{item[1]}: {said}")
+                problems[item] = said
+            return None
+
+    for item, now in zip(changed, replicator.pool.map(read, changed, None), strict=True):
+        if now is not None:
+            digests[item] = now
+    return None if problems else digests
 
 
-def _revisions(layout: Layout, listed: Listings, replicator: Replicator) -> list[Revision]:
-    """The mirror's revisions after the run: listed, less removed, plus written."""
-    report = replicator.report
+def _revisions(layout: Layout, listed: Listings, report: RunReport) -> list[Revision]:
+    """The mirror's listed revisions, less those the run removed."""
     removed = {(repo, name) for kind, repo, name in report.deleted if kind == "revision"}
     found = dict.fromkeys(
         (repo, digest)
@@ -238,9 +261,6 @@ def _revisions(layout: Layout, listed: Listings, replicator: Replicator) -> list
         if (linked := layout.linked(key)) and linked[0] == "revision"
         for _kind, repo, digest in [linked]
     )
-    plan = replicator.plan
-    if plan is not None:
-        found.update((item, None) for item, ok in plan.revision_ok.items() if ok)
     return [item for item in found if item not in removed]
 
 
