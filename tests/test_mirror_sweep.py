@@ -9,14 +9,16 @@ closure, and a blob another repository still uses stays.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from mirror_world import World, mirror_world
-from registry_harness import skopeo_delete
+from registry_harness import make_oci_layout, manifest_digest, skopeo_delete
 from s3syncer.replicate.layout import Layout, parse_manifest
 from waiting import wait_until
 
@@ -194,3 +196,23 @@ def test_a_revision_the_source_has_again_is_no_longer_a_delete_that_waits(world:
     again = _full_pass(world, root=root)
     assert record not in _keys(world, root), again.stderr
     assert world.mirrored(root, "team/again:v2") == digest
+
+
+def test_an_old_blob_that_the_run_links_again_is_not_swept(world: World, tmp_path: Path) -> None:
+    """A blob the mirror held with nothing referencing it, that this very run's new tag uses
+    (found there, so not copied again): the sweep counts what the run wrote."""
+    root = "relinked-sweep"
+    payload = b"an image whose layer the mirror already holds"
+    image = make_oci_layout(tmp_path / "oci", payload=payload)
+    manifest = json.loads((image / "blobs/sha256" / manifest_digest(image)[7:]).read_bytes())
+    layer = manifest["layers"][0]["digest"]
+    world.push("team/relinked:other", b"a tag that keeps the source from looking empty")
+    layer_blob = _junk_older_than_a_pass(
+        world, root, (image / "blobs/sha256" / layer[7:]).read_bytes()
+    )
+    _full_pass(world, root=root)  # the pass the layer is older than, unreferenced
+    digest = world.push("team/relinked:v1", payload)
+    linked = _full_pass(world, root=root)
+    assert "swept" not in linked.stdout, linked.stdout
+    assert layer_blob in _keys(world, root)
+    assert world.mirrored(root, "team/relinked:v1") == digest
