@@ -6,13 +6,18 @@ item is reported and turned into a failed result, never a crash of the run.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Items in flight per thread: enough that no thread waits for the next item, few enough that
+# a step over every tag of a large registry never holds a future (about 1 KB, with its
+# condition and locks) for each of them at once, as ThreadPoolExecutor.map would.
+WINDOW_PER_JOB = 4
 
 
 class Pool:
@@ -24,7 +29,11 @@ class Pool:
         self._on_error = on_error
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], failed: R) -> list[R]:
-        """``fn`` over ``items`` in parallel, results in order; an error gives ``failed``."""
+        """``fn`` over ``items`` in parallel, results in order; an error gives ``failed``.
+
+        At most ``jobs`` x :data:`WINDOW_PER_JOB` items are submitted and not yet collected:
+        ``items`` is read as the work goes, so a generator is never held whole.
+        """
 
         def guarded(item: T) -> R:
             try:
@@ -33,7 +42,21 @@ class Pool:
                 self._on_error(item, exc)
                 return failed
 
-        return list(self._executor.map(guarded, items))
+        results: list[R] = []
+        window: deque[Future[R]] = deque()
+        limit = self.jobs * WINDOW_PER_JOB
+        try:
+            for item in items:
+                if len(window) >= limit:
+                    results.append(window.popleft().result())
+                window.append(self._executor.submit(guarded, item))
+            while window:
+                results.append(window.popleft().result())
+        except BaseException:
+            for future in window:  # as ThreadPoolExecutor.map does: the rest is not started
+                future.cancel()
+            raise
+        return results
 
     def close(self) -> None:
         """Wait for running items and stop the threads."""
