@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from .cache import ClosureCache
 from .layout import Layout
+from .listing import Listed, ListedTree
 from .plan import MAX_LINK_BYTES, parse_link
-from .sides import Listed, Side, describe
+from .sides import Side, describe
 
 Tag = tuple[str, str]
 Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str | None]]
@@ -28,15 +29,20 @@ class EmptySourceError(Exception):
     """The source lists no tag at all while the mirror has some: most likely a wrong root."""
 
 
-def list_tree(side: Side) -> dict[str, Listed]:
-    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
+def list_tree(side: Side, *, tags_only: bool = False) -> ListedTree:
+    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError.
+
+    With ``tags_only``, only the tags' ``current/link`` keys are kept: all that a pass reads of
+    the source's tree, where its layer, revision and index links are most of the keys.
+    """
+    keep = (lambda key: side.layout.tag_of(key) is not None) if tags_only else None
     try:
-        return side.list_objects(side.layout.repositories)
+        return side.list_objects(side.layout.repositories, keep)
     except Exception as exc:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_blobs(side: Side) -> dict[str, Listed]:
+def list_blobs(side: Side) -> ListedTree:
     """Every key of ``side``'s ``blobs/`` tree, its size and ETag; ListingError.
 
     About a thousand keys a request: a full pass learns every blob's size and ETag from a few
@@ -48,9 +54,7 @@ def list_blobs(side: Side) -> dict[str, Listed]:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_in_parallel(
-    listings: Sequence[Callable[[], dict[str, Listed]]],
-) -> list[dict[str, Listed]]:
+def list_in_parallel(listings: Sequence[Callable[[], ListedTree]]) -> list[ListedTree]:
     """Run the ``listings`` at once, one thread each: a pass costs the longest, not the sum."""
     with ThreadPoolExecutor(max_workers=max(1, len(listings)), thread_name_prefix="list") as ex:
         futures = [ex.submit(listing) for listing in listings]
@@ -60,12 +64,16 @@ def list_in_parallel(
 @dataclass(frozen=True)
 class Listings:
     """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
-    from, taken at once."""
+    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order.
 
-    source_tree: dict[str, Listed]
-    dest_tree: dict[str, Listed]
-    source_blobs: dict[str, Listed]
-    dest_blobs: dict[str, Listed]
+    Of the source's ``repositories/`` tree, only the tags' ``current/link`` keys are kept:
+    nothing reads its other links, and they are most of its keys.
+    """
+
+    source_tree: Mapping[str, Listed]
+    dest_tree: Mapping[str, Listed]
+    source_blobs: Mapping[str, Listed]
+    dest_blobs: Mapping[str, Listed]
 
 
 def list_both(source: Side, dest: Side) -> Listings:
@@ -73,7 +81,7 @@ def list_both(source: Side, dest: Side) -> Listings:
     return Listings(
         *list_in_parallel(
             [
-                lambda: list_tree(source),
+                lambda: list_tree(source, tags_only=True),
                 lambda: list_tree(dest),
                 lambda: list_blobs(source),
                 lambda: list_blobs(dest),
