@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from .cache import ClosureCache
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
@@ -33,7 +34,7 @@ LARGE_MANIFEST = 256 * 1024
 _large_parse = threading.Lock()
 
 
-@dataclass
+@dataclass(slots=True)
 class Manifest:
     """One manifest as read from a side: its size and references, or why it is unusable."""
 
@@ -96,17 +97,31 @@ def discover(
     not read, when ``listed`` (the side's ``blobs/`` tree, if the run listed it) shows it.
     """
     found: dict[str, Manifest] = {}
+    # one object for each digest and each blob reference, however many manifests name it:
+    # the tags of a registry share their base layers, and a full pass holds every manifest
+    shared: dict[object, object] = {}
     level = list(dict.fromkeys(roots))
     for _depth in range(MAX_DEPTH + 1):
         if not level:
             break
         results = map_(lambda digest: _cached_or_fetched(side, digest, cache, listed), level, None)
         for digest, manifest in zip(level, results, strict=True):
-            found[digest] = manifest or Manifest(digest, error=f"manifest {digest}: failed")
+            if manifest is None:
+                found[digest] = Manifest(digest, error=f"manifest {digest}: failed")
+            else:
+                found[digest] = _share(manifest, shared)
         level = list(
             dict.fromkeys(child for d in level for child in found[d].children if child not in found)
         )
     return found
+
+
+def _share(manifest: Manifest, shared: dict[object, object]) -> Manifest:
+    """``manifest`` with its children and blob references replaced by equal ones already
+    held, if any (``shared`` maps each to itself)."""
+    manifest.children = tuple(cast("str", shared.setdefault(c, c)) for c in manifest.children)
+    manifest.blobs = tuple(cast("BlobRef", shared.setdefault(b, b)) for b in manifest.blobs)
+    return manifest
 
 
 def _cached_or_fetched(
