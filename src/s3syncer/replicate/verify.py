@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from .cache import ClosureCache
@@ -46,6 +46,8 @@ from .verify_report import PROG, Report
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
 K = TypeVar("K", bound=Hashable)
 Link = tuple[str, str]  # a link file's key, and the digest it must hold
+# Tags whose links are listed and checked together: a few MB of keys, however large the registry
+LINK_RUN = 2000
 
 
 class Verifier:
@@ -104,28 +106,33 @@ class Verifier:
         blobs = {ref for c in complete.values() for ref in c[1]}
         bad_manifests = self._each(self._check_manifest, manifests)
         bad_blobs = self._each(self._check_blob, blobs)
-        matched = {t for t in complete if have.get(t) == want[t]}
-        link_items = {
-            t: self._links(*t, want[t], c, current=t in matched) for t, c in complete.items()
-        }
-        bad_links = self._each(
-            lambda link: self._check_link(mirror, link),
-            (link for items in link_items.values() for link in items),
-        )
         report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
-        for (repo, tag), digest in want.items():
-            mirrored = have.get((repo, tag)), garbled.get((repo, tag))
-            missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
-            if missing is None:
-                c = complete[(repo, tag)]
-                missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
-                missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
-                items = link_items[(repo, tag)]
-                missing += [bad_links[link] for link in items if link in bad_links]
-            if missing:
-                report.broken[(repo, tag)] = missing
+        for run in _runs_of_repositories(want, LINK_RUN):
+            # the links of a run's tags, held for that run only: several keys a tag, they
+            # would be most of a large registry's memory if every tag's were held at once
+            link_items = {
+                t: self._links(*t, want[t], complete[t], current=have.get(t) == want[t])
+                for t in run
+                if t in complete
+            }
+            bad_links = self._each(
+                lambda link: self._check_link(mirror, link),
+                (link for items in link_items.values() for link in items),
+            )
+            for repo, tag in run:
+                digest = want[(repo, tag)]
+                mirrored = have.get((repo, tag)), garbled.get((repo, tag))
+                missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
+                if missing is None:
+                    c = complete[(repo, tag)]
+                    missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
+                    missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
+                    items = link_items[(repo, tag)]
+                    missing += [bad_links[link] for link in items if link in bad_links]
+                if missing:
+                    report.broken[(repo, tag)] = missing
         report.broken = dict(sorted(report.broken.items()))
         report.kept = self._kept(set(tags), mirror)
         return report
@@ -249,6 +256,20 @@ class Verifier:
 
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
+
+
+def _runs_of_repositories(tags: Iterable[Tag], size: int) -> Iterator[list[Tag]]:
+    """``tags`` in runs of about ``size``, each of whole repositories when ``tags`` come by
+    repository (:func:`~.catalog.tags_of` sorts them): every link a pull reads is one
+    repository's, so no two runs share a link, and each is still checked once."""
+    run: list[Tag] = []
+    for tag in tags:
+        if len(run) >= size and tag[0] != run[-1][0]:
+            yield run
+            run = []
+        run.append(tag)
+    if run:
+        yield run
 
 
 def _same_md5(mine: Listed, theirs: Listed | None) -> bool:
