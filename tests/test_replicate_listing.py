@@ -74,27 +74,53 @@ def test_the_pool_reads_its_items_as_the_work_goes() -> None:
     """A map over many items holds a bounded window of them, not a future for each."""
     jobs, count = 2, 500
     limit = jobs * WINDOW_PER_JOB
-    taken = 0
+    taken = finished = 0
     lock = threading.Lock()
-    ahead: list[int] = []
+    unfinished: list[int] = []
 
     def items() -> Iterator[int]:
         nonlocal taken
         for i in range(count):
             with lock:
                 taken += 1
+                unfinished.append(taken - finished)  # read, and not yet done
             yield i
 
     def work(i: int) -> int:
-        with lock:
-            ahead.append(taken - i)  # how far the reading of items ran ahead of this one
-        if i == 7:
-            raise ValueError("one item fails")
-        return i * 2
+        nonlocal finished
+        try:
+            if i == 7:
+                raise ValueError("one item fails")
+            return i * 2
+        finally:
+            with lock:
+                finished += 1
 
     errors: list[object] = []
     with Pool(jobs, lambda item, _exc: errors.append(item)) as pool:
         results = pool.map(work, items(), -1)
     assert results == [-1 if i == 7 else i * 2 for i in range(count)]
     assert errors == [7]
-    assert max(ahead) <= limit + 1
+    assert max(unfinished) <= limit + 1
+
+
+def test_a_slow_item_does_not_hold_the_other_threads() -> None:
+    """The first item finishes only once every other one has: a window that waited for
+    results in order would never reach the last ones (the wait is a guard, not a timing)."""
+    count = 100
+    others_done = threading.Event()
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> bool:
+        if i == 0:
+            return others_done.wait(timeout=30)
+        with lock:
+            done.append(i)
+            if len(done) == count - 1:
+                others_done.set()
+        return True
+
+    with Pool(2, lambda _item, _exc: None) as pool:
+        results = pool.map(work, range(count), False)
+    assert results == [True] * count

@@ -6,9 +6,8 @@ item is reported and turned into a failed result, never a crash of the run.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import TypeVar
 
@@ -31,7 +30,7 @@ class Pool:
     def map(self, fn: Callable[[T], R], items: Iterable[T], failed: R) -> list[R]:
         """``fn`` over ``items`` in parallel, results in order; an error gives ``failed``.
 
-        At most ``jobs`` x :data:`WINDOW_PER_JOB` items are submitted and not yet collected:
+        At most ``jobs`` x :data:`WINDOW_PER_JOB` items are submitted and unfinished at once:
         ``items`` is read as the work goes, so a generator is never held whole.
         """
 
@@ -43,17 +42,24 @@ class Pool:
                 return failed
 
         results: list[R] = []
-        window: deque[Future[R]] = deque()
+        pending: dict[Future[R], int] = {}  # unfinished, by the index of its result
         limit = self.jobs * WINDOW_PER_JOB
+
+        def collect(finished: Iterable[Future[R]]) -> None:
+            for future in finished:
+                results[pending.pop(future)] = future.result()
+
         try:
-            for item in items:
-                if len(window) >= limit:
-                    results.append(window.popleft().result())
-                window.append(self._executor.submit(guarded, item))
-            while window:
-                results.append(window.popleft().result())
+            for index, item in enumerate(items):
+                if len(pending) >= limit:
+                    # any finished item frees its place: a slow one (a large blob) holds one
+                    # place, never the others' threads
+                    collect(wait(pending, return_when=FIRST_COMPLETED).done)
+                results.append(failed)  # its place, until its result
+                pending[self._executor.submit(guarded, item)] = index
+            collect(wait(pending).done)
         except BaseException:
-            for future in window:  # as ThreadPoolExecutor.map does: the rest is not started
+            for future in pending:  # as ThreadPoolExecutor.map does: the rest is not started
                 future.cancel()
             raise
         return results
