@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from .cache import ClosureCache
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
@@ -154,6 +154,7 @@ def parse_link(data: bytes) -> str:
 
 
 Closure = tuple[set[str], set[BlobRef]]
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 @dataclass
@@ -207,6 +208,12 @@ class Plan:
             queue.extend((child, depth + 1) for child in manifest.children)
         return manifests, blobs
 
+    def forget(self) -> None:
+        """Drop the closures walked so far and the links' state, keeping which blobs are done
+        (``blob_state``): a later run walks its own closures again, from ``manifests``."""
+        self._closures.clear()
+        self.wanted, self.link_ok, self.revision_ok = [], {}, {}
+
     def errors(self, digest: str) -> list[str]:
         """Why the closure of ``digest`` is unknown: the errors of the manifests it reaches."""
         seen: set[str] = set()
@@ -242,3 +249,20 @@ class Plan:
     def manifest_digests(self) -> list[str]:
         """Every manifest of the wanted closures, sorted."""
         return sorted({m for _r, _d, c in self.wanted if c for m in c[0]})
+
+
+def runs_of_repositories(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` (each a tuple whose first element is a repository) in runs of about ``size``,
+    each of whole repositories: the items of one repository are gathered into one run, in
+    the order the repositories first come. A repository larger than ``size`` is one run."""
+    by_repository: dict[str, list[T]] = {}
+    for item in items:
+        by_repository.setdefault(item[0], []).append(item)
+    run: list[T] = []
+    for group in by_repository.values():
+        if run and len(run) + len(group) > size:
+            yield run
+            run = []
+        run.extend(group)
+    if run:
+        yield run

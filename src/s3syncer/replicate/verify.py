@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
 from .cache import ClosureCache
@@ -35,7 +35,7 @@ from .catalog import (
 from .durations import DEFAULT_KEEP
 from .keep import KeptDeletes
 from .layout import BlobRef, LayoutError, check_digest, link_body
-from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
+from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest, runs_of_repositories
 from .pool import Pool
 from .result_file import write_result
 from .roots import WrongRootError, check_root
@@ -109,7 +109,7 @@ class Verifier:
         report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
-        for run in _runs_of_repositories(want, LINK_RUN):
+        for run in runs_of_repositories(want, LINK_RUN):
             # the links of a run's tags, held for that run only: several keys a tag, they
             # would be most of a large registry's memory if every tag's were held at once
             link_items = {
@@ -256,20 +256,6 @@ class Verifier:
 
     def _hash_matches(self, key: str, digest: str) -> bool:
         return self.dest.content_digest(key, digest.partition(":")[0]) == digest
-
-
-def _runs_of_repositories(tags: Iterable[Tag], size: int) -> Iterator[list[Tag]]:
-    """``tags`` in runs of about ``size``, each of whole repositories when ``tags`` come by
-    repository (:func:`~.catalog.tags_of` sorts them): every link a pull reads is one
-    repository's, so no two runs share a link, and each is still checked once."""
-    run: list[Tag] = []
-    for tag in tags:
-        if len(run) >= size and tag[0] != run[-1][0]:
-            yield run
-            run = []
-        run.append(tag)
-    if run:
-        yield run
 
 
 def _same_md5(mine: Listed, theirs: Listed | None) -> bool:
