@@ -4,6 +4,7 @@ pool reads its items as the work goes."""
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz_budget import examples
-from s3syncer.replicate.listing import Listed, ListedTree
+from s3syncer.replicate.listing import CHUNK, Listed, ListedTree
 from s3syncer.replicate.pool import WINDOW_PER_JOB, Pool
 
 PREFIX = "reg/docker/registry/v2/blobs/"
@@ -54,6 +55,31 @@ def test_a_tree_answers_as_the_dict_it_replaces(listed: list[tuple[str, Listed]]
         if missing not in expected:
             assert missing not in tree
             assert tree.get(missing) is None
+
+
+def test_a_tree_of_several_chunks_answers_every_key() -> None:
+    """Past CHUNK keys, in order and out of it, with a key listed twice."""
+    count = CHUNK * 2 + 7
+    expected = {
+        f"{PREFIX}{i:06d}/data": Listed(i, f"{i:032x}", None, False, i) for i in range(count)
+    }
+    in_order = ListedTree.of(expected, PREFIX)
+    shuffled = list(expected.items())
+    random.Random(27).shuffle(shuffled)
+    twice = f"{PREFIX}{5:06d}/data"
+    shuffled.append((twice, Listed(99, "x")))
+    out_of_order = ListedTree(PREFIX)
+    for key, entry in shuffled:
+        out_of_order.add(key, entry)
+    out_of_order.done()
+    assert dict(in_order.items()) == expected
+    expected[twice] = Listed(99, "x")
+    assert dict(out_of_order.items()) == expected
+    for tree in (in_order, out_of_order):
+        assert list(tree) == sorted(expected)
+        assert all(key in tree for key in expected)
+        assert f"{PREFIX}{count:06d}/data" not in tree
+    assert out_of_order[twice] == Listed(99, "x")
 
 
 def test_an_entry_keeps_what_its_checks_use() -> None:

@@ -3,10 +3,10 @@
 A full pass and ``verify`` hold both sides' listings whole: about ten keys a tag. As a dict of
 key strings to objects, each entry cost about 400 bytes (the key, its dict slot, an object, its
 ETag string and LastModified float), which past a few tens of thousands of tags was most of the
-run's memory. A :class:`ListedTree` keeps the keys, less the listing's prefix, in one string
-and the rest in flat arrays (an MD5 ETag as its 16 bytes): about the key's own characters and
-45 bytes an entry. It is a read-only ``Mapping[str, Listed]`` in key order; each lookup builds
-the small :class:`Listed` it returns.
+run's memory. A :class:`ListedTree` keeps the keys, less the listing's prefix, a thousand to a
+string, and the rest in flat arrays (an MD5 ETag as its 16 bytes): about the key's own
+characters and 45 bytes an entry. It is a read-only ``Mapping[str, Listed]`` in key order;
+each lookup builds the small :class:`Listed` it returns.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class Listed:
 PLAIN, OTHER = 0, 0xFFFFFFFF
 MAX_PARTS = 10_000  # S3's limit on an upload's parts
 _TIERED = 1
+CHUNK = 1024  # keys to a string
 
 
 class ListedTree(Mapping[str, Listed]):
@@ -93,26 +94,31 @@ class ListedTree(Mapping[str, Listed]):
 
     __slots__ = (
         "_archives",
+        "_chunks",
         "_cut",
         "_ends",
         "_etags",
         "_flags",
         "_forms",
+        "_last",
         "_modified",
         "_odd",
-        "_parts",
+        "_pending",
         "_sizes",
         "_sorted",
-        "_text",
         "prefix",
     )
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         self._cut = len(prefix)
-        self._text = ""  # every key less the prefix, one after another (after done())
-        self._parts: list[str] = []  # the keys added, until done() joins them
-        self._ends = array("Q")  # where each key ends in _text
+        # the keys less the prefix, CHUNK to a string: joined as they come, so that a listing
+        # never holds each key as a string of its own (about 50 bytes more each), nor all of
+        # them twice to join them at its end
+        self._chunks: list[str] = []
+        self._pending: list[str] = []  # the keys of the chunk being filled
+        self._last = ""
+        self._ends = array("Q")  # where each key ends in its chunk
         self._sizes = array("q")
         self._modified = array("d")
         self._etags = bytearray()  # 16 bytes an entry
@@ -135,11 +141,15 @@ class ListedTree(Mapping[str, Listed]):
         if not key.startswith(self.prefix):
             raise ValueError(f"{key!r} is not under {self.prefix!r}")
         rel = key[self._cut :]
-        if self._parts and self._sorted and rel <= self._parts[-1]:
-            self._sorted = False
         index = len(self._sizes)
-        self._parts.append(rel)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(rel))
+        if index and self._sorted and rel <= self._last:
+            self._sorted = False
+        self._last = rel
+        self._ends.append((self._ends[-1] if index % CHUNK else 0) + len(rel))
+        self._pending.append(rel)
+        if len(self._pending) == CHUNK:
+            self._chunks.append("".join(self._pending))
+            self._pending = []
         self._sizes.append(listed.size)
         self._modified.append(listed.modified)
         self._flags.append(_TIERED if listed.tiered else 0)
@@ -163,13 +173,14 @@ class ListedTree(Mapping[str, Listed]):
         """Join the keys added (sorting them if they came out of order); the tree itself."""
         if not self._sorted:
             self._resort()
-        self._text = "".join(self._parts)
-        self._parts = []
+        if self._pending:
+            self._chunks.append("".join(self._pending))
+            self._pending = []
         return self
 
     def _resort(self) -> None:
         """Rebuild in key order, the last entry of a key listed twice kept: rare, so simple."""
-        entries = {rel: self._listed(i) for i, rel in enumerate(self._parts)}  # a later one wins
+        entries = {self._key(i): self._listed(i) for i in range(len(self._sizes))}  # last wins
         fresh = ListedTree(self.prefix)
         for rel in sorted(entries):
             fresh.add(self.prefix + rel, entries[rel])
@@ -177,7 +188,10 @@ class ListedTree(Mapping[str, Listed]):
             setattr(self, name, getattr(fresh, name))
 
     def _key(self, i: int) -> str:
-        return self._text[self._ends[i - 1] if i else 0 : self._ends[i]]
+        chunk, j = divmod(i, CHUNK)
+        if chunk == len(self._chunks):  # not yet joined
+            return self._pending[j]
+        return self._chunks[chunk][self._ends[i - 1] if j else 0 : self._ends[i]]
 
     def _listed(self, i: int) -> Listed:
         form = self._forms[i]
@@ -194,15 +208,15 @@ class ListedTree(Mapping[str, Listed]):
         """The index of ``key``, or -1."""
         if not isinstance(key, str) or not key.startswith(self.prefix):
             return -1
-        rel, text, ends = key[self._cut :], self._text, self._ends
-        lo, hi = 0, len(ends)
+        rel, at = key[self._cut :], self._key
+        lo, hi = 0, len(self._ends)
         while lo < hi:
             mid = (lo + hi) // 2
-            if text[ends[mid - 1] if mid else 0 : ends[mid]] < rel:
+            if at(mid) < rel:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo if lo < len(ends) and self._key(lo) == rel else -1
+        return lo if lo < len(self._ends) and at(lo) == rel else -1
 
     def __getitem__(self, key: str) -> Listed:
         i = self._find(key)
