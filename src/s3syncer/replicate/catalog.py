@@ -29,15 +29,10 @@ class EmptySourceError(Exception):
     """The source lists no tag at all while the mirror has some: most likely a wrong root."""
 
 
-def list_tree(side: Side, *, tags_only: bool = False) -> ListedTree:
-    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError.
-
-    With ``tags_only``, only the tags' ``current/link`` keys are kept: all that a pass reads of
-    the source's tree, where its layer, revision and index links are most of the keys.
-    """
-    keep = (lambda key: side.layout.tag_of(key) is not None) if tags_only else None
+def list_tree(side: Side) -> ListedTree:
+    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
     try:
-        return side.list_objects(side.layout.repositories, keep)
+        return side.list_objects(side.layout.repositories)
     except Exception as exc:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
@@ -64,11 +59,7 @@ def list_in_parallel(listings: Sequence[Callable[[], ListedTree]]) -> list[Liste
 @dataclass(frozen=True)
 class Listings:
     """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
-    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order.
-
-    Of the source's ``repositories/`` tree, only the tags' ``current/link`` keys are kept:
-    nothing reads its other links, and they are most of its keys.
-    """
+    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order."""
 
     source_tree: Mapping[str, Listed]
     dest_tree: Mapping[str, Listed]
@@ -81,7 +72,7 @@ def list_both(source: Side, dest: Side) -> Listings:
     return Listings(
         *list_in_parallel(
             [
-                lambda: list_tree(source, tags_only=True),
+                lambda: list_tree(source),
                 lambda: list_tree(dest),
                 lambda: list_blobs(source),
                 lambda: list_blobs(dest),
