@@ -13,7 +13,13 @@ timed with its peak RSS (``wait4``):
 Targets (issue 27): warm verify and no-op --all within 1.5x the listing; no-op --all at most
 half the no-op rclone sync; peak RSS at most 200 MB. Figures only: never a timed test.
 
-Run: ``.venv/bin/python -m benchmarks.full_pass [--tags 3000] [--out FILE]``.
+``--src DIR`` runs s3syncer from that ``src`` tree (``git archive HEAD src | tar -x -C DIR``
+gives one that no edit changes during an hour-long run); ``--before DIR`` also measures another
+tree (e.g. main's) on the same fill, same machine and load: its own seed into a second mirror
+bucket with its own state directory, then its warm verify and no-op --all.
+
+Run: ``.venv/bin/python -m benchmarks.full_pass [--tags 3000] [--src DIR] [--before DIR]
+[--out FILE]``.
 """
 
 from __future__ import annotations
@@ -87,18 +93,37 @@ def step(name: str, command: list[str], env: dict[str, str]) -> dict[str, object
     return {k: found[k] for k in ("seconds", "rss_mb", "last")}
 
 
+def _before(src: str, base: Path, env: dict[str, str], s3syncer: list[str]) -> dict[str, object]:
+    """The seed, warm verify and no-op --all of the s3syncer in ``src``, into bucket dst0."""
+    env = {**env, "PYTHONPATH": str(Path(src).resolve())}
+    env["S3SYNCER_STATE_DIR"] = str(base / "state-before")
+    sides = ["--source", "s3://src/reg", "--dest", "s3://dst0/reg"]
+    found: dict[str, object] = {}
+    found["seed"] = step("before: `replicate --all` (seed, cold cache)", [*s3syncer,
+                         "replicate", "--all", *sides], env)  # fmt: skip
+    found["verify"] = step("before: `verify` (warm)", [*s3syncer, "verify", *sides], env)
+    found["noop_all"] = step("before: `replicate --all`, nothing to do (warm)", [*s3syncer,
+                             "replicate", "--all", *sides], env)  # fmt: skip
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tags", type=int, default=3000)
     parser.add_argument("--workdir")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_pass.json"))
+    parser.add_argument("--src", help="run s3syncer from this src tree (default: installed)")
+    parser.add_argument("--before", help="also measure the s3syncer of this src tree")
     args = parser.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="s3syncer-fullpass-"))
-    results: dict[str, object] = {"tags": args.tags}
-    with run_seaweedfs(base / "s3", ["src", "dst", "copy"], startup_timeout=120) as server:
+    results: dict[str, object] = {"tags": args.tags, "src": args.src, "before_src": args.before}
+    buckets = ["src", "dst", "copy", *(["dst0"] if args.before else [])]
+    with run_seaweedfs(base / "s3", buckets, startup_timeout=120) as server:
         results["fill_s"] = fill(server, args.tags)
         env = {**os.environ, **server.env("source"), **server.env("dest"), **_rclone_env(server)}
         env["S3SYNCER_STATE_DIR"] = str(base / "state")
+        if args.src:
+            env["PYTHONPATH"] = str(Path(args.src).resolve())
         sides = ["--source", "s3://src/reg", "--dest", "s3://dst/reg"]
         s3syncer = [sys.executable, "-m", "s3syncer"]
         rclone = [tool("rclone"), "sync", "--checksum", "s3:src", "s3:copy"]
@@ -113,6 +138,8 @@ def main() -> None:
         results["noop_all"] = step("`replicate --all`, nothing to do (warm)", [*s3syncer,
                                    "replicate", "--all", *sides], env)  # fmt: skip
         results["noop_rclone"] = step("`rclone sync --checksum`, nothing to do", rclone, env)
+        if args.before:
+            results["before"] = _before(args.before, base, env, s3syncer)
     floor = float(results["listing"]["seconds"])  # type: ignore[index]
     ratios = {
         "verify / listing": float(results["verify"]["seconds"]) / floor,  # type: ignore[index]

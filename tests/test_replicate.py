@@ -34,9 +34,10 @@ from registry_harness import (
     skopeo_push,
 )
 from s3_harness import EventSink, S3Server, run_s3_registry, run_seaweedfs, tool
-from s3syncer.replicate import Location, Replicator
+from s3syncer.replicate import Location, Replicator, copier
 from s3syncer.replicate.changes import replay
 from s3syncer.replicate.layout import BlobRef, Layout, LayoutError, parse_manifest
+from s3syncer.replicate.plan import runs_of_repositories
 from s3syncer.replicate.sides import Listed, Side
 from waiting import wait_until
 
@@ -337,6 +338,56 @@ def test_all_writes_a_link_the_listing_lacks_or_shows_wrong() -> None:
     assert store.objects[("dst", current)] == image["digest"].encode()
     assert store.objects[("dst", revision)] != wrong
     assert other in store.gets[gets:]
+
+
+def test_runs_of_repositories_keep_each_repository_whole() -> None:
+    items = [("b", 1), ("a", 1), ("b", 2), ("c", 1), ("a", 2), ("a", 3), ("d", 1)]
+    runs = list(runs_of_repositories(items, 3))
+    assert runs == [[("b", 1), ("b", 2)], [("a", 1), ("a", 2), ("a", 3)], [("c", 1), ("d", 1)]]
+    assert list(runs_of_repositories(items, 1)) == [
+        [("b", 1), ("b", 2)], [("a", 1), ("a", 2), ("a", 3)], [("c", 1)], [("d", 1)]
+    ]  # fmt: skip
+
+
+def test_a_pass_in_runs_copies_each_blob_once_and_each_tag_after_its_closure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runs of one repository each write what one run writes, a shared blob once."""
+    store = FakeS3()
+    base = _blob(store, b"a base layer every image shares")
+    events, closures = [], {}
+    for i in range(6):
+        repo = f"team/app{i % 3}"
+        own = [_blob(store, f"config-{i}".encode()), _blob(store, f"layer-{i % 2}".encode())]
+        body = {"schemaVersion": 2, "config": own[0], "layers": [base, own[1]]}
+        digest = _blob(store, json.dumps(body).encode())["digest"]
+        events.append(_tag_push(repo, f"v{i}", digest))
+        closures[(repo, f"v{i}")] = [digest, base["digest"], *(b["digest"] for b in own)]
+    whole_store = FakeS3(dict(store.objects))
+    whole = _run(whole_store, events)
+    monkeypatch.setattr(copier, "RUN_TAGS", 1)
+    runs = _run(store, events)
+    assert runs.problems == whole.problems == []
+    blobs = [k for k in store.writes if "/blobs/" in k]
+    assert len(blobs) == len(set(blobs)) == 6 * 2 + 1 + 2  # manifests and configs, 3 layers
+    assert sorted(store.writes) == sorted(whole_store.writes)
+    assert sorted(store.heads) == sorted(whole_store.heads)  # nor asked after twice
+    counted = ("manifests", "manifests_copied", "blobs_copied", "blobs_skipped", "links_written")
+    assert [getattr(runs.stats, n) for n in counted] == [getattr(whole.stats, n) for n in counted]
+    assert runs.report.repaired == whole.report.repaired == 6
+    layout = Layout()
+    # it did run in three runs: a later repository's blob after an earlier one's tag
+    first_tag = min(i for i, k in enumerate(store.writes) if k.endswith("/current/link"))
+    assert max(i for i, k in enumerate(store.writes) if "/blobs/" in k) > first_tag
+    for (repo, tag), digests in closures.items():
+        current = store.writes.index(layout.tag_current_link(repo, tag))
+        needed = [layout.blob_data(d) for d in digests]
+        needed += [layout.layer_link(repo, d) for d in digests[1:]]
+        needed += [
+            layout.revision_link(repo, digests[0]),
+            layout.tag_index_link(repo, tag, digests[0]),
+        ]
+        assert all(store.writes.index(key) < current for key in needed), (repo, tag)
 
 
 def test_missing_layer_leaves_no_link_to_it() -> None:

@@ -11,7 +11,8 @@ Tools a command runs, never part of the daemon. The parts, one concern each:
   the source is read first), :mod:`.keep` (deletes wait for their window), :mod:`.sweep`
   (what nothing references goes, after the window and one full pass);
 * the plan: :mod:`.layout` (Distribution's storage keys, manifests' references),
-  :mod:`.catalog` (the listings both sides start from), :mod:`.plan` (closures, bounded),
+  :mod:`.catalog` (the listings both sides start from, each held compactly by
+  :mod:`.listing`), :mod:`.plan` (closures, bounded),
   :mod:`.cache` (what never changes, kept across runs) and :mod:`.screen` (gone or refused);
 * the copier: :mod:`.pool` (the run's worker threads), :mod:`.transfer` (blob bodies),
   :mod:`.writes` (links, tags, deletes) and :mod:`.copier` (the order that keeps the mirror

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from .cache import ClosureCache
 from .layout import Layout
+from .listing import Listed, ListedTree
 from .plan import MAX_LINK_BYTES, parse_link
-from .sides import Listed, Side, describe
+from .sides import Side, describe
 
 Tag = tuple[str, str]
 Mapper = Callable[[Callable[[Tag], str | None], list[Tag], str | None], list[str | None]]
@@ -28,7 +29,7 @@ class EmptySourceError(Exception):
     """The source lists no tag at all while the mirror has some: most likely a wrong root."""
 
 
-def list_tree(side: Side) -> dict[str, Listed]:
+def list_tree(side: Side) -> ListedTree:
     """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
     try:
         return side.list_objects(side.layout.repositories)
@@ -36,7 +37,7 @@ def list_tree(side: Side) -> dict[str, Listed]:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_blobs(side: Side) -> dict[str, Listed]:
+def list_blobs(side: Side) -> ListedTree:
     """Every key of ``side``'s ``blobs/`` tree, its size and ETag; ListingError.
 
     About a thousand keys a request: a full pass learns every blob's size and ETag from a few
@@ -48,9 +49,7 @@ def list_blobs(side: Side) -> dict[str, Listed]:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
 
-def list_in_parallel(
-    listings: Sequence[Callable[[], dict[str, Listed]]],
-) -> list[dict[str, Listed]]:
+def list_in_parallel(listings: Sequence[Callable[[], ListedTree]]) -> list[ListedTree]:
     """Run the ``listings`` at once, one thread each: a pass costs the longest, not the sum."""
     with ThreadPoolExecutor(max_workers=max(1, len(listings)), thread_name_prefix="list") as ex:
         futures = [ex.submit(listing) for listing in listings]
@@ -60,12 +59,12 @@ def list_in_parallel(
 @dataclass(frozen=True)
 class Listings:
     """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
-    from, taken at once."""
+    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order."""
 
-    source_tree: dict[str, Listed]
-    dest_tree: dict[str, Listed]
-    source_blobs: dict[str, Listed]
-    dest_blobs: dict[str, Listed]
+    source_tree: Mapping[str, Listed]
+    dest_tree: Mapping[str, Listed]
+    source_blobs: Mapping[str, Listed]
+    dest_blobs: Mapping[str, Listed]
 
 
 def list_both(source: Side, dest: Side) -> Listings:

@@ -8,6 +8,10 @@ destination point at content it does not have:
 3. ``_manifests/revisions`` links, children before the index that lists them;
 4. the tag's ``index`` link, and 5. the tag's ``current/link`` last.
 
+A full pass of many tags takes them a run of whole repositories at a time (about 2,000 tags),
+each run through the five steps: layer, revision and tag links are each one repository's, so
+the order holds for each of them; a blob copied by an earlier run is not copied again.
+
 A manifest whose closure is not complete (missing source object, permission error, failed
 copy) gets no revision link and no tag; each problem is one line of the run's
 :class:`~.report.RunReport`, which counts and prints what the run did.
@@ -22,7 +26,7 @@ from typing import IO
 from .cache import ClosureCache
 from .changes import Changes
 from .layout import BlobRef
-from .plan import Plan, discover
+from .plan import Plan, discover, runs_of_repositories
 from .pool import Pool
 from .report import RunReport, Stats, repaired
 from .screen import gone_from_source, refused
@@ -30,6 +34,10 @@ from .sides import Listed, Side, describe, etags_are_md5
 from .sizes import SERVER_COPY_LIMIT, STREAM_PUT_LIMIT
 from .transfer import CopyMismatchError, Transfers
 from .writes import MirrorWriter
+
+# Tags a run copies at once: what the run holds of each (its closure, its links' state) is
+# held for one run at a time, not for every tag of a large registry
+RUN_TAGS = 2000
 
 
 class Replicator:
@@ -120,24 +128,40 @@ class Replicator:
         pushed = [item for item in pushed if item not in gone and item not in past]
         for error in dict.fromkeys(e for _r, digest in pushed for e in plan.errors(digest)):
             self._problem(error)
-        plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in pushed]
+        tags: dict[str, list[tuple[str, str, str]]] = {}
+        for repo, tag, d in changes.tag_pushes():
+            if (repo, d) not in gone and (repo, d) not in past:
+                tags.setdefault(repo, []).append((repo, tag, d))
+        plan.forget()  # the screening walked every closure: each run walks its own again
+        self.report.repaired = 0
+        for run in runs_of_repositories(pushed, RUN_TAGS):
+            repositories = dict.fromkeys(repo for repo, _d in run)
+            self._copy_run(plan, run, [t for repo in repositories for t in tags.pop(repo, [])])
+        if tags:  # a tag of no pushed manifest cannot be: reported as not complete, if so
+            self._copy_run(plan, [], [t for repo_tags in tags.values() for t in repo_tags])
+        if delete:
+            self.pool.map(self.writer.delete_tag, changes.tag_deletes(), False)
+            self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
+        return not self.problems
+
+    def _copy_run(
+        self, plan: Plan, run: list[tuple[str, str]], tags: list[tuple[str, str, str]]
+    ) -> None:
+        """Steps 1. to 5. for the manifests ``run`` pushes (whole repositories) and their
+        ``tags``; then forget all but which blobs are done, for the next run."""
+        plan.wanted = [(repo, digest, plan.closure(digest)) for repo, digest in run]
         self._copy_blobs(plan)  # 1.
         self._write_layer_links(plan)  # 2.
         self._write_revision_links(plan)  # 3.
         for repo, digest, closure in plan.wanted:
             if closure is not None and not plan.revision_ok.get((repo, digest)):
                 self._problem(f"{repo}@{digest}: incomplete in the destination, not linked")
-        tags = [
-            (repo, tag, d)
-            for repo, tag, d in changes.tag_pushes()
-            if (repo, d) not in gone and (repo, d) not in past
-        ]
         self._write_tags(plan, tags)  # 4. and 5.
-        self.report.repaired = repaired(plan, self.report, self.dest.layout, tags)
-        if delete:
-            self.pool.map(self.writer.delete_tag, changes.tag_deletes(), False)
-            self.pool.map(self.writer.delete_revision, changes.manifest_deletes(), False)
-        return not self.problems
+        self.report.repaired += repaired(plan, self.report, self.dest.layout, tags)
+        # every link is one repository's, and no later run has a tag of these: what they
+        # wrote tells no later tag anything (the blobs copied, any repository's, still do)
+        self.report.written.clear()
+        plan.forget()
 
     def _copy_blob(self, ref: BlobRef, *, manifest: bool = False) -> str:
         """Copy one blob unless present with the same size: "ok", "failed" or "absent".
@@ -197,17 +221,20 @@ class Replicator:
         return self.dest.head_size(dst_key), size
 
     def _copy_blobs(self, plan: Plan) -> None:
-        manifest_digests = plan.manifest_digests()
-        self.stats.manifests = len(manifest_digests)
+        """Copy the blobs and manifests of ``plan.wanted`` that no earlier run has done."""
+        manifest_digests = [d for d in plan.manifest_digests() if d not in plan.blob_state]
+        self.stats.manifests += len(manifest_digests)
 
         def put_manifest(digest: str) -> bool:
             # copied like any blob, not written from memory: a run keeps no manifest's bytes
             ref = BlobRef(digest, plan.manifests[digest].size)
             return self._copy_blob(ref, manifest=True) == "ok"
 
-        refs = plan.blob_refs()
+        refs = [ref for ref in plan.blob_refs() if ref.digest not in plan.blob_state]
         results = self.pool.map(self._copy_blob, refs, "failed")
-        plan.blob_state = {ref.digest: state for ref, state in zip(refs, results, strict=True)}
+        plan.blob_state.update(
+            (ref.digest, state) for ref, state in zip(refs, results, strict=True)
+        )
         manifest_results = self.pool.map(put_manifest, manifest_digests, False)
         for digest, ok in zip(manifest_digests, manifest_results, strict=True):
             plan.blob_state[digest] = "ok" if ok else "failed"

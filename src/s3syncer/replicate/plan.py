@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from .cache import ClosureCache
 from .layout import BlobRef, LayoutError, check_digest, content_digest, parse_manifest
@@ -33,7 +34,7 @@ LARGE_MANIFEST = 256 * 1024
 _large_parse = threading.Lock()
 
 
-@dataclass
+@dataclass(slots=True)
 class Manifest:
     """One manifest as read from a side: its size and references, or why it is unusable."""
 
@@ -96,17 +97,31 @@ def discover(
     not read, when ``listed`` (the side's ``blobs/`` tree, if the run listed it) shows it.
     """
     found: dict[str, Manifest] = {}
+    # one object for each digest and each blob reference, however many manifests name it:
+    # the tags of a registry share their base layers, and a full pass holds every manifest
+    shared: dict[object, object] = {}
     level = list(dict.fromkeys(roots))
     for _depth in range(MAX_DEPTH + 1):
         if not level:
             break
         results = map_(lambda digest: _cached_or_fetched(side, digest, cache, listed), level, None)
         for digest, manifest in zip(level, results, strict=True):
-            found[digest] = manifest or Manifest(digest, error=f"manifest {digest}: failed")
+            if manifest is None:
+                found[digest] = Manifest(digest, error=f"manifest {digest}: failed")
+            else:
+                found[digest] = _share(manifest, shared)
         level = list(
             dict.fromkeys(child for d in level for child in found[d].children if child not in found)
         )
     return found
+
+
+def _share(manifest: Manifest, shared: dict[object, object]) -> Manifest:
+    """``manifest`` with its children and blob references replaced by equal ones already
+    held, if any (``shared`` maps each to itself)."""
+    manifest.children = tuple(cast("str", shared.setdefault(c, c)) for c in manifest.children)
+    manifest.blobs = tuple(cast("BlobRef", shared.setdefault(b, b)) for b in manifest.blobs)
+    return manifest
 
 
 def _cached_or_fetched(
@@ -139,6 +154,7 @@ def parse_link(data: bytes) -> str:
 
 
 Closure = tuple[set[str], set[BlobRef]]
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 @dataclass
@@ -192,6 +208,12 @@ class Plan:
             queue.extend((child, depth + 1) for child in manifest.children)
         return manifests, blobs
 
+    def forget(self) -> None:
+        """Drop the closures walked so far and the links' state, keeping which blobs are done
+        (``blob_state``): a later run walks its own closures again, from ``manifests``."""
+        self._closures.clear()
+        self.wanted, self.link_ok, self.revision_ok = [], {}, {}
+
     def errors(self, digest: str) -> list[str]:
         """Why the closure of ``digest`` is unknown: the errors of the manifests it reaches."""
         seen: set[str] = set()
@@ -227,3 +249,20 @@ class Plan:
     def manifest_digests(self) -> list[str]:
         """Every manifest of the wanted closures, sorted."""
         return sorted({m for _r, _d, c in self.wanted if c for m in c[0]})
+
+
+def runs_of_repositories(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` (each a tuple whose first element is a repository) in runs of about ``size``,
+    each of whole repositories: the items of one repository are gathered into one run, in
+    the order the repositories first come. A repository larger than ``size`` is one run."""
+    by_repository: dict[str, list[T]] = {}
+    for item in items:
+        by_repository.setdefault(item[0], []).append(item)
+    run: list[T] = []
+    for group in by_repository.values():
+        if run and len(run) + len(group) > size:
+            yield run
+            run = []
+        run.extend(group)
+    if run:
+        yield run

@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from .arguments import Location, SideConfig
 from .layout import Layout
 
+# Listed and md5_form moved to .listing with the compact listing: importable from here still
+from .listing import Listed as Listed  # noqa: PLC0414 - a re-export
+from .listing import ListedTree
+from .listing import md5_form as md5_form  # noqa: PLC0414 - a re-export
+
 if TYPE_CHECKING:
     import botocore.session
     from botocore.loaders import Loader
@@ -221,59 +226,6 @@ class Head:
     archive: str | None = None
 
 
-def _is_md5(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
-
-
-def md5_form(etag: str) -> str | None:
-    """An ETag as a value that differs exactly when the bytes do, or None when it cannot be.
-
-    A plain ETag is the MD5 of the bytes: what S3 gives an object written in one request,
-    unencrypted or SSE-S3. A one-part multipart ETag (``X-1``) is the MD5 of that MD5, as a
-    registry's upload often leaves a blob: so a plain one is turned into that form to compare.
-    Other multipart ETags depend on where the parts were cut: no comparison.
-    """
-    if _is_md5(etag):
-        return hashlib.md5(bytes.fromhex(etag), usedforsecurity=False).hexdigest()
-    head, _, parts = etag.partition("-")
-    return head if parts == "1" and _is_md5(head) else None
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One key as a listing shows it: its size, its ETag (without the quotes), its archive."""
-
-    size: int
-    etag: str
-    archive: str | None = None
-    tiered: bool = False  # INTELLIGENT_TIERING: only a HEAD tells if it sits in an archive tier
-    # the store's LastModified (POSIX seconds, its clock): what the sweep compares with the
-    # previous full pass, never with this host's clock
-    modified: float = 0.0
-
-    def differs(self, other: Listed | None) -> bool:
-        """Whether the listings prove the two objects hold other bytes: their sizes, or ETags
-        that both derive from the MD5 of the bytes (:func:`md5_form`) and differ. Same-size
-        corruption is caught without reading a byte."""
-        if other is None:
-            return False
-        if self.size != other.size:
-            return True
-        mine, theirs = md5_form(self.etag), md5_form(other.etag)
-        return mine is not None and theirs is not None and mine != theirs
-
-    def holds(self, body: bytes) -> bool | None:
-        """Whether the object holds exactly ``body``, as far as the listing tells.
-
-        False when the size differs; True when the ETag is ``body``'s MD5 (what S3 gives an
-        object written in one PUT, unencrypted or SSE-S3); None when the ETag cannot tell
-        (SSE-KMS, SSE-C and multipart ETags are not the MD5): read the object to know.
-        """
-        if self.size != len(body):
-            return False
-        return self.etag == hashlib.md5(body, usedforsecurity=False).hexdigest() or None
-
-
 @dataclass(frozen=True)
 class Side:
     """One registry storage: a client, the bucket and root, and its key layout."""
@@ -350,13 +302,15 @@ class Side:
         """Remove one object."""
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def list_objects(self, prefix: str) -> dict[str, Listed]:
-        """Every key under ``prefix``, its size and ETag, in key order (one paginated listing)."""
-        found: dict[str, Listed] = {}
+    def list_objects(self, prefix: str) -> ListedTree:
+        """Every key under ``prefix``, its size and ETag, in key order (one paginated listing),
+        held compactly: a pass holds several whole."""
+        found = ListedTree(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            found.update((obj["Key"], _listed(obj)) for obj in page.get("Contents", []))
-        return found
+            for obj in page.get("Contents", []):
+                found.add(obj["Key"], _listed(obj))
+        return found.done()
 
     def has_keys(self, prefix: str) -> bool:
         """Whether any key starts with ``prefix`` (one listing request of one key)."""

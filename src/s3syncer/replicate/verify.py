@@ -35,7 +35,7 @@ from .catalog import (
 from .durations import DEFAULT_KEEP
 from .keep import KeptDeletes
 from .layout import BlobRef, LayoutError, check_digest, link_body
-from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest
+from .plan import MAX_LINK_BYTES, Closure, Plan, discover, read_manifest, runs_of_repositories
 from .pool import Pool
 from .result_file import write_result
 from .roots import WrongRootError, check_root
@@ -46,6 +46,8 @@ from .verify_report import PROG, Report
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
 K = TypeVar("K", bound=Hashable)
 Link = tuple[str, str]  # a link file's key, and the digest it must hold
+# Tags whose links are listed and checked together: a few MB of keys, however large the registry
+LINK_RUN = 2000
 
 
 class Verifier:
@@ -104,28 +106,33 @@ class Verifier:
         blobs = {ref for c in complete.values() for ref in c[1]}
         bad_manifests = self._each(self._check_manifest, manifests)
         bad_blobs = self._each(self._check_blob, blobs)
-        matched = {t for t in complete if have.get(t) == want[t]}
-        link_items = {
-            t: self._links(*t, want[t], c, current=t in matched) for t, c in complete.items()
-        }
-        bad_links = self._each(
-            lambda link: self._check_link(mirror, link),
-            (link for items in link_items.values() for link in items),
-        )
         report = Report(len(tags), len(manifests), len({ref.digest for ref in blobs}), self.deep)
         for bad, problem in unreadable.items():
             report.broken[bad] = [f"unreadable in the source ({problem})"]
-        for (repo, tag), digest in want.items():
-            mirrored = have.get((repo, tag)), garbled.get((repo, tag))
-            missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
-            if missing is None:
-                c = complete[(repo, tag)]
-                missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
-                missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
-                items = link_items[(repo, tag)]
-                missing += [bad_links[link] for link in items if link in bad_links]
-            if missing:
-                report.broken[(repo, tag)] = missing
+        for run in runs_of_repositories(want, LINK_RUN):
+            # the links of a run's tags, held for that run only: several keys a tag, they
+            # would be most of a large registry's memory if every tag's were held at once
+            link_items = {
+                t: self._links(*t, want[t], complete[t], current=have.get(t) == want[t])
+                for t in run
+                if t in complete
+            }
+            bad_links = self._each(
+                lambda link: self._check_link(mirror, link),
+                (link for items in link_items.values() for link in items),
+            )
+            for repo, tag in run:
+                digest = want[(repo, tag)]
+                mirrored = have.get((repo, tag)), garbled.get((repo, tag))
+                missing = self._tag_problems(digest, mirrored, closures[(repo, tag)], plan)
+                if missing is None:
+                    c = complete[(repo, tag)]
+                    missing = [bad_manifests[m] for m in sorted(c[0]) if m in bad_manifests]
+                    missing += [bad_blobs[r] for r in sorted(c[1], key=str) if r in bad_blobs]
+                    items = link_items[(repo, tag)]
+                    missing += [bad_links[link] for link in items if link in bad_links]
+                if missing:
+                    report.broken[(repo, tag)] = missing
         report.broken = dict(sorted(report.broken.items()))
         report.kept = self._kept(set(tags), mirror)
         return report
