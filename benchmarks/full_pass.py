@@ -8,7 +8,8 @@ timed with its peak RSS (``wait4``):
 * **listing**: every key of both buckets, whole (one boto3 client, paginated): the floor;
 * ``verify`` (warm: the cache knows every manifest and link);
 * ``replicate --all`` with nothing to do (warm);
-* ``rclone sync --checksum`` of the source to a copy of it, with nothing to do.
+* ``rclone sync --checksum`` of the source to a copy of it, with nothing to do;
+* ``replicate --all --delete`` with nothing to do, the sweep included (warm).
 
 Targets (issue 27): warm verify and no-op --all within 1.5x the listing; no-op --all at most
 half the no-op rclone sync; peak RSS at most 200 MB. Figures only: never a timed test.
@@ -138,6 +139,12 @@ def main() -> None:
         results["noop_all"] = step("`replicate --all`, nothing to do (warm)", [*s3syncer,
                                    "replicate", "--all", *sides], env)  # fmt: skip
         results["noop_rclone"] = step("`rclone sync --checksum`, nothing to do", rclone, env)
+        # the recommended setup's pass: --delete lists the kept deletes and sweeps; the first
+        # leaves the sweep's marker, the second is the one every reconcile makes
+        delete = [*s3syncer, "replicate", "--all", "--delete", *sides]
+        step("`replicate --all --delete` (leaves the sweep's marker)", delete, env)
+        results["noop_delete"] = step("`replicate --all --delete`, nothing to do (warm)",
+                                      delete, env)  # fmt: skip
         if args.before:
             results["before"] = _before(args.before, base, env, s3syncer)
     floor = float(results["listing"]["seconds"])  # type: ignore[index]
@@ -146,6 +153,7 @@ def main() -> None:
         "no-op --all / listing": float(results["noop_all"]["seconds"]) / floor,  # type: ignore[index]
         "no-op --all / no-op rclone": float(results["noop_all"]["seconds"])  # type: ignore[index]
         / float(results["noop_rclone"]["seconds"]),  # type: ignore[index]
+        "no-op --all --delete / listing": float(results["noop_delete"]["seconds"]) / floor,  # type: ignore[index]
     }
     results["ratios"] = ratios
     for name, value in ratios.items():
