@@ -7,13 +7,21 @@ import hashlib
 import random
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz_budget import examples
+from s3syncer.replicate.arguments import Location
+from s3syncer.replicate.catalog import list_both
+from s3syncer.replicate.layout import Layout
 from s3syncer.replicate.listing import CHUNK, Listed, ListedTree
 from s3syncer.replicate.pool import WINDOW_PER_JOB, Pool
+from s3syncer.replicate.sides import Side
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 PREFIX = "reg/docker/registry/v2/blobs/"
 _hex = st.text("0123456789abcdef", min_size=32, max_size=32)
@@ -150,3 +158,47 @@ def test_a_slow_item_does_not_hold_the_other_threads() -> None:
     with Pool(2, lambda _item, _exc: None) as pool:
         results = pool.map(work, range(count), False)
     assert results == [True] * count
+
+
+class _Pages:
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def paginate(self, *, Bucket: str, Prefix: str) -> Iterator[dict[str, object]]:  # noqa: N803
+        contents = [
+            {"Key": k, "Size": 71, "ETag": '"e"'} for k in self.keys if k.startswith(Prefix)
+        ]
+        yield {"Contents": contents}
+
+
+class _Client:
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def get_paginator(self, _name: str) -> _Pages:
+        return _Pages(self.keys)
+
+
+def test_a_pass_keeps_of_the_source_s_tree_only_what_it_reads() -> None:
+    """The tags' links always, the revision links for the sweep; never the layer and index
+    links that are most of a registry's keys. The mirror's tree is kept whole."""
+    layout, digest = Layout("reg"), "sha256:" + "a" * 64
+    keys = sorted(
+        [
+            layout.tag_current_link("team/app", "v1"),
+            layout.tag_index_link("team/app", "v1", digest),
+            layout.revision_link("team/app", digest),
+            layout.layer_link("team/app", digest),
+            layout.blob_data(digest),
+        ]
+    )
+    client = cast("S3Client", _Client(keys))
+    source, dest = Side(client, Location("src", "reg")), Side(client, Location("dst", "reg"))
+    tags = list_both(source, dest).source_tree
+    assert list(tags) == [layout.tag_current_link("team/app", "v1")]
+    for_the_sweep = list_both(source, dest, source_revisions=True).source_tree
+    assert set(for_the_sweep) == {
+        layout.tag_current_link("team/app", "v1"),
+        layout.revision_link("team/app", digest),
+    }
+    assert len(list_both(source, dest).dest_tree) == 4  # every key under repositories/

@@ -29,10 +29,11 @@ class EmptySourceError(Exception):
     """The source lists no tag at all while the mirror has some: most likely a wrong root."""
 
 
-def list_tree(side: Side) -> ListedTree:
-    """Every key of ``side``'s ``repositories/`` tree, its size and ETag; ListingError."""
+def list_tree(side: Side, keep: Callable[[str], bool] | None = None) -> ListedTree:
+    """Every key of ``side``'s ``repositories/`` tree (those ``keep`` keeps, if given), its
+    size and ETag; ListingError."""
     try:
-        return side.list_objects(side.layout.repositories)
+        return side.list_objects(side.layout.repositories, keep)
     except Exception as exc:
         raise ListingError(f"cannot list {side}: {describe(exc)}") from exc
 
@@ -59,7 +60,12 @@ def list_in_parallel(listings: Sequence[Callable[[], ListedTree]]) -> list[Liste
 @dataclass(frozen=True)
 class Listings:
     """Both sides' ``repositories/`` and ``blobs/`` trees: what a full pass or a proof starts
-    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order."""
+    from, taken at once; each a read-only mapping of key to :class:`Listed`, in key order.
+
+    Of the source's ``repositories/`` tree, only what a run reads is kept: the tags'
+    ``current/link`` keys, and its revision links for the sweep (``source_revisions``). Its
+    layer and index links, most of its keys, are read by nothing.
+    """
 
     source_tree: Mapping[str, Listed]
     dest_tree: Mapping[str, Listed]
@@ -67,12 +73,23 @@ class Listings:
     dest_blobs: Mapping[str, Listed]
 
 
-def list_both(source: Side, dest: Side) -> Listings:
+def list_both(source: Side, dest: Side, *, source_revisions: bool = False) -> Listings:
     """The four trees of :class:`Listings`, listed in parallel; ListingError."""
+    layout = source.layout
+
+    def read_by_a_run(key: str) -> bool:
+        if layout.tag_of(key) is not None:
+            return True
+        return (
+            source_revisions
+            and (found := layout.linked(key)) is not None
+            and (found[0] == "revision")
+        )
+
     return Listings(
         *list_in_parallel(
             [
-                lambda: list_tree(source),
+                lambda: list_tree(source, read_by_a_run),
                 lambda: list_tree(dest),
                 lambda: list_blobs(source),
                 lambda: list_blobs(dest),

@@ -145,7 +145,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         if given.full or given.events:  # a run with nothing to do sends no request
             check_root(session.source)
         # what a full pass finds already there, from listings rather than a HEAD per object
-        listed = list_both(session.source, session.dest) if given.full else None
+        listed = (
+            list_both(session.source, session.dest, source_revisions=args.delete)
+            if given.full
+            else None
+        )
         previous = _previous_pass(session, args) if given.full and args.delete else None
     except (ListingError, WrongRootError) as exc:
         _say(str(exc))

@@ -302,14 +302,15 @@ class Side:
         """Remove one object."""
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def list_objects(self, prefix: str) -> ListedTree:
-        """Every key under ``prefix``, its size and ETag, in key order (one paginated listing),
-        held compactly: a pass holds several whole."""
+    def list_objects(self, prefix: str, keep: Callable[[str], bool] | None = None) -> ListedTree:
+        """Every key under ``prefix`` (those ``keep`` keeps, if given), its size and ETag, in
+        key order (one paginated listing), held compactly: a pass holds several whole."""
         found = ListedTree(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                found.add(obj["Key"], _listed(obj))
+                if keep is None or keep(obj["Key"]):
+                    found.add(obj["Key"], _listed(obj))
         return found.done()
 
     def has_keys(self, prefix: str) -> bool:
