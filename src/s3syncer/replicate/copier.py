@@ -66,7 +66,7 @@ class Replicator:
         self.present = present  # the mirror's repositories/ tree, when a full pass listed it
         self.blobs = blobs  # the blobs/ trees of the source and the mirror, likewise
         self.cache = cache  # manifests' references and links' digests from earlier runs
-        self.plan: Plan | None = None  # the last replicate() call.s: its manifests, for the sweep
+        self.plan: Plan | None = None  # the last replicate() call's: its manifests, for the sweep
         self.server_side = server_side
         self.dry_run = dry_run
         self.report = RunReport(dry_run=dry_run, verbose=verbose, out=out)
