@@ -23,7 +23,7 @@ reference), and the run says why.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +33,7 @@ from .copier import Replicator
 from .keep import Entry, KeptDeletes
 from .layout import Layout
 from .plan import Plan, discover, read_link
-from .report import RunReport, count
+from .report import count
 from .sides import Side, describe, is_not_found
 
 MARKER = "s3syncer/last-full-pass"
@@ -114,13 +114,9 @@ def sweep(
     if reached is None:
         swept.skipped = refs.why or "a mirror manifest cannot be read; nothing swept"
         return swept
-    revisions = _revisions(dest.layout, listed, report)
-    source_has = {
-        (repo, digest)
-        for key in listed.source_tree
-        if (found := replicator.source.layout.linked(key)) and found[0] == "revision"
-        for _k, repo, digest in [found]
-    }
+    removed = {(repo, name) for kind, repo, name in report.deleted if kind == "revision"}
+    revisions = [r for r in _revisions(dest.layout, listed.dest_tree) if r not in removed]
+    source_has = set(_revisions(replicator.source.layout, listed.source_tree))
     orphans = sorted(
         r for r in revisions if r not in source_has and r[1] not in reached.get(r[0], ())
     )
@@ -154,17 +150,12 @@ class _References:
         self.why: str | None = None
 
     def _learn(self, digests: Iterable[str]) -> None:
+        # discover walks the children itself, as deep as a closure may go: past that, the
+        # closure is refused and the sweep stops, as for the run's own closures
         missing = [d for d in dict.fromkeys(digests) if d not in self.plan.manifests]
-        while missing:
+        if missing:
             r = self.replicator
-            found = discover(r.dest, missing, r.pool.map, r.cache)
-            self.plan.manifests.update(found)
-            missing = [
-                child
-                for manifest in found.values()
-                for child in manifest.children
-                if child not in self.plan.manifests
-            ]
+            self.plan.manifests.update(discover(r.dest, missing, r.pool.map, r.cache))
 
     def _closure(self, digest: str) -> tuple[set[str], set[str]] | None:
         closure = self.plan.closure(digest)
@@ -252,16 +243,12 @@ def _mirror_tags(
     return None if problems else digests
 
 
-def _revisions(layout: Layout, listed: Listings, report: RunReport) -> list[Revision]:
-    """The mirror's listed revisions, less those the run removed."""
-    removed = {(repo, name) for kind, repo, name in report.deleted if kind == "revision"}
-    found = dict.fromkeys(
-        (repo, digest)
-        for key in listed.dest_tree
-        if (linked := layout.linked(key)) and linked[0] == "revision"
-        for _kind, repo, digest in [linked]
-    )
-    return [item for item in found if item not in removed]
+def _revisions(layout: Layout, tree: Iterable[str]) -> Iterator[Revision]:
+    """The ``(repository, digest)`` of every revision link among a listing's keys."""
+    for key in tree:
+        linked = layout.linked(key)
+        if linked is not None and linked[0] == "revision":
+            yield linked[1], linked[2]
 
 
 def _retire(replicator: Replicator, kept: KeptDeletes, orphans: list[Revision]) -> set[Revision]:
